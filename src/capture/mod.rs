@@ -1,0 +1,14 @@
+//! Capture stage: packets from pcap/pcapng files or standard input, read through libpcap.
+
+pub mod offline;
+
+pub use offline::{CaptureError, OfflineCapture};
+
+/// One captured frame as libpcap hands it over.
+pub struct RawPacket<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts: u64,
+    /// Length on the wire (may exceed `data.len()` when a snaplen cut the frame).
+    pub wire_len: u32,
+    pub data: &'a [u8],
+}

@@ -1,0 +1,155 @@
+//! Classify stage: names each flow's protocol and Exchange service, from payload first and
+//! ports second.
+
+pub mod ports;
+
+use crate::flow::Flow;
+use crate::signatures::{PortEntry, Signatures};
+use ports::PortTable;
+use std::sync::Arc;
+
+/// How sure a classification is, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Confidence {
+    /// The flow's own bytes said so.
+    Payload,
+    /// Another flow announced this one (SIP/SDP, RPC endpoint mapper).
+    Expectation,
+    /// The server endpoint was confirmed by payload on another flow.
+    Endpoint,
+    /// Only the port suggests it.
+    Port,
+    /// Nothing does.
+    None,
+}
+
+impl Confidence {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Confidence::Payload => "payload",
+            Confidence::Expectation => "expectation",
+            Confidence::Endpoint => "endpoint",
+            Confidence::Port => "port",
+            Confidence::None => "none",
+        }
+    }
+}
+
+/// What a payload detector (or a cross-flow expectation) decided about a flow.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// `network.protocol` vocabulary.
+    pub protocol: &'static str,
+    /// Exchange-level service, when the payload names one.
+    pub service: Option<String>,
+    pub confidence: Confidence,
+    /// Short text: what decided.
+    pub evidence: String,
+    /// Extra record fields under their dotted ECS names (`url.domain`, `tls.version` ...).
+    pub fields: Vec<(&'static str, String)>,
+}
+
+/// The classification written on a flow's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub protocol: String,
+    pub service: String,
+    pub confidence: Confidence,
+    pub evidence: String,
+    /// What the port alone would have meant, when payload says otherwise.
+    pub port_mismatch: Option<String>,
+}
+
+/// Turns flows into verdicts using the signatures.
+pub struct Classifier {
+    pub sigs: Arc<Signatures>,
+    pub ports: PortTable,
+}
+
+impl Classifier {
+    pub fn new(sigs: Arc<Signatures>) -> Self {
+        let ports = PortTable::new(&sigs);
+        Classifier { sigs, ports }
+    }
+
+    /// Whether a port names a service (for the originator heuristic).
+    pub fn is_service_port(&self, proto: u8, port: u16) -> bool {
+        self.ports.is_service_port(&self.sigs, proto, port)
+    }
+
+    /// The port entry that describes a flow: its responder port, or for flows seen mid-stream
+    /// its originator port when only that one is known.
+    pub fn port_entry(&self, flow: &Flow) -> Option<(&PortEntry, u16)> {
+        let proto = flow.key.proto;
+        let (rp, op) = (flow.resp_port(), flow.orig_port());
+        self.ports
+            .lookup(&self.sigs, proto, rp)
+            .map(|e| (e, rp))
+            .or_else(|| {
+                flow.mid_stream
+                    .then(|| self.ports.lookup(&self.sigs, proto, op).map(|e| (e, op)))
+                    .flatten()
+            })
+    }
+
+    /// The verdict for a finished flow.
+    pub fn verdict(&self, flow: &Flow) -> Verdict {
+        let port = self.port_entry(flow);
+        let port_service = port.map(|(e, _)| &self.sigs.services[e.service]);
+        if let Some(d) = &flow.detection {
+            let service = d
+                .service
+                .clone()
+                .or_else(|| {
+                    port_service
+                        .filter(|s| s.protocol == d.protocol)
+                        .map(|s| s.name.clone())
+                })
+                .unwrap_or_else(|| d.protocol.to_string());
+            let port_mismatch = port_service
+                .filter(|s| s.protocol != d.protocol && d.protocol != "tls")
+                .map(|s| format!("{} ({})", s.name, s.protocol));
+            return Verdict {
+                protocol: d.protocol.to_string(),
+                service,
+                confidence: d.confidence,
+                evidence: d.evidence.clone(),
+                port_mismatch,
+            };
+        }
+        match port {
+            Some((e, p)) => {
+                let s = &self.sigs.services[e.service];
+                let t = if flow.key.proto == crate::decode::IPPROTO_UDP {
+                    "udp"
+                } else {
+                    "tcp"
+                };
+                let range = if e.lo == e.hi {
+                    String::new()
+                } else {
+                    format!(" in {}-{}", e.lo, e.hi)
+                };
+                Verdict {
+                    protocol: s.protocol.clone(),
+                    service: s.name.clone(),
+                    confidence: Confidence::Port,
+                    evidence: format!(
+                        "port {p}/{t}{range}{}: {} (reference section {})",
+                        if e.tls { " (implicit TLS)" } else { "" },
+                        s.name,
+                        e.section
+                    ),
+                    port_mismatch: None,
+                }
+            }
+            None => Verdict {
+                protocol: "unknown".to_string(),
+                service: "unknown".to_string(),
+                confidence: Confidence::None,
+                evidence: String::new(),
+                port_mismatch: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Decode stage: a captured frame becomes a view of its IP addresses, ports, flags and payload.
+//!
+//! Sits between `capture` (raw frames) and `flow` (per-connection state). Nothing here allocates
+//! except the IP fragment reassembler, whose memory is capped.
+
+pub mod frag;
+pub mod link;
+
+use etherparse::{LaxIpSlice, TcpSlice, UdpSlice};
+
+/// IP protocol numbers exwatch treats specially.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// TCP flag bits as they sit in the header's flags byte.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Why a frame could not be turned into a flow packet; each reason is counted in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Undecodable {
+    UnsupportedLinkType(i32),
+    TruncatedLink,
+    TooManyTags,
+    NonIp(u16),
+    BadIpVersion,
+    BadIpHeader,
+    TruncatedIp,
+    TruncatedTransport,
+    BadTransportHeader,
+    /// A fragment whose datagram never completed (timeout or end of input).
+    FragmentIncomplete,
+    /// A fragment that overlapped others with different bytes, or ran past 64 KiB.
+    FragmentInvalid,
+    /// A fragment refused because the reassembly memory cap was reached.
+    FragmentLimit,
+}
+
+impl Undecodable {
+    /// Short stable label for the summary and the JSON statistics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Undecodable::UnsupportedLinkType(_) => "unsupported-link-type",
+            Undecodable::TruncatedLink => "truncated-link-header",
+            Undecodable::TooManyTags => "too-many-encapsulation-tags",
+            Undecodable::NonIp(_) => "non-ip",
+            Undecodable::BadIpVersion => "bad-ip-version",
+            Undecodable::BadIpHeader => "bad-ip-header",
+            Undecodable::TruncatedIp => "truncated-ip-header",
+            Undecodable::TruncatedTransport => "truncated-transport-header",
+            Undecodable::BadTransportHeader => "bad-transport-header",
+            Undecodable::FragmentIncomplete => "ip-fragment-incomplete",
+            Undecodable::FragmentInvalid => "ip-fragment-invalid",
+            Undecodable::FragmentLimit => "ip-fragment-memory-cap",
+        }
+    }
+}
+
+/// Transport layer of a decoded packet.
+#[derive(Debug, Clone, Copy)]
+pub enum L4<'a> {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        /// The payload bytes captured (may be shorter than on the wire).
+        payload: &'a [u8],
+        /// Payload length on the wire, from the IP length fields.
+        payload_len: u32,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        payload: &'a [u8],
+        payload_len: u32,
+    },
+    /// ICMP or ICMPv6: type and code (type << 8 | code).
+    Icmp { type_code: u16 },
+    /// Any other IP protocol: counted as a flow without ports.
+    Other,
+}
+
+/// Addresses of an IP packet: IPv4 sits in the first four bytes, the rest zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpPair {
+    pub v6: bool,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// A frame decoded down to its transport layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    pub vlan: [u16; 2],
+    pub ip: IpPair,
+    pub proto: u8,
+    /// IP-level bytes on the wire (header and payload), summed into the flow's byte counts.
+    pub ip_len: u32,
+    pub l4: L4<'a>,
+}
+
+/// One IP fragment, to be handed to the reassembler.
+#[derive(Debug, Clone, Copy)]
+pub struct Fragment<'a> {
+    pub vlan: [u16; 2],
+    pub ip: IpPair,
+    /// Protocol of the datagram the fragment belongs to.
+    pub proto: u8,
+    pub id: u32,
+    /// Byte offset of `data` within the datagram's payload.
+    pub offset: u32,
+    pub more: bool,
+    pub data: &'a [u8],
+    /// Whether `data` holds every byte the header announced (no snaplen cut).
+    pub complete: bool,
+    pub ip_len: u32,
+}
+
+/// A decoded frame: a whole packet, or a fragment that still needs its siblings.
+#[derive(Debug, Clone, Copy)]
+pub enum Decoded<'a> {
+    Packet(Packet<'a>),
+    Fragment(Fragment<'a>),
+}
+
+fn addr4(b: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&b);
+    a
+}
+
+/// Decode one frame of link type `linktype`.
+pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, Undecodable> {
+    let link = link::strip(linktype, frame)?;
+    decode_ip(link.ip, link.vlan)
+}
+
+/// Decode an IP packet (v4 or v6, extension headers walked).
+pub fn decode_ip(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecodable> {
+    use etherparse::err::ip::LaxHeaderSliceError as E;
+    let (ip, _ext_err) = LaxIpSlice::from_slice(data).map_err(|e| match e {
+        E::Len(_) => Undecodable::TruncatedIp,
+        E::Content(etherparse::err::ip::HeaderError::UnsupportedIpVersion { .. }) => {
+            Undecodable::BadIpVersion
+        }
+        E::Content(_) => Undecodable::BadIpHeader,
+    })?;
+    let payload = ip.payload();
+    let header_len = payload.payload.as_ptr() as usize - data.as_ptr() as usize;
+    let (pair, ip_len, frag) = match &ip {
+        LaxIpSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let total = u32::from(h.total_len());
+            // A zero or too-small total length (TSO captures) falls back to what was captured.
+            let ip_len = if total as usize >= header_len {
+                total
+            } else {
+                data.len() as u32
+            };
+            let pair = IpPair {
+                v6: false,
+                src: addr4(h.source()),
+                dst: addr4(h.destination()),
+            };
+            let frag = if h.is_fragmenting_payload() {
+                Some((
+                    u32::from(h.identification()),
+                    u32::from(h.fragments_offset().value()) * 8,
+                    h.more_fragments(),
+                ))
+            } else {
+                None
+            };
+            (pair, ip_len, frag)
+        }
+        LaxIpSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let plen = u32::from(h.payload_length());
+            let ip_len = if plen == 0 {
+                data.len() as u32
+            } else {
+                40 + plen
+            };
+            let pair = IpPair {
+                v6: true,
+                src: h.source(),
+                dst: h.destination(),
+            };
+            let mut frag = None;
+            if v6.is_payload_fragmented() {
+                for ext in v6.extensions().clone().into_iter() {
+                    if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
+                        frag = Some((
+                            f.identification(),
+                            u32::from(f.fragment_offset().value()) * 8,
+                            f.more_fragments(),
+                        ));
+                    }
+                }
+            }
+            (pair, ip_len, frag)
+        }
+    };
+    let proto = payload.ip_number.0;
+    let l4_wire_len = ip_len.saturating_sub(header_len as u32);
+    if let Some((id, offset, more)) = frag {
+        return Ok(Decoded::Fragment(Fragment {
+            vlan,
+            ip: pair,
+            proto,
+            id,
+            offset,
+            more,
+            data: payload.payload,
+            complete: payload.payload.len() as u32 >= l4_wire_len,
+            ip_len,
+        }));
+    }
+    let l4 = decode_l4(proto, payload.payload, l4_wire_len)?;
+    Ok(Decoded::Packet(Packet {
+        vlan,
+        ip: pair,
+        proto,
+        ip_len,
+        l4,
+    }))
+}
+
+/// Decode a TCP or UDP header from `data`, the captured part of `wire_len` transport bytes.
+pub fn decode_l4(proto: u8, data: &[u8], wire_len: u32) -> Result<L4<'_>, Undecodable> {
+    match proto {
+        IPPROTO_TCP => {
+            use etherparse::err::tcp::HeaderSliceError as E;
+            let t = TcpSlice::from_slice(data).map_err(|e| match e {
+                E::Len(_) => Undecodable::TruncatedTransport,
+                E::Content(_) => Undecodable::BadTransportHeader,
+            })?;
+            let hlen = u32::from(t.data_offset()) * 4;
+            let flags = data[13];
+            Ok(L4::Tcp {
+                sport: t.source_port(),
+                dport: t.destination_port(),
+                seq: t.sequence_number(),
+                ack: t.acknowledgment_number(),
+                flags,
+                payload: t.payload(),
+                payload_len: wire_len.saturating_sub(hlen).max(t.payload().len() as u32),
+            })
+        }
+        IPPROTO_UDP => {
+            let u = UdpSlice::from_slice_lax(data).map_err(|_| Undecodable::TruncatedTransport)?;
+            Ok(L4::Udp {
+                sport: u.source_port(),
+                dport: u.destination_port(),
+                payload: u.payload(),
+                payload_len: wire_len.saturating_sub(8).max(u.payload().len() as u32),
+            })
+        }
+        1 | 58 => match data {
+            [t, c, ..] => Ok(L4::Icmp {
+                type_code: u16::from(*t) << 8 | u16::from(*c),
+            }),
+            _ => Err(Undecodable::TruncatedTransport),
+        },
+        _ => Ok(L4::Other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IPv4 + TCP SYN from 10.0.0.1:40000 to 10.0.0.2:25, no payload.
+    pub(crate) const SYN: [u8; 40] = [
+        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, //
+        0x9c, 0x40, 0, 25, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn ipv4_tcp_syn() {
+        let Ok(Decoded::Packet(p)) = decode_ip(&SYN, [0, 0]) else {
+            panic!("not decoded")
+        };
+        assert_eq!(p.ip_len, 40);
+        assert_eq!(&p.ip.src[..4], &[10, 0, 0, 1]);
+        match p.l4 {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+                payload_len,
+                ..
+            } => {
+                assert_eq!((sport, dport, flags, payload_len), (40000, 25, 0x02, 0));
+            }
+            _ => panic!("not tcp"),
+        }
+    }
+
+    #[test]
+    fn truncated_tcp_header_is_counted_not_panicking() {
+        let mut short = SYN[..30].to_vec();
+        short[3] = 30;
+        assert_eq!(
+            decode_ip(&short, [0, 0]).err(),
+            Some(Undecodable::TruncatedTransport)
+        );
+    }
+
+    #[test]
+    fn snaplen_cut_keeps_wire_length() {
+        let mut p = SYN.to_vec();
+        p[3] = 140; // 100 payload bytes on the wire, none captured
+        let Ok(Decoded::Packet(p)) = decode_ip(&p, [0, 0]) else {
+            panic!()
+        };
+        assert_eq!(p.ip_len, 140);
+        assert!(matches!(p.l4, L4::Tcp { payload_len: 100, payload, .. } if payload.is_empty()));
+    }
+
+    #[test]
+    fn hostile_ihl_and_version() {
+        let mut p = SYN.to_vec();
+        p[0] = 0x44;
+        assert_eq!(decode_ip(&p, [0, 0]).err(), Some(Undecodable::BadIpHeader));
+        p[0] = 0x75;
+        assert_eq!(decode_ip(&p, [0, 0]).err(), Some(Undecodable::BadIpVersion));
+        assert_eq!(decode_ip(&[], [0, 0]).err(), Some(Undecodable::TruncatedIp));
+    }
+
+    #[test]
+    fn ipv4_fragment_is_reported_as_fragment() {
+        let mut p = SYN.to_vec();
+        p[6] = 0x20; // more fragments, offset 0
+        assert!(matches!(
+            decode_ip(&p, [0, 0]),
+            Ok(Decoded::Fragment(Fragment {
+                offset: 0,
+                more: true,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn ipv6_udp_behind_hop_by_hop() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 24, 0, 64];
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        p.extend_from_slice(&[0; 12]);
+        p.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        p.extend_from_slice(&[0; 11]);
+        p.push(1);
+        // hop-by-hop: next = UDP, len 0 (8 bytes), PadN
+        p.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc4, 0, 16, 0, 0]);
+        p.extend_from_slice(b"INVITE s");
+        let Ok(Decoded::Packet(pk)) = decode_ip(&p, [0, 0]) else {
+            panic!()
+        };
+        assert!(pk.ip.v6);
+        assert!(
+            matches!(pk.l4, L4::Udp { sport: 5060, dport: 5060, payload, payload_len: 8 } if payload == b"INVITE s")
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Flow stage: bidirectional conversations, their counters, TCP state and expiry.
+//!
+//! Receives `FlowPacket`s from the decode stage (already keyed and sharded), keeps one small
+//! `Flow` per conversation in a per-worker `FlowTable`, and hands finished flows to `report`.
+
+pub mod key;
+pub mod table;
+pub mod tcp;
+
+pub use key::FlowKey;
+
+use crate::classify::Detection;
+use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
+
+/// One packet as the flow stage needs it: the key, counters and a window on its payload.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowPacket {
+    pub ts: u64,
+    pub hash: u64,
+    pub key: FlowKey,
+    /// The sender is the key's `lo` endpoint.
+    pub from_lo: bool,
+    pub tcp_flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    /// Frames this packet stands for (several when it was reassembled from fragments).
+    pub frames: u32,
+    pub ip_bytes: u32,
+    /// Transport payload length on the wire.
+    pub payload_len: u32,
+    /// Where its captured payload sits in the batch's byte buffer.
+    pub data_off: u32,
+    pub data_len: u32,
+    /// ICMP type and code (type << 8 | code), for the Community ID of ICMP flows.
+    pub icmp: u16,
+}
+
+/// Counters of one direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DirStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    /// `tcp::hist` bits seen from this side.
+    pub hist: u8,
+}
+
+/// Why a flow's record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndReason {
+    /// No packet for longer than its idle timeout.
+    Idle,
+    /// TCP closed (FIN both ways or RST) and the close delay passed, or the port was reused.
+    Closed,
+    /// Pushed out of a full flow table (`--max-flows`).
+    Eviction,
+    /// Still open when the input ended.
+    EndOfInput,
+}
+
+impl EndReason {
+    pub fn label(&self) -> &'static str {
+        match self {
+            EndReason::Idle => "idle",
+            EndReason::Closed => "closed",
+            EndReason::Eviction => "eviction",
+            EndReason::EndOfInput => "end-of-input",
+        }
+    }
+}
+
+/// Expiry classes; each has its own idle timeout and its own list in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Class {
+    /// TCP with only SYNs seen so far.
+    Attempt = 0,
+    Established = 1,
+    Closed = 2,
+    Udp = 3,
+    Other = 4,
+}
+
+pub const CLASSES: usize = 5;
+
+/// Idle timeouts per class, in nanoseconds of capture time.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub by_class: [u64; CLASSES],
+}
+
+impl Timeouts {
+    pub fn new(tcp_s: f64, syn_s: f64, udp_s: f64, other_s: f64, close_s: f64) -> Self {
+        let ns = |s: f64| (s * 1e9) as u64;
+        Timeouts {
+            by_class: [ns(syn_s), ns(tcp_s), ns(close_s), ns(udp_s), ns(other_s)],
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::new(300.0, 30.0, 60.0, 60.0, 5.0)
+    }
+}
+
+/// Index of the originator and responder in `Flow::dirs`.
+pub const ORIG: usize = 0;
+pub const RESP: usize = 1;
+
+/// Everything exwatch keeps about one conversation. Kept small: the table holds millions.
+#[derive(Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub hash: u64,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// `dirs[ORIG]` is the originator's side.
+    pub dirs: [DirStats; 2],
+    /// The originator is the key's `lo` endpoint.
+    pub orig_is_lo: bool,
+    /// The originator was guessed by the port heuristic (no SYN or SYN-ACK seen first).
+    pub mid_stream: bool,
+    /// Time of the originator's SYN, until the handshake completes.
+    pub syn_ts: u64,
+    /// Handshake round-trip time (SYN to the originator's first ACK), microseconds; 0 = unseen.
+    pub rtt_us: u32,
+    /// ICMP type and code of the first packet (type << 8 | code).
+    pub icmp_type_code: u16,
+    /// What payload inspection decided, once it has.
+    pub detection: Option<Box<Detection>>,
+    // Links of the table's per-class LRU list.
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    pub(crate) class: Class,
+}
+
+impl Flow {
+    /// Start a flow from its first packet. `is_service_port` answers whether a port is a known
+    /// service port, for deciding the originator when no handshake packet tells.
+    pub fn new(p: &FlowPacket, is_service_port: impl Fn(u8, u16) -> bool) -> Flow {
+        use crate::decode::tcp_flags::{ACK, SYN};
+        let k = &p.key;
+        let (sport, dport) = if p.from_lo {
+            (k.lo_port, k.hi_port)
+        } else {
+            (k.hi_port, k.lo_port)
+        };
+        let (orig_is_lo, mid_stream) = if k.proto == IPPROTO_TCP {
+            if p.tcp_flags & (SYN | ACK) == SYN {
+                (p.from_lo, false)
+            } else if p.tcp_flags & (SYN | ACK) == SYN | ACK {
+                (!p.from_lo, false)
+            } else {
+                (
+                    guess_orig_is_sender(k.proto, sport, dport, &is_service_port) == p.from_lo,
+                    true,
+                )
+            }
+        } else if k.proto == IPPROTO_UDP {
+            // UDP: the first sender originates, unless it sends from a service port to a
+            // port that is not one (a reply whose request was missed).
+            let sender_orig = guess_orig_is_sender(k.proto, sport, dport, &is_service_port);
+            (sender_orig == p.from_lo, !sender_orig)
+        } else {
+            (p.from_lo, false)
+        };
+        Flow {
+            key: p.key,
+            hash: p.hash,
+            first_ts: p.ts,
+            last_ts: p.ts,
+            dirs: [DirStats::default(); 2],
+            orig_is_lo,
+            mid_stream,
+            syn_ts: 0,
+            rtt_us: 0,
+            icmp_type_code: p.icmp,
+            detection: None,
+            prev: u32::MAX,
+            next: u32::MAX,
+            class: Class::Other,
+        }
+    }
+
+    /// Index into `dirs` for a packet whose sender is (or is not) the `lo` endpoint.
+    pub fn dir_of(&self, from_lo: bool) -> usize {
+        if from_lo == self.orig_is_lo {
+            ORIG
+        } else {
+            RESP
+        }
+    }
+
+    /// Account one packet.
+    pub fn update(&mut self, p: &FlowPacket) {
+        let d = self.dir_of(p.from_lo);
+        if p.ts > self.last_ts {
+            self.last_ts = p.ts;
+        }
+        if p.ts < self.first_ts {
+            self.first_ts = p.ts;
+        }
+        let s = &mut self.dirs[d];
+        s.packets += u64::from(p.frames);
+        s.bytes += u64::from(p.ip_bytes);
+        s.payload_bytes += u64::from(p.payload_len);
+        if self.key.proto == IPPROTO_TCP {
+            let b = tcp::bits(p.tcp_flags, p.payload_len);
+            s.hist |= b;
+            if d == ORIG && b & tcp::hist::SYN != 0 && self.syn_ts == 0 {
+                self.syn_ts = p.ts.max(1);
+            }
+            if d == ORIG
+                && self.rtt_us == 0
+                && self.syn_ts != 0
+                && b & (tcp::hist::ACK) != 0
+                && self.dirs[RESP].hist & tcp::hist::SYNACK != 0
+            {
+                self.rtt_us =
+                    (p.ts.saturating_sub(self.syn_ts) / 1000).clamp(1, u64::from(u32::MAX)) as u32;
+            }
+        } else if p.payload_len > 0 || p.frames > 0 {
+            s.hist |= tcp::hist::DATA;
+        }
+        self.class = self.current_class();
+    }
+
+    /// The expiry class the flow's state puts it in.
+    pub fn current_class(&self) -> Class {
+        use tcp::hist::*;
+        match self.key.proto {
+            IPPROTO_TCP => {
+                let (o, r) = (self.dirs[ORIG].hist, self.dirs[RESP].hist);
+                if (o | r) & RST != 0 || (o & FIN != 0 && r & FIN != 0) {
+                    Class::Closed
+                } else if r == 0 || (o | r) & !(SYN | SYNACK) == 0 {
+                    if o & !SYN == 0 && r & !SYNACK == 0 && !self.mid_stream {
+                        Class::Attempt
+                    } else {
+                        Class::Established
+                    }
+                } else {
+                    Class::Established
+                }
+            }
+            IPPROTO_UDP => Class::Udp,
+            _ => Class::Other,
+        }
+    }
+
+    /// Zeek-style connection state.
+    pub fn conn_state(&self) -> &'static str {
+        tcp::conn_state(self.dirs[ORIG].hist, self.dirs[RESP].hist, self.key.proto)
+    }
+
+    /// The originator's and the responder's (address bytes, port).
+    pub fn endpoints(&self) -> (([u8; 16], u16), ([u8; 16], u16)) {
+        let lo = (self.key.lo, self.key.lo_port);
+        let hi = (self.key.hi, self.key.hi_port);
+        if self.orig_is_lo {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        }
+    }
+
+    /// The responder's port, which names the service.
+    pub fn resp_port(&self) -> u16 {
+        self.endpoints().1 .1
+    }
+
+    /// The originator's port.
+    pub fn orig_port(&self) -> u16 {
+        self.endpoints().0 .1
+    }
+}
+
+/// Port heuristic for flows whose start was not seen: is the sender the originator?
+///
+/// A known service port marks the server; when both or neither are known, the lower port is
+/// taken as the server's (ephemeral ports are high). Ties keep the sender as originator.
+pub fn guess_orig_is_sender(
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    is_service_port: &impl Fn(u8, u16) -> bool,
+) -> bool {
+    match (is_service_port(proto, sport), is_service_port(proto, dport)) {
+        (true, false) => false,
+        (false, true) => true,
+        _ => sport >= dport,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::IpPair;
+
+    pub(crate) fn pkt(src: u8, sport: u16, dst: u8, dport: u16, flags: u8, ts: u64) -> FlowPacket {
+        let mut ip = IpPair {
+            v6: false,
+            src: [0; 16],
+            dst: [0; 16],
+        };
+        ip.src[..4].copy_from_slice(&[10, 0, 0, src]);
+        ip.dst[..4].copy_from_slice(&[10, 0, 0, dst]);
+        let (key, from_lo) = FlowKey::new(&ip, sport, dport, IPPROTO_TCP, [0, 0]);
+        FlowPacket {
+            ts,
+            hash: key.hash64(),
+            key,
+            from_lo,
+            tcp_flags: flags,
+            seq: 0,
+            ack: 0,
+            frames: 1,
+            ip_bytes: 40,
+            payload_len: 0,
+            data_off: 0,
+            data_len: 0,
+            icmp: 0,
+        }
+    }
+
+    fn known(_: u8, p: u16) -> bool {
+        p == 25
+    }
+
+    #[test]
+    fn syn_decides_originator_and_rtt() {
+        let syn = pkt(9, 50000, 2, 25, 0x02, 1_000_000);
+        let mut f = Flow::new(&syn, known);
+        f.update(&syn);
+        assert_eq!(f.class, Class::Attempt);
+        f.update(&pkt(2, 25, 9, 50000, 0x12, 2_000_000));
+        f.update(&pkt(9, 50000, 2, 25, 0x10, 3_000_000));
+        assert_eq!(f.resp_port(), 25);
+        assert!(!f.mid_stream);
+        assert_eq!(f.rtt_us, 2000);
+        assert_eq!(f.conn_state(), "S1");
+        assert_eq!(f.class, Class::Established);
+    }
+
+    #[test]
+    fn synack_first_reveals_server() {
+        let sa = pkt(2, 25, 9, 50000, 0x12, 0);
+        let f = Flow::new(&sa, known);
+        assert_eq!(f.resp_port(), 25);
+        assert!(!f.mid_stream);
+    }
+
+    #[test]
+    fn mid_stream_uses_service_port_then_lower_port() {
+        let data = pkt(2, 25, 9, 50000, 0x18, 0);
+        let f = Flow::new(&data, known);
+        assert_eq!(f.resp_port(), 25);
+        assert!(f.mid_stream);
+        let f = Flow::new(&pkt(2, 40000, 9, 50000, 0x18, 0), known);
+        assert_eq!(f.resp_port(), 40000);
+    }
+}

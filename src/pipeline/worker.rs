@@ -1,0 +1,163 @@
+//! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
+
+use super::{Batch, ToSink, ToWorker};
+use crate::classify::Classifier;
+use crate::decode::tcp_flags::{ACK, SYN};
+use crate::flow::table::FlowTable;
+use crate::flow::{Class, EndReason, Flow, FlowPacket, Timeouts};
+use crate::report::record::{self, FlowSummary};
+use crate::report::summary::WorkerStats;
+use crossbeam::channel::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Serialised records are handed to the sink once this many bytes have gathered.
+const FLUSH_BYTES: usize = 256 << 10;
+/// One packet in this many has its processing time measured.
+const SAMPLE_EVERY: u64 = 16;
+
+/// Per-shard flow tracking.
+pub struct Worker {
+    classifier: Arc<Classifier>,
+    table: FlowTable,
+    write_records: bool,
+    clock: u64,
+    json: Vec<u8>,
+    flows: Vec<FlowSummary>,
+    stats: WorkerStats,
+    expired: Vec<(Flow, EndReason)>,
+}
+
+impl Worker {
+    pub fn new(
+        classifier: Arc<Classifier>,
+        max_flows: usize,
+        timeouts: Timeouts,
+        write_records: bool,
+    ) -> Self {
+        Worker {
+            classifier,
+            table: FlowTable::new(max_flows, timeouts),
+            write_records,
+            clock: 0,
+            json: Vec::new(),
+            flows: Vec::new(),
+            stats: WorkerStats::new(),
+            expired: Vec::new(),
+        }
+    }
+
+    /// Process messages until the reader says the input has ended.
+    pub fn run(mut self, rx: Receiver<ToWorker>, sink: Sender<ToSink>, pool: Sender<Batch>) {
+        for msg in rx.iter() {
+            match msg {
+                ToWorker::Batch(mut b) => {
+                    for p in &b.pkts {
+                        let sample = self.stats.packets % SAMPLE_EVERY == 0;
+                        let t0 = sample.then(Instant::now);
+                        self.packet(p, &b.data);
+                        if let Some(t0) = t0 {
+                            self.stats
+                                .proc_ns
+                                .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+                        }
+                        self.stats.packets += 1;
+                    }
+                    // Safe only after the batch: every packet in it is at or before its clock.
+                    self.clock = self.clock.max(b.clock);
+                    self.expire();
+                    b.pkts.clear();
+                    b.data.clear();
+                    let _ = pool.send(b);
+                    if self.json.len() >= FLUSH_BYTES || self.flows.len() >= 4096 {
+                        self.send(&sink);
+                    }
+                }
+                ToWorker::Finish { clock } => {
+                    self.clock = self.clock.max(clock);
+                    for f in self.table.drain() {
+                        let reason = if self.table.is_idle(&f, self.clock) {
+                            idle_reason(&f)
+                        } else {
+                            EndReason::EndOfInput
+                        };
+                        self.emit(&f, reason);
+                    }
+                    break;
+                }
+            }
+        }
+        self.send(&sink);
+        let stats = std::mem::take(&mut self.stats);
+        let _ = sink.send(ToSink::Done(Box::new(stats)));
+    }
+
+    fn packet(&mut self, p: &FlowPacket, _data: &[u8]) {
+        if p.ts > self.clock {
+            self.clock = p.ts;
+        }
+        let mut slot = self.table.find(&p.key, p.hash);
+        if let Some(s) = slot {
+            let f = self.table.get(s);
+            let reuse = f.class == Class::Closed && p.tcp_flags & (SYN | ACK) == SYN;
+            if reuse || self.table.is_idle(f, p.ts) {
+                let f = self.table.remove(s);
+                let reason = if reuse {
+                    EndReason::Closed
+                } else {
+                    idle_reason(&f)
+                };
+                self.emit(&f, reason);
+                slot = None;
+            }
+        }
+        let s = match slot {
+            Some(s) => s,
+            None => {
+                if self.table.is_full() {
+                    if let Some(old) = self.table.evict_oldest() {
+                        self.stats.evictions += 1;
+                        self.emit(&old, EndReason::Eviction);
+                    }
+                }
+                let c = &self.classifier;
+                let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
+                self.table.insert(f, self.clock)
+            }
+        };
+        self.table.get_mut(s).update(p);
+        self.table.touch(s, self.clock);
+    }
+
+    fn expire(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.table.expire(self.clock, &mut expired);
+        for (f, reason) in expired.drain(..) {
+            self.emit(&f, reason);
+        }
+        self.expired = expired;
+    }
+
+    fn emit(&mut self, f: &Flow, reason: EndReason) {
+        let out = self.write_records.then_some(&mut self.json);
+        let summary = record::write(f, reason, &self.classifier, out);
+        self.flows.push(summary);
+    }
+
+    fn send(&mut self, sink: &Sender<ToSink>) {
+        if self.json.is_empty() && self.flows.is_empty() {
+            return;
+        }
+        let json = std::mem::take(&mut self.json);
+        let flows = std::mem::take(&mut self.flows);
+        let _ = sink.send(ToSink::Records { json, flows });
+    }
+}
+
+fn idle_reason(f: &Flow) -> EndReason {
+    if f.class == Class::Closed {
+        EndReason::Closed
+    } else {
+        EndReason::Idle
+    }
+}

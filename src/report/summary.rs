@@ -1,0 +1,275 @@
+//! The end-of-run summary: accounting of every packet read, and per-service tables.
+
+use super::record::FlowSummary;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Servers whose RTT distribution is kept separately; more are folded into their service.
+const MAX_SERVERS: usize = 4096;
+
+/// What the reader saw: every packet read is either decoded or undecodable for a reason.
+#[derive(Debug, Default, Clone)]
+pub struct ReadStats {
+    pub packets_read: u64,
+    pub decoded: u64,
+    pub undecodable: BTreeMap<&'static str, u64>,
+    pub datagrams_reassembled: u64,
+    pub files_read: u64,
+    pub files_failed: u64,
+}
+
+impl ReadStats {
+    pub fn undecodable_total(&self) -> u64 {
+        self.undecodable.values().sum()
+    }
+}
+
+/// What one worker measured.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub packets: u64,
+    pub evictions: u64,
+    /// Per-packet processing time in nanoseconds (sampled).
+    pub proc_ns: Histogram<u64>,
+}
+
+impl WorkerStats {
+    pub fn new() -> Self {
+        WorkerStats {
+            packets: 0,
+            evictions: 0,
+            proc_ns: Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("valid bounds"),
+        }
+    }
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+fn rtt_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
+}
+
+/// Everything the summary reports, accumulated by the sink.
+pub struct Summary {
+    pub read: ReadStats,
+    pub flows: u64,
+    pub by_end: BTreeMap<&'static str, u64>,
+    by_service: BTreeMap<(String, String), Totals>,
+    rtt_service: BTreeMap<String, Histogram<u64>>,
+    rtt_server: HashMap<(String, IpAddr, u16), Histogram<u64>>,
+    pub proc_ns: Histogram<u64>,
+    pub worker_packets: u64,
+    pub evictions: u64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn quantiles(h: &Histogram<u64>, scale: f64) -> (f64, f64, f64) {
+    (
+        h.value_at_quantile(0.5) as f64 / scale,
+        h.value_at_quantile(0.9) as f64 / scale,
+        h.value_at_quantile(0.99) as f64 / scale,
+    )
+}
+
+impl Summary {
+    pub fn new() -> Self {
+        Summary {
+            read: ReadStats::default(),
+            flows: 0,
+            by_end: BTreeMap::new(),
+            by_service: BTreeMap::new(),
+            rtt_service: BTreeMap::new(),
+            rtt_server: HashMap::new(),
+            proc_ns: WorkerStats::new().proc_ns,
+            worker_packets: 0,
+            evictions: 0,
+        }
+    }
+
+    /// Count one finished flow.
+    pub fn add_flow(&mut self, f: &FlowSummary) {
+        self.flows += 1;
+        *self.by_end.entry(f.end_reason.label()).or_default() += 1;
+        let t = self
+            .by_service
+            .entry((f.protocol.clone(), f.service.clone()))
+            .or_default();
+        t.flows += 1;
+        t.packets += f.packets;
+        t.bytes += f.bytes;
+        if f.rtt_us > 0 {
+            let v = u64::from(f.rtt_us);
+            self.rtt_service
+                .entry(f.service.clone())
+                .or_insert_with(rtt_hist)
+                .saturating_record(v);
+            let key = (f.service.clone(), f.server.0, f.server.1);
+            if let Some(h) = self.rtt_server.get_mut(&key) {
+                h.saturating_record(v);
+            } else if self.rtt_server.len() < MAX_SERVERS {
+                let mut h = rtt_hist();
+                h.saturating_record(v);
+                self.rtt_server.insert(key, h);
+            }
+        }
+    }
+
+    /// Fold in a worker's statistics.
+    pub fn add_worker(&mut self, w: &WorkerStats) {
+        self.worker_packets += w.packets;
+        self.evictions += w.evictions;
+        let _ = self.proc_ns.add(&w.proc_ns);
+    }
+
+    /// Machine-readable form (`--summary-json`).
+    pub fn to_json(&self) -> Value {
+        let services: Vec<Value> = self
+            .by_service
+            .iter()
+            .map(|((p, s), t)| {
+                let mut v = json!({"protocol": p, "service": s, "flows": t.flows, "packets": t.packets, "bytes": t.bytes});
+                if let Some(h) = self.rtt_service.get(s) {
+                    let (a, b, c) = quantiles(h, 1000.0);
+                    v["rtt_ms"] = json!({"p50": a, "p90": b, "p99": c, "count": h.len()});
+                }
+                v
+            })
+            .collect();
+        let mut servers: Vec<_> = self.rtt_server.iter().collect();
+        servers.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+        let servers: Vec<Value> = servers
+            .iter()
+            .map(|((s, ip, port), h)| {
+                let (a, b, c) = quantiles(h, 1000.0);
+                json!({"service": s, "server": format!("{}", SocketFmt(*ip, *port)), "count": h.len(), "p50_ms": a, "p90_ms": b, "p99_ms": c})
+            })
+            .collect();
+        let (p50, p90, p99) = quantiles(&self.proc_ns, 1.0);
+        json!({
+            "packets_read": self.read.packets_read,
+            "packets_decoded": self.read.decoded,
+            "packets_undecodable": self.read.undecodable_total(),
+            "undecodable": self.read.undecodable,
+            "datagrams_reassembled": self.read.datagrams_reassembled,
+            "files_read": self.read.files_read,
+            "files_failed": self.read.files_failed,
+            "flows": self.flows,
+            "flows_by_end_reason": self.by_end,
+            "evictions": self.evictions,
+            "services": services,
+            "rtt_by_server": servers,
+            "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
+        })
+    }
+
+    /// The human-readable summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let r = &self.read;
+        let _ = writeln!(s, "exwatch summary");
+        let _ = writeln!(
+            s,
+            "  packets read {:>12}   decoded {:>12}   undecodable {:>10}",
+            r.packets_read,
+            r.decoded,
+            r.undecodable_total()
+        );
+        for (reason, n) in &r.undecodable {
+            let _ = writeln!(s, "    undecodable: {reason:<28} {n:>10}");
+        }
+        if r.datagrams_reassembled > 0 {
+            let _ = writeln!(
+                s,
+                "  IP datagrams reassembled from fragments: {}",
+                r.datagrams_reassembled
+            );
+        }
+        let ends: Vec<String> = self
+            .by_end
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  flows {:>12}   ({})   evictions {}",
+            self.flows,
+            ends.join(", "),
+            self.evictions
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<24} {:>9} {:>11} {:>14}  {:>28}",
+            "protocol", "service", "flows", "packets", "bytes", "handshake RTT ms p50/p90/p99"
+        );
+        let mut rows: Vec<_> = self.by_service.iter().collect();
+        rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+        for ((p, svc), t) in rows {
+            let rtt = self.rtt_service.get(svc).map_or(String::new(), |h| {
+                let (a, b, c) = quantiles(h, 1000.0);
+                format!("{a:.2}/{b:.2}/{c:.2}")
+            });
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<24} {:>9} {:>11} {:>14}  {:>28}",
+                p, svc, t.flows, t.packets, t.bytes, rtt
+            );
+        }
+        if !self.rtt_server.is_empty() {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "  handshake RTT by server (top 10 by handshakes seen)");
+            let mut servers: Vec<_> = self.rtt_server.iter().collect();
+            servers.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+            for ((svc, ip, port), h) in servers.into_iter().take(10) {
+                let (a, b, c) = quantiles(h, 1000.0);
+                let _ = writeln!(
+                    s,
+                    "    {:<46} {:<20} n={:<7} {a:.2}/{b:.2}/{c:.2} ms",
+                    SocketFmt(*ip, *port).to_string(),
+                    svc,
+                    h.len()
+                );
+            }
+        }
+        if !self.proc_ns.is_empty() {
+            let (a, b, c) = quantiles(&self.proc_ns, 1.0);
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "  per-packet processing time (flow stage, sampled): p50 {a:.0} ns, p90 {b:.0} ns, p99 {c:.0} ns"
+            );
+        }
+        s
+    }
+}
+
+/// `ip:port`, with brackets around IPv6 addresses.
+struct SocketFmt(IpAddr, u16);
+
+impl std::fmt::Display for SocketFmt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
