@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Consistency check for exwatch's port signatures.
 
-Usage: python3 signatures/check.py /work/shared/exchange-ports.md [-v]
+Usage: python3 signatures/check.py ../shared/exchange-ports.md [-v]
 
 Loads services.toml and ports.toml (next to this script) and checks:
   * schema: exact key sets, types, vocabularies (protocol, transport, role, version,
@@ -36,7 +36,7 @@ import tomllib
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVICES_PATH = os.path.join(HERE, "services.toml")
 PORTS_PATH = os.path.join(HERE, "ports.toml")
-DEFAULT_REFERENCE = "/work/shared/exchange-ports.md"
+DEFAULT_REFERENCE = os.path.join(HERE, "..", "..", "shared", "exchange-ports.md")
 
 # ---------------------------------------------------------------------------------------
 # Vocabularies

@@ -1,0 +1,393 @@
+//! End-to-end tests of `exwatch audit` on real captures: accounting, records, errors, threads.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const REQUIRED: &[&str] = &[
+    "@timestamp",
+    "event.start",
+    "event.end",
+    "event.duration",
+    "source.ip",
+    "source.packets",
+    "source.bytes",
+    "destination.ip",
+    "destination.packets",
+    "destination.bytes",
+    "network.transport",
+    "network.protocol",
+    "network.community_id",
+    "network.bytes",
+    "network.packets",
+    "exwatch.service",
+    "exwatch.confidence",
+    "exwatch.evidence",
+    "exwatch.conn_state",
+    "exwatch.mid_stream",
+    "exwatch.end_reason",
+];
+
+/// Every packet read is decoded or counted undecodable, every decoded packet lands in exactly
+/// one flow record, and the packet count matches an independent reading of the file.
+#[test]
+fn accounting_holds_for_every_capture() {
+    for cap in all_captures() {
+        let run = audit(&[&cap], &["--threads", "2", "-q"]);
+        let name = cap.display();
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let s = &run.summary;
+        let read = s["packets_read"].as_u64().unwrap();
+        let decoded = s["packets_decoded"].as_u64().unwrap();
+        let undecodable = s["packets_undecodable"].as_u64().unwrap();
+        assert_eq!(
+            read,
+            decoded + undecodable,
+            "{name}: read != decoded + undecodable"
+        );
+        let by_reason: u64 = s["undecodable"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(by_reason, undecodable, "{name}: reasons do not add up");
+        let in_flows: u64 = run
+            .records
+            .iter()
+            .map(|r| field(r, "network.packets").as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            in_flows, decoded,
+            "{name}: decoded packets missing from records"
+        );
+        assert_eq!(run.records.len() as u64, s["flows"].as_u64().unwrap());
+        assert_eq!(read, count_packets(&cap), "{name}: packets read");
+        for r in &run.records {
+            for f in REQUIRED {
+                assert!(!field(r, f).is_null(), "{name}: record lacks {f}: {r}");
+            }
+            let (o, d) = (field(r, "source.bytes"), field(r, "destination.bytes"));
+            assert_eq!(
+                o.as_u64().unwrap() + d.as_u64().unwrap(),
+                field(r, "network.bytes").as_u64().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn records_are_identical_for_any_thread_count() {
+    for cap in all_captures() {
+        let base = canonical(&audit(&[&cap], &["--threads", "1", "-q"]).records);
+        for t in ["2", "3", "7"] {
+            let other = canonical(&audit(&[&cap], &["--threads", t, "-q"]).records);
+            assert_eq!(base, other, "{} with {t} threads", cap.display());
+        }
+    }
+}
+
+#[test]
+fn several_files_in_order_and_stdin() {
+    let a = shared("smtp.pcap");
+    let b = shared("pop3.pcap");
+    let both = audit(&[&a, &b], &["-q"]);
+    let one = audit(&[&a], &["-q"]);
+    let two = audit(&[&b], &["-q"]);
+    assert_eq!(both.records.len(), one.records.len() + two.records.len());
+    assert_eq!(both.summary["files_read"], 2);
+    // Standard input gives the same records as the file.
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("r.ndjson");
+    let sum = dir.path().join("s.json");
+    let out = exwatch()
+        .args(["audit", "-q", "--json"])
+        .arg(&rec)
+        .arg("--summary-json")
+        .arg(&sum)
+        .arg("-")
+        .stdin(std::fs::File::open(&a).unwrap())
+        .output()
+        .unwrap();
+    let stdin_run = collect(out, &rec, &sum);
+    assert_eq!(stdin_run.code, 0, "{}", stdin_run.stderr);
+    assert_eq!(canonical(&stdin_run.records), canonical(&one.records));
+}
+
+#[test]
+fn records_to_stdout_put_the_summary_on_stderr() {
+    let out = exwatch()
+        .args(["audit", "--json", "-"])
+        .arg(shared("smtp.pcap"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let first: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(field(&first, "network.protocol"), "smtp");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("packets read"));
+}
+
+#[test]
+fn smtp_flow_record_fields() {
+    let run = audit(&[&shared("smtp.pcap")], &["-q"]);
+    assert_eq!(run.records.len(), 1);
+    let r = &run.records[0];
+    assert_eq!(field(r, "source.ip"), "194.7.248.153");
+    assert_eq!(field(r, "destination.port"), 25);
+    assert_eq!(field(r, "network.transport"), "tcp");
+    assert_eq!(field(r, "exwatch.service"), "smtp");
+    assert_eq!(field(r, "exwatch.conn_state"), "SF");
+    assert_eq!(field(r, "exwatch.mid_stream"), false);
+    assert!(field(r, "exwatch.rtt_ms").as_f64().unwrap() > 0.0);
+    assert!(field(r, "network.community_id")
+        .as_str()
+        .unwrap()
+        .starts_with("1:"));
+}
+
+#[test]
+fn qinq_and_pppoe_frames_keep_their_vlans() {
+    let run = audit(&[&shared("dns.pcap")], &["-q"]);
+    assert_eq!(run.summary["packets_undecodable"], 0);
+    let tagged: Vec<&Value> = run
+        .records
+        .iter()
+        .filter(|r| !field(r, "network.vlan.id").is_null())
+        .collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(field(tagged[0], "network.vlan.id"), "421");
+    assert_eq!(field(tagged[0], "network.inner.vlan.id"), "785");
+}
+
+/// The same traffic under every supported link type gives the same flows.
+#[test]
+fn every_link_type_gives_the_same_flows() {
+    let (lt, frames) = read_pcap(&shared("smtp.pcap"));
+    assert_eq!(lt, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let ip_of = |f: &Vec<u8>| f[14..].to_vec();
+    let with = |prefix: &dyn Fn(&[u8]) -> Vec<u8>| -> Vec<(u64, Vec<u8>)> {
+        frames
+            .iter()
+            .map(|(ts, f)| {
+                let ip = ip_of(f);
+                let mut out = prefix(&ip);
+                out.extend_from_slice(&ip);
+                (*ts, out)
+            })
+            .collect()
+    };
+    let variants: Vec<(&str, u32, Vec<(u64, Vec<u8>)>)> = vec![
+        ("raw", 101, with(&|_| vec![])),
+        ("null", 0, with(&|_| 2u32.to_le_bytes().to_vec())),
+        ("loop", 108, with(&|_| 2u32.to_be_bytes().to_vec())),
+        (
+            "sll",
+            113,
+            with(&|_| {
+                let mut h = vec![0u8; 14];
+                h.extend_from_slice(&[0x08, 0x00]);
+                h
+            }),
+        ),
+        (
+            "sll2",
+            276,
+            with(&|_| {
+                let mut h = vec![0x08, 0x00];
+                h.extend_from_slice(&[0u8; 18]);
+                h
+            }),
+        ),
+    ];
+    let reference = audit(&[&shared("smtp.pcap")], &["-q"]);
+    for (name, lt, pkts) in variants {
+        let path = dir.path().join(format!("{name}.pcap"));
+        write_pcap(&path, lt, &pkts);
+        let run = audit(&[&path], &["-q"]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert_eq!(run.summary["packets_undecodable"], 0, "{name}");
+        assert_eq!(
+            canonical(&run.records),
+            canonical(&reference.records),
+            "{name}"
+        );
+    }
+}
+
+fn damaged(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    (dir, p)
+}
+
+#[test]
+fn empty_file_is_a_clear_error() {
+    let (_d, p) = damaged("empty.pcap", b"");
+    let run = audit(&[&p], &["-q"]);
+    assert_eq!(run.code, 4);
+    assert!(
+        run.stderr.contains("empty.pcap: empty file"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn text_file_is_not_a_capture() {
+    let (_d, p) = damaged("notes.pcap", b"this is not a capture file at all\n");
+    let run = audit(&[&p], &["-q"]);
+    assert_eq!(run.code, 4);
+    assert!(
+        run.stderr
+            .contains("notes.pcap: not a pcap or pcapng capture"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let run = audit(&[Path::new("/nonexistent/x.pcap")], &["-q"]);
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr.contains("/nonexistent/x.pcap: cannot open"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A capture cut in the middle of a record: the packets before the cut are still reported,
+/// the message names the file and the packet, and a later good file is still read.
+#[test]
+fn truncated_capture_keeps_what_was_read() {
+    let src = std::fs::read(shared("smtp.pcap")).unwrap();
+    // The last record is 60 bytes of frame: cutting 10 bytes leaves it half written.
+    let (_d, p) = damaged("cut.pcap", &src[..src.len() - 10]);
+    let good = shared("pop3.pcap");
+    let run = audit(&[&p, &good], &["-q"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cut.pcap: packet 95: damaged capture"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.summary["packets_read"], 94 + 144);
+    assert!(run
+        .records
+        .iter()
+        .any(|r| field(r, "destination.port") == 25));
+    assert!(run
+        .records
+        .iter()
+        .any(|r| field(r, "destination.port") == 110));
+}
+
+#[test]
+fn corrupt_record_length_is_reported_with_packet_number() {
+    let mut b = std::fs::read(shared("smtp.pcap")).unwrap();
+    // Walk to the 10th record header and give it an absurd captured length.
+    let mut off = 24;
+    for _ in 0..9 {
+        let caplen = u32::from_le_bytes(b[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16 + caplen;
+    }
+    b[off + 8..off + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let (_d, p) = damaged("bad-length.pcap", &b);
+    let run = audit(&[&p], &["-q"]);
+    assert_eq!(run.code, 5);
+    assert!(
+        run.stderr.contains("bad-length.pcap: packet 10:"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.summary["packets_read"], 9);
+    assert_eq!(run.records.len(), 1);
+}
+
+#[test]
+fn malformed_fragments_are_counted_not_fatal() {
+    let run = audit(&[&shared("ip_fragmented_garbage.pcap")], &["-q"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.summary["packets_read"], 1252);
+    assert!(run.summary["packets_undecodable"].as_u64().unwrap() > 0);
+}
+
+/// Evicted flows are written with their reason, never dropped.
+#[test]
+fn eviction_emits_flows() {
+    let cap = shared("kerberos.pcap");
+    let all = audit(&[&cap], &["-q", "--threads", "1"]);
+    let capped = audit(&[&cap], &["-q", "--threads", "1", "--max-flows", "4"]);
+    assert!(capped.summary["evictions"].as_u64().unwrap() > 0);
+    let evicted = capped
+        .records
+        .iter()
+        .filter(|r| field(r, "exwatch.end_reason") == "eviction")
+        .count() as u64;
+    assert_eq!(evicted, capped.summary["evictions"].as_u64().unwrap());
+    let packets = |r: &Run| -> u64 {
+        r.records
+            .iter()
+            .map(|x| field(x, "network.packets").as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(packets(&all), packets(&capped));
+}
+
+#[test]
+fn idle_timeout_splits_flows() {
+    let cap = shared("sip_hello.pcapng");
+    let long = audit(&[&cap], &["-q"]);
+    let short = audit(&[&cap], &["-q", "--udp-timeout", "1"]);
+    assert!(short.records.len() > long.records.len());
+    assert!(short
+        .records
+        .iter()
+        .any(|r| field(r, "exwatch.end_reason") == "idle"));
+}
+
+#[test]
+fn bad_options_are_usage_errors() {
+    for args in [
+        vec!["--threads", "0"],
+        vec!["--udp-timeout", "-1"],
+        vec!["--max-flows", "0"],
+    ] {
+        let out = exwatch()
+            .arg("audit")
+            .args(&args)
+            .arg(shared("smtp.pcap"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn bad_signature_folder_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("signatures/services.toml"),
+        dir.path().join("services.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ports.toml"),
+        "[[port]]\nports = \"25\"\ntransport = \"sctp\"\nservice = \"smtp\"\n",
+    )
+    .unwrap();
+    let out = exwatch()
+        .args(["audit", "-q", "--signatures"])
+        .arg(dir.path())
+        .arg(shared("smtp.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ports.toml:3: transport `sctp`"), "{err}");
+}
