@@ -180,7 +180,8 @@ fn every_link_type_gives_the_same_flows() {
             })
             .collect()
     };
-    let variants: Vec<(&str, u32, Vec<(u64, Vec<u8>)>)> = vec![
+    type Frames = Vec<(u64, Vec<u8>)>;
+    let variants: Vec<(&str, u32, Frames)> = vec![
         ("raw", 101, with(&|_| vec![])),
         ("null", 0, with(&|_| 2u32.to_le_bytes().to_vec())),
         ("loop", 108, with(&|_| 2u32.to_be_bytes().to_vec())),

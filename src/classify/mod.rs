@@ -1,6 +1,9 @@
 //! Classify stage: names each flow's protocol and Exchange service, from payload first and
 //! ports second.
 
+pub mod detector;
+pub mod detectors;
+pub mod inspect;
 pub mod ports;
 
 use crate::flow::Flow;
@@ -92,29 +95,66 @@ impl Classifier {
             })
     }
 
+    /// The `network.protocol` a flow's port suggests, to probe that detector first.
+    pub fn port_hint(&self, flow: &Flow) -> Option<&str> {
+        self.port_entry(flow)
+            .map(|(e, _)| self.sigs.services[e.service].protocol.as_str())
+    }
+
     /// The verdict for a finished flow.
     pub fn verdict(&self, flow: &Flow) -> Verdict {
         let port = self.port_entry(flow);
         let port_service = port.map(|(e, _)| &self.sigs.services[e.service]);
-        if let Some(d) = &flow.detection {
+        if let Some(d) = flow
+            .detection
+            .as_deref()
+            .filter(|d| d.protocol != "unknown")
+        {
+            // TLS on a port whose TLS is implicit carries that port's protocol (443: http).
+            let implicit = port
+                .filter(|(e, _)| e.tls && d.protocol == "tls")
+                .map(|(e, p)| (&self.sigs.services[e.service], p));
+            let protocol = implicit.map_or(d.protocol, |(s, _)| s.protocol.as_str());
             let service = d
                 .service
                 .clone()
                 .or_else(|| {
                     port_service
-                        .filter(|s| s.protocol == d.protocol)
+                        .filter(|s| s.protocol == protocol)
                         .map(|s| s.name.clone())
                 })
-                .unwrap_or_else(|| d.protocol.to_string());
+                .unwrap_or_else(|| protocol.to_string());
             let port_mismatch = port_service
-                .filter(|s| s.protocol != d.protocol && d.protocol != "tls")
+                .filter(|s| s.protocol != protocol && s.protocol != "unknown")
                 .map(|s| format!("{} ({})", s.name, s.protocol));
+            let mut evidence = d.evidence.clone();
+            if let Some((s, p)) = implicit {
+                evidence.push_str(&format!("; implicit TLS on port {p} ({})", s.name));
+            }
             return Verdict {
-                protocol: d.protocol.to_string(),
+                protocol: protocol.to_string(),
                 service,
                 confidence: d.confidence,
-                evidence: d.evidence.clone(),
+                evidence,
                 port_mismatch,
+            };
+        }
+        if let Some(d) = flow.detection.as_deref() {
+            // Payload seen, no detector claims it: the protocol stays unknown, the port hints.
+            let (service, confidence, hint) = match port {
+                Some((e, p)) => (
+                    self.sigs.services[e.service].name.clone(),
+                    Confidence::Port,
+                    format!("; port {p} suggests {}", self.sigs.services[e.service].name),
+                ),
+                None => ("unknown".to_string(), Confidence::None, String::new()),
+            };
+            return Verdict {
+                protocol: "unknown".to_string(),
+                service,
+                confidence,
+                evidence: format!("{}{hint}", d.evidence),
+                port_mismatch: None,
             };
         }
         match port {

@@ -9,6 +9,7 @@ pub mod tcp;
 
 pub use key::FlowKey;
 
+use crate::classify::inspect::Inspector;
 use crate::classify::Detection;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 
@@ -129,6 +130,8 @@ pub struct Flow {
     pub icmp_type_code: u16,
     /// What payload inspection decided, once it has.
     pub detection: Option<Box<Detection>>,
+    /// Payload inspection state, from the first payload until a decision (then dropped).
+    pub inspect: Option<Box<Inspector>>,
     // Links of the table's per-class LRU list.
     pub(crate) prev: u32,
     pub(crate) next: u32,
@@ -177,6 +180,7 @@ impl Flow {
             rtt_us: 0,
             icmp_type_code: p.icmp,
             detection: None,
+            inspect: None,
             prev: u32::MAX,
             next: u32::MAX,
             class: Class::Other,

@@ -1,8 +1,11 @@
 //! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
 
 use super::{Batch, ToSink, ToWorker};
+use crate::classify::detectors::REGISTRY;
+use crate::classify::inspect::{self, Inspector, Outcome};
 use crate::classify::Classifier;
 use crate::decode::tcp_flags::{ACK, SYN};
+use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowPacket, Timeouts};
 use crate::report::record::{self, FlowSummary};
@@ -81,7 +84,7 @@ impl Worker {
                         } else {
                             EndReason::EndOfInput
                         };
-                        self.emit(&f, reason);
+                        self.emit(f, reason);
                     }
                     break;
                 }
@@ -92,7 +95,7 @@ impl Worker {
         let _ = sink.send(ToSink::Done(Box::new(stats)));
     }
 
-    fn packet(&mut self, p: &FlowPacket, _data: &[u8]) {
+    fn packet(&mut self, p: &FlowPacket, data: &[u8]) {
         if p.ts > self.clock {
             self.clock = p.ts;
         }
@@ -107,7 +110,7 @@ impl Worker {
                 } else {
                     idle_reason(&f)
                 };
-                self.emit(&f, reason);
+                self.emit(f, reason);
                 slot = None;
             }
         }
@@ -117,7 +120,7 @@ impl Worker {
                 if self.table.is_full() {
                     if let Some(old) = self.table.evict_oldest() {
                         self.stats.evictions += 1;
-                        self.emit(&old, EndReason::Eviction);
+                        self.emit(old, EndReason::Eviction);
                     }
                 }
                 let c = &self.classifier;
@@ -125,22 +128,58 @@ impl Worker {
                 self.table.insert(f, self.clock)
             }
         };
-        self.table.get_mut(s).update(p);
+        let f = self.table.get_mut(s);
+        f.update(p);
+        if p.payload_len > 0 && f.detection.is_none() {
+            let start = p.data_off as usize;
+            let payload = data
+                .get(start..start + p.data_len as usize)
+                .unwrap_or_default();
+            self.inspect(s, p, payload);
+        }
         self.table.touch(s, self.clock);
+    }
+
+    /// Feed a payload to the flow's inspector, creating it on the first payload.
+    fn inspect(&mut self, slot: u32, p: &FlowPacket, payload: &[u8]) {
+        let proto = p.key.proto;
+        if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+            return;
+        }
+        let f = self.table.get_mut(slot);
+        if f.inspect.is_none() {
+            let hint = self.classifier.port_hint(f);
+            f.inspect = Some(Box::new(Inspector::new(REGISTRY, proto, hint)));
+        }
+        let dir = f.dir_of(p.from_lo);
+        let (server, client) = (f.resp_port(), f.orig_port());
+        let insp = f.inspect.as_mut().expect("created above");
+        let outcome = insp.packet(
+            REGISTRY,
+            proto,
+            dir,
+            p.seq,
+            payload,
+            p.payload_len,
+            server,
+            client,
+        );
+        settle(f, outcome);
     }
 
     fn expire(&mut self) {
         let mut expired = std::mem::take(&mut self.expired);
         self.table.expire(self.clock, &mut expired);
         for (f, reason) in expired.drain(..) {
-            self.emit(&f, reason);
+            self.emit(f, reason);
         }
         self.expired = expired;
     }
 
-    fn emit(&mut self, f: &Flow, reason: EndReason) {
+    fn emit(&mut self, mut f: Flow, reason: EndReason) {
+        finish_inspection(&mut f);
         let out = self.write_records.then_some(&mut self.json);
-        let summary = record::write(f, reason, &self.classifier, out);
+        let summary = record::write(&f, reason, &self.classifier, out);
         self.flows.push(summary);
     }
 
@@ -151,6 +190,33 @@ impl Worker {
         let json = std::mem::take(&mut self.json);
         let flows = std::mem::take(&mut self.flows);
         let _ = sink.send(ToSink::Records { json, flows });
+    }
+}
+
+/// Record what inspection concluded and drop its state once it has.
+fn settle(f: &mut Flow, outcome: Outcome) {
+    match outcome {
+        Outcome::Undecided => {}
+        Outcome::Decided(d) => {
+            f.detection = Some(Box::new(d));
+            f.inspect = None;
+        }
+        Outcome::GaveUp => {
+            let n = f.inspect.as_ref().map_or(0, |i| i.packets());
+            f.detection = Some(Box::new(inspect::unidentified(n)));
+            f.inspect = None;
+        }
+    }
+}
+
+/// A flow that ends while still undecided gets a last look at what it buffered.
+fn finish_inspection(f: &mut Flow) {
+    if let Some(mut insp) = f.inspect.take() {
+        let (server, client) = (f.resp_port(), f.orig_port());
+        let outcome = insp.finish(REGISTRY, f.key.proto, server, client);
+        f.inspect = Some(insp);
+        settle(f, outcome);
+        f.inspect = None;
     }
 }
 

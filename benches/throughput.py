@@ -1,0 +1,686 @@
+#!/usr/bin/env python3
+"""Whole-run throughput benchmark of `exwatch audit` against the libpcap read floor and ndpiReader.
+
+Run by `make bench-throughput` (stdlib only, Python >= 3.9).  It
+
+1. builds `bench-out/bench.pcap` (cached; `--rebuild` forces it): every classic-pcap / pcapng
+   capture with Ethernet link type in ../shared/pcaps/ and pcaps/ (except the deliberately
+   malformed ip_fragmented_garbage.pcap), concatenated N times, N chosen so that the result has
+   at least 2,000,000 packets and 100,000 distinct flows.  Copy i has every IPv4 address, and the
+   low 32 bits of every IPv6 address, moved by the bijection `addr + i * 0x01000193 (mod 2**32)`,
+   applied to source and destination of every packet of the copy, so conversations stay
+   consistent within a copy and distinct across copies.  The IPv4 header checksum is fixed; the
+   TCP/UDP checksums (whose pseudo-header covers the addresses) are left stale: nothing here
+   verifies them (exwatch, tcpdump -w and ndpiReader do not).  Addresses quoted inside payloads
+   (ICMP errors, ARP, SIP/SDP bodies...) are left as they were.
+   Timestamps are compressed: within one source capture every inter-packet gap is capped at
+   10 ms (a backwards step becomes 0), so that the ~4,000 packets of one copy span a few seconds
+   rather than the 250 s (and, for the mergecap'd public captures, years) of the originals:
+   ~13 s per copy.  Captures follow each other 1 ms apart, and copy i starts 1 ms after copy i-1
+   ends, so the whole file is monotone.  With the default 300 s TCP idle timeout about 20 copies
+   (thousands of flows) are live at once and flows keep expiring during the run, so the flow
+   table and its expiry are exercised, not just the decoders.  Output: classic pcap,
+   microsecond timestamps, link type 1 (Ethernet).
+2. builds `bench-out/flows-1m.pcap` (1,000,000 distinct TCP flows, one 54-byte SYN each, 2 us
+   apart, so 2 s of capture time) and `bench-out/flows-1k.pcap` (1,000 such flows: the base).
+3. runs, in R rounds with the order of the tools rotated every round, `exwatch audit` with one
+   worker and with all cores, `tcpdump -r FILE -w /dev/null` (the libpcap read floor) and
+   `ndpiReader -i FILE`, timing each with perf_counter and taking its max RSS from os.wait4.
+4. measures memory per tracked flow: max RSS of exwatch on flows-1m.pcap minus that on
+   flows-1k.pcap, divided by 999,000.
+5. prints a Markdown report (also written to bench-out/throughput.md) with the ratios against
+   the targets.  Each ratio is computed per round; the median of the per-round ratios is the
+   figure to trust on a noisy machine, and decides PASS/FAIL.
+
+It exits 0 whether the targets pass or fail: it is a report, not a test.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench-out")
+CAPTURE_DIRS = [os.path.join(ROOT, "..", "shared", "pcaps"), os.path.join(ROOT, "pcaps")]
+SKIP = {"ip_fragmented_garbage.pcap"}
+
+MIN_PACKETS = 2_000_000
+MIN_FLOWS = 100_000
+COPY_STRIDE = 0x01000193
+MAX_GAP_US = 10_000  # inter-packet gaps within a source capture are capped at this (10 ms)
+FILE_GAP_US = 1_000  # between source captures, and between copies
+SNAPLEN = 262144
+M32 = 0xFFFFFFFF
+
+TARGET_WALL_VS_TCPDUMP = 1.5
+TARGET_PPS_VS_NDPI = 10.0
+TARGET_BYTES_PER_FLOW = 256.0
+
+
+# --------------------------------------------------------------------------------------------
+# capture reading (classic pcap and pcapng)
+# --------------------------------------------------------------------------------------------
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # little-endian, microseconds (factor to ns)
+    b"\xa1\xb2\xc3\xd4": (">", 1_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+
+
+def read_capture(path):
+    """Yield (linktype, ts_us, frame bytes, orig_len) for each packet of a pcap or pcapng file."""
+    with open(path, "rb") as f:
+        b = f.read()
+    if b[:4] in PCAP_MAGICS:
+        yield from _read_pcap(b)
+    elif b[:4] == b"\x0a\x0d\x0d\x0a":
+        yield from _read_pcapng(b)
+    else:
+        raise ValueError(f"{path}: neither pcap nor pcapng")
+
+
+def _read_pcap(b):
+    e, ns_factor = PCAP_MAGICS[b[:4]]
+    linktype = struct.unpack_from(e + "I", b, 20)[0] & 0x0FFFFFFF
+    rec = struct.Struct(e + "IIII")
+    off = 24
+    while off + 16 <= len(b):
+        sec, frac, incl, orig = rec.unpack_from(b, off)
+        off += 16
+        if off + incl > len(b):
+            break  # truncated last record
+        ts_us = sec * 1_000_000 + (frac * ns_factor) // 1_000
+        yield linktype, ts_us, b[off:off + incl], orig
+        off += incl
+
+
+def _read_pcapng(b):
+    off = 0
+    e = "<"
+    ifaces = []  # (linktype, units per second, offset seconds, snaplen)
+    last_ts = 0
+    while off + 12 <= len(b):
+        btype = struct.unpack_from(e + "I", b, off)[0]
+        if btype == 0x0A0D0D0A:  # section header: byte order may change
+            bom = b[off + 8:off + 12]
+            e = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            ifaces = []
+        blen = struct.unpack_from(e + "I", b, off + 4)[0]
+        if blen < 12 or off + blen > len(b):
+            break
+        body = off + 8
+        end = off + blen - 4
+        if btype == 1:  # interface description
+            linktype, _, snaplen = struct.unpack_from(e + "HHI", b, body)
+            units, tsoff = 1_000_000, 0
+            o = body + 8
+            while o + 4 <= end:
+                code, olen = struct.unpack_from(e + "HH", b, o)
+                if code == 0:
+                    break
+                v = b[o + 4:o + 4 + olen]
+                if code == 9 and olen >= 1:  # if_tsresol
+                    r = v[0]
+                    units = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
+                elif code == 14 and olen >= 8:  # if_tsoffset
+                    tsoff = struct.unpack_from(e + "q", v)[0]
+                o += 4 + ((olen + 3) & ~3)
+            ifaces.append((linktype, units, tsoff, snaplen))
+        elif btype in (6, 2):  # enhanced packet / obsolete packet
+            if btype == 6:
+                iface, hi, lo, cap, orig = struct.unpack_from(e + "IIIII", b, body)
+            else:
+                iface, _, hi, lo, cap, orig = struct.unpack_from(e + "HHIIII", b, body)
+            if iface < len(ifaces):
+                lt, units, tsoff, _ = ifaces[iface]
+                last_ts = ((hi << 32) | lo) * 1_000_000 // units + tsoff * 1_000_000
+                yield lt, last_ts, b[body + 20:body + 20 + cap], orig
+        elif btype == 3 and ifaces:  # simple packet: interface 0, no timestamp
+            orig = struct.unpack_from(e + "I", b, body)[0]
+            lt, _, _, snaplen = ifaces[0]
+            cap = min(orig, end - body - 4, snaplen or orig)
+            yield lt, last_ts, b[body + 4:body + 4 + cap], orig
+        off += blen
+
+
+# --------------------------------------------------------------------------------------------
+# frame analysis: where the IP addresses are, and the flow key
+# --------------------------------------------------------------------------------------------
+
+
+def locate_ip(d):
+    """Offset and version (4 or 6) of the IP header inside an Ethernet frame, or (None, 0)."""
+    off = 12
+    if len(d) < 14:
+        return None, 0
+    et = (d[12] << 8) | d[13]
+    off = 14
+    while et in (0x8100, 0x88A8, 0x9100) and off + 4 <= len(d):  # VLAN / QinQ
+        et = (d[off + 2] << 8) | d[off + 3]
+        off += 4
+    if et == 0x8864 and off + 8 <= len(d):  # PPPoE session
+        ppp = (d[off + 6] << 8) | d[off + 7]
+        off += 8
+        et = {0x0021: 0x0800, 0x0057: 0x86DD}.get(ppp, 0)
+    if et in (0x8847, 0x8848):  # MPLS: pop to the bottom of the stack, guess from the nibble
+        while off + 4 <= len(d):
+            bos = d[off + 2] & 1
+            off += 4
+            if bos:
+                break
+        if off < len(d):
+            et = {4: 0x0800, 6: 0x86DD}.get(d[off] >> 4, 0)
+    if et == 0x0800 and off + 20 <= len(d) and d[off] >> 4 == 4:
+        return off, 4
+    if et == 0x86DD and off + 40 <= len(d) and d[off] >> 4 == 6:
+        return off, 6
+    return None, 0
+
+
+def l4_ports(d, l4, proto):
+    if proto in (6, 17, 132) and l4 + 4 <= len(d):
+        return struct.unpack_from(">HH", d, l4)
+    return 0, 0
+
+
+# --------------------------------------------------------------------------------------------
+# bench.pcap
+# --------------------------------------------------------------------------------------------
+
+
+def source_captures():
+    files = []
+    for d in CAPTURE_DIRS:
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name in SKIP or not re.search(r"\.pcap(ng)?$", name):
+                continue
+            files.append(os.path.join(d, name))
+    return files
+
+
+class Template:
+    """One copy of all the source captures, with the positions to rewrite per copy."""
+
+    def __init__(self):
+        self.buf = bytearray()  # records (16-byte header + frame), timestamps relative
+        self.rec = []  # (offset of record header, relative ts in us)
+        self.v4 = []  # (pos src, pos dst, pos checksum or -1, base sum, src, dst)
+        self.v6 = []  # (pos of the low 32 bits of an address, that value)
+        self.flows = set()  # (v, addr a, addr b, proto, port a, port b), not canonicalised
+        self.duration_us = 0
+        self.sources = []  # (name, packets used, packets skipped)
+
+
+def build_template():
+    t = Template()
+    rel = 0
+    recs = struct.Struct("<IIII")
+    for path in source_captures():
+        used = skipped = 0
+        prev = None
+        try:
+            packets = list(read_capture(path))
+        except (ValueError, struct.error) as exc:
+            print(f"  skipping {path}: {exc}", file=sys.stderr)
+            continue
+        for lt, ts, d, orig in packets:
+            if lt != 1:
+                skipped += 1
+                continue
+            if prev is not None:
+                rel += min(max(ts - prev, 0), MAX_GAP_US)
+            prev = ts
+            pos = len(t.buf)
+            t.rec.append((pos, rel))
+            t.buf += recs.pack(0, 0, len(d), max(orig, len(d)))
+            t.buf += d
+            used += 1
+            ip, v = locate_ip(d)
+            base = pos + 16
+            if v == 4:
+                ihl = (d[ip] & 0x0F) * 4
+                src, dst = struct.unpack_from(">II", d, ip + 12)
+                csum_pos, s = -1, 0
+                if ihl >= 20 and ip + ihl <= len(d):
+                    words = struct.unpack_from(">%dH" % (ihl // 2), d, ip)
+                    s = sum(words) - words[5] - sum(words[6:10])
+                    csum_pos = base + ip + 10
+                t.v4.append((base + ip + 12, base + ip + 16, csum_pos, s, src, dst))
+                proto = d[ip + 9]
+                frag = struct.unpack_from(">H", d, ip + 6)[0] & 0x1FFF
+                if frag == 0:  # non-first fragments carry no ports: they join the first one
+                    pa, pb = l4_ports(d, ip + max(ihl, 20), proto)
+                    t.flows.add((4, src, dst, proto, pa, pb))
+            elif v == 6:
+                src = int.from_bytes(d[ip + 8:ip + 24], "big")
+                dst = int.from_bytes(d[ip + 24:ip + 40], "big")
+                t.v6.append((base + ip + 20, src & M32))
+                t.v6.append((base + ip + 36, dst & M32))
+                nh, o, first = d[ip + 6], ip + 40, True
+                while nh in (0, 43, 60, 44) and o + 8 <= len(d):
+                    if nh == 44:
+                        first = struct.unpack_from(">H", d, o + 2)[0] & 0xFFF8 == 0
+                        nh, o = d[o], o + 8
+                    else:
+                        nh, o = d[o], o + (d[o + 1] + 1) * 8
+                if first:
+                    pa, pb = l4_ports(d, o, nh)
+                    t.flows.add((6, src, dst, nh, pa, pb))
+        t.sources.append((os.path.relpath(path, ROOT), used, skipped))
+        rel += FILE_GAP_US
+    t.duration_us = rel
+    return t
+
+
+def map_addr(v, a, delta):
+    if v == 4:
+        return (a + delta) & M32
+    return (a & ~M32) | (((a & M32) + delta) & M32)
+
+
+def distinct_flows(t, copies):
+    """Distinct bidirectional 5-tuples over all copies (counted after the per-copy rewrite)."""
+    seen = set()
+    for i in range(copies):
+        delta = (i * COPY_STRIDE) & M32
+        for v, a, b, p, pa, pb in t.flows:
+            a, b = map_addr(v, a, delta), map_addr(v, b, delta)
+            ea, eb = (a, pa), (b, pb)
+            seen.add((v, p) + (ea + eb if ea <= eb else eb + ea))
+    return len(seen)
+
+
+def pcap_header():
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, SNAPLEN, 1)
+
+
+def build_bench(path, meta_path):
+    t0 = time.perf_counter()
+    t = build_template()
+    npk = len(t.rec)
+    per_copy_flows = distinct_flows(t, 1)
+    copies = max(math.ceil(MIN_PACKETS / npk), math.ceil(MIN_FLOWS / max(per_copy_flows, 1)))
+    while True:
+        flows = distinct_flows(t, copies)
+        if flows >= MIN_FLOWS:
+            break
+        copies += 1
+    print(f"  template: {len(t.sources)} captures, {npk} packets, {per_copy_flows} flows, "
+          f"{len(t.buf)} bytes, {t.duration_us / 1e6:.1f} s; {copies} copies", file=sys.stderr)
+
+    uniq4 = sorted({x[4] for x in t.v4} | {x[5] for x in t.v4})
+    uniq6 = sorted({x[1] for x in t.v6})
+    pack_u32 = struct.Struct(">I").pack_into
+    pack_u16 = struct.Struct(">H").pack_into
+    pack_ts = struct.Struct("<II").pack_into
+    tmp = path + ".tmp"
+    start = 1_700_000_000_000_000  # 2023-11-14, in us
+    with open(tmp, "wb") as f:
+        f.write(pcap_header())
+        for i in range(copies):
+            delta = (i * COPY_STRIDE) & M32
+            m4 = {a: (a + delta) & M32 for a in uniq4}
+            m6 = {a: (a + delta) & M32 for a in uniq6}
+            buf = bytearray(t.buf)
+            for ps, pd, pc, s, src, dst in t.v4:
+                ns, nd = m4[src], m4[dst]
+                pack_u32(buf, ps, ns)
+                pack_u32(buf, pd, nd)
+                if pc >= 0:
+                    s += (ns >> 16) + (ns & 0xFFFF) + (nd >> 16) + (nd & 0xFFFF)
+                    s = (s & 0xFFFF) + (s >> 16)
+                    s = (s & 0xFFFF) + (s >> 16)
+                    pack_u16(buf, pc, ~s & 0xFFFF)
+            for p, a in t.v6:
+                pack_u32(buf, p, m6[a])
+            for pos, rel in t.rec:
+                sec, usec = divmod(start + rel, 1_000_000)
+                pack_ts(buf, pos, sec, usec)
+            f.write(buf)
+            start += t.duration_us  # includes the trailing FILE_GAP_US
+    os.replace(tmp, path)
+    meta = {
+        "packets": npk * copies,
+        "bytes": os.path.getsize(path),
+        "flows": flows,
+        "copies": copies,
+        "template_packets": npk,
+        "template_flows": per_copy_flows,
+        "capture_seconds": round(copies * t.duration_us / 1e6, 3),
+        "sources": t.sources,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    with open(meta_path, "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# flows-1m.pcap / flows-1k.pcap: one SYN per flow
+# --------------------------------------------------------------------------------------------
+
+
+def csum_fold(s):
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def build_syns(path, n):
+    """n distinct TCP flows, one SYN each (Ethernet/IPv4/TCP, 54 bytes), 2 us apart.
+
+    Flow k: 10.0.0.0 + k : 1024 + k % 50000  ->  192.0.2.10 : 443.  Both checksums are right.
+    """
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    dst_ip = 0xC000020A
+    ip_base = csum_fold(0x4500 + 40 + 0x4000 + 0x4006 + (dst_ip >> 16) + (dst_ip & 0xFFFF))
+    # TCP: sport, dport, seq, ack, offset 5 | SYN, window, checksum, urgent
+    tcp_len = 20
+    seq = 0x12345678
+    tcp_base = csum_fold(443 + (seq >> 16) + (seq & 0xFFFF) + 0x5002 + 64240
+                         + (dst_ip >> 16) + (dst_ip & 0xFFFF) + 6 + tcp_len)
+    rec = bytearray(16 + 54)
+    struct.pack_into("<IIII", rec, 0, 0, 0, 54, 54)
+    rec[16:30] = eth
+    struct.pack_into(">BBHHHBBHII", rec, 30, 0x45, 0, 40, 0, 0x4000, 64, 6, 0, 0, dst_ip)
+    struct.pack_into(">HHIIBBHHH", rec, 50, 0, 443, seq, 0, 0x50, 0x02, 64240, 0, 0)
+    chunk = 65536
+    start = 1_700_000_000_000_000
+    hdr = struct.Struct("<II")
+    ipf = struct.Struct(">HI")  # IPv4 checksum and source address (IP header at +30 of rec)
+    tcpf = struct.Struct(">H")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(pcap_header())
+        k = 0
+        while k < n:
+            m = min(chunk, n - k)
+            out = bytearray(rec * m)
+            for j in range(m):
+                idx = k + j
+                o = j * 70
+                src = 0x0A000000 + idx
+                sport = 1024 + idx % 50000
+                ts = start + idx * 2
+                hdr.pack_into(out, o, ts // 1_000_000, ts % 1_000_000)
+                sw = (src >> 16) + (src & 0xFFFF)
+                ipf.pack_into(out, o + 40, ~csum_fold(ip_base + sw) & 0xFFFF, src)
+                tcpf.pack_into(out, o + 50, sport)
+                tcpf.pack_into(out, o + 66, ~csum_fold(tcp_base + sw + sport) & 0xFFFF)
+            f.write(out)
+            k += m
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+
+
+def run(cmd, stdout_path=None):
+    """Run cmd; return (wall seconds, max RSS bytes, exit code, stderr text)."""
+    err_path = os.path.join(OUT, "last-stderr.txt")
+    with open(err_path, "wb") as err, \
+            open(stdout_path or os.devnull, "wb") as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    with open(err_path, "rb") as err:
+        text = err.read().decode("utf-8", "replace")
+    return wall, ru.ru_maxrss * 1024, p.returncode, text
+
+
+def ndpi_counts(path):
+    with open(path, "r", errors="replace") as f:
+        text = f.read()
+    m = re.search(r"IP packets:\s+(\d+)\s+of\s+(\d+) packets total", text)
+    flows = re.search(r"Unique flows:\s+(\d+)", text)
+    ver = re.search(r"Using nDPI \(([^)]+)\)", text)
+    return (int(m.group(1)) if m else None, int(m.group(2)) if m else None,
+            int(flows.group(1)) if flows else None, ver.group(1) if ver else "?")
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        return ""
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    commit = sh(["git", "rev-parse", "--short", "HEAD"]) or "?"
+    dirty = sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"])
+    if dirty:
+        commit += " + uncommitted changes in src/"
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "ram_gib": mem / 2**30,
+        "kernel": platform.release(), "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the throughput runs")
+    ap.add_argument("--mem-rounds", type=int, default=3, help="rounds of the memory runs")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the captures")
+    ap.add_argument("--exwatch", default=os.path.join(ROOT, "target", "release", "exwatch"))
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="workers of the all-cores run (default: usable cores)")
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    exw = args.exwatch
+    if not os.access(exw, os.X_OK):
+        sys.exit(f"{exw} not found: run `cargo build --release` (or `make bench-throughput`)")
+
+    # ---- captures ----
+    bench = os.path.join(OUT, "bench.pcap")
+    meta_path = os.path.join(OUT, "bench.json")
+    t0 = time.perf_counter()
+    if args.rebuild or not (os.path.exists(bench) and os.path.exists(meta_path)):
+        print("building bench-out/bench.pcap ...", file=sys.stderr)
+        meta = build_bench(bench, meta_path)
+    else:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    syn = {}
+    for n, name in ((1_000_000, "flows-1m.pcap"), (1_000, "flows-1k.pcap")):
+        syn[n] = os.path.join(OUT, name)
+        if args.rebuild or not os.path.exists(syn[n]):
+            print(f"building bench-out/{name} ...", file=sys.stderr)
+            build_syns(syn[n], n)
+    build_s = time.perf_counter() - t0
+    print(f"captures ready in {build_s:.1f} s", file=sys.stderr)
+    packets = meta["packets"]
+
+    # ---- validation runs (also warm the page cache) ----
+    problems = []
+    summ_path = os.path.join(OUT, "summary-bench.json")
+    w, rss, rc, err = run([exw, "audit", "-q", "--threads", "1", "--json", "/dev/null",
+                           "--summary-json", summ_path, bench])
+    if rc != 0 or err.strip():
+        problems.append(f"exwatch on bench.pcap: exit {rc}, stderr: {err.strip()[:500]}")
+    with open(summ_path) as f:
+        summ = json.load(f)
+    if summ.get("packets_read") != packets:
+        problems.append(f"exwatch read {summ.get('packets_read')} packets, the file has {packets}")
+    ndpi_out = os.path.join(OUT, "ndpiReader-out.txt")
+    _, _, rc, err = run(["ndpiReader", "-i", bench], ndpi_out)
+    ip_pk, all_pk, ndpi_flows, ndpi_ver = ndpi_counts(ndpi_out)
+    if rc != 0 or all_pk != packets:
+        problems.append(f"ndpiReader: exit {rc}, counted {all_pk} packets of {packets}; "
+                        f"stderr: {err.strip()[:300]}")
+    run(["tcpdump", "-r", bench, "-w", "/dev/null"])
+
+    tools = [
+        ("exwatch, 1 worker", [exw, "audit", "-q", "--threads", "1", "--json", "/dev/null", bench]),
+        (f"exwatch, {args.threads} workers",
+         [exw, "audit", "-q", "--threads", str(args.threads), "--json", "/dev/null", bench]),
+        ("tcpdump -r -w /dev/null", ["tcpdump", "-r", bench, "-w", "/dev/null"]),
+        ("ndpiReader -i", ["ndpiReader", "-i", bench]),
+    ]
+    names = [n for n, _ in tools]
+    walls = {n: [] for n in names}
+    rsss = {n: [] for n in names}
+    t1 = time.perf_counter()
+    for r in range(args.rounds):
+        order = tools[r % len(tools):] + tools[:r % len(tools)]
+        for name, cmd in order:
+            w, rss, rc, err = run(cmd, ndpi_out if name.startswith("ndpi") else None)
+            if rc != 0:
+                problems.append(f"round {r + 1}, {name}: exit {rc}: {err.strip()[:300]}")
+            if name.startswith("ndpi"):
+                c = ndpi_counts(ndpi_out)[1]
+                if c != packets:
+                    problems.append(f"round {r + 1}, ndpiReader counted {c} packets")
+            walls[name].append(w)
+            rsss[name].append(rss)
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {walls[n][-1]:.2f} s" for n in names), file=sys.stderr)
+    run_s = time.perf_counter() - t1
+
+    # ---- memory per tracked flow ----
+    mem = {1_000_000: [], 1_000: []}
+    mem_wall = {1_000_000: [], 1_000: []}
+    mem_flows = {}
+    t2 = time.perf_counter()
+    if not args.skip_memory:
+        base = [exw, "audit", "-q", "--threads", "1", "--max-flows", "2000000",
+                "--syn-timeout", "3600", "--json", "/dev/null"]
+        for n in mem:
+            sp = os.path.join(OUT, f"summary-flows-{n}.json")
+            _, _, rc, err = run(base + ["--summary-json", sp, syn[n]])
+            with open(sp) as f:
+                s = json.load(f)
+            mem_flows[n] = s.get("flows")
+            if rc != 0 or s.get("flows") != n or s.get("evictions"):
+                problems.append(f"exwatch on flows-{n}: exit {rc}, flows {s.get('flows')}, "
+                                f"evictions {s.get('evictions')}, end reasons "
+                                f"{s.get('flows_by_end_reason')}")
+        for r in range(args.mem_rounds):
+            for n in (sorted(mem) if r % 2 else sorted(mem, reverse=True)):
+                w, rss, rc, err = run(base + [syn[n]])
+                mem[n].append(rss)
+                mem_wall[n].append(w)
+    mem_s = time.perf_counter() - t2
+
+    # ---- report ----
+    ex1, exn, tcpd, ndpi = names
+    per_round = {
+        "wall": [a / b for a, b in zip(walls[ex1], walls[tcpd])],
+        "pps": [b / a for a, b in zip(walls[ex1], walls[ndpi])],  # same packets: pps ratio
+        "speedup": [a / b for a, b in zip(walls[ex1], walls[exn])],
+        "exn_wall": [a / b for a, b in zip(walls[exn], walls[tcpd])],
+    }
+    bpf = [(a - b) / (1_000_000 - 1_000) for a, b in zip(mem[1_000_000], mem[1_000])]
+    m = machine()
+    L = []
+    L.append("### Whole-run throughput (`make bench-throughput`)")
+    L.append("")
+    L.append(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']:.1f} GiB RAM, "
+             f"Linux {m['kernel']}; {m['date']}")
+    L.append(f"- exwatch {m['commit']}; nDPI {ndpi_ver} (ndpiReader); "
+             f"{sh(['tcpdump', '--version']).splitlines()[1] if sh(['tcpdump', '--version']) else 'libpcap ?'}")
+    L.append(f"- Capture `bench-out/bench.pcap`: {packets:,} packets, {meta['flows']:,} flows "
+             f"(distinct 5-tuples; exwatch counted {summ.get('flows', '?'):,}), "
+             f"{meta['bytes'] / 1e6:.0f} MB; {meta['copies']} address-rewritten copies of "
+             f"{len(meta['sources'])} captures ({meta['template_packets']:,} packets, "
+             f"{meta['template_flows']} flows each), {meta['capture_seconds']:.0f} s of capture time")
+    L.append(f"- {args.rounds} rounds, tools alternated (order rotated each round), file in page cache")
+    L.append("")
+    L.append("| tool | median wall s | min-max s | packets/s (median) | max RSS MiB (median) |")
+    L.append("|---|---:|---:|---:|---:|")
+    for n in names:
+        L.append(f"| {n} | {med(walls[n]):.3f} | {min(walls[n]):.3f}-{max(walls[n]):.3f} | "
+                 f"{packets / med(walls[n]):,.0f} | {med(rsss[n]) / 2**20:.1f} |")
+    L.append("")
+    L.append("| ratio | target | median of per-round ratios | spread (min-max) | "
+             "ratio of medians | result |")
+    L.append("|---|---:|---:|---:|---:|---|")
+    fails = []
+
+    def row(label, xs, target, ok, rom, fmt="{:.2f}"):
+        v = med(xs)
+        res = "info" if ok is None else ("PASS" if ok(v) else "FAIL")
+        if res == "FAIL":
+            fails.append(f"{label}: {fmt.format(v)} (target {target})")
+        sp = f"{fmt.format(min(xs))}-{fmt.format(max(xs))}" if xs else "-"
+        L.append(f"| {label} | {target} | {fmt.format(v)} | {sp} | {fmt.format(rom)} | {res} |")
+
+    row("exwatch 1 worker wall / tcpdump wall", per_round["wall"],
+        f"<= {TARGET_WALL_VS_TCPDUMP}", lambda v: v <= TARGET_WALL_VS_TCPDUMP,
+        med(walls[ex1]) / med(walls[tcpd]))
+    row("exwatch 1 worker pps / ndpiReader pps", per_round["pps"],
+        f">= {TARGET_PPS_VS_NDPI:g}", lambda v: v >= TARGET_PPS_VS_NDPI,
+        med(walls[ndpi]) / med(walls[ex1]))
+    if bpf:
+        row("exwatch bytes per tracked flow (RSS 1 M flows - RSS 1 k flows) / 999,000", bpf,
+            f"<= {TARGET_BYTES_PER_FLOW:g}", lambda v: v <= TARGET_BYTES_PER_FLOW,
+            (med(mem[1_000_000]) - med(mem[1_000])) / 999_000, "{:.0f}")
+    row(f"exwatch {args.threads} workers wall / tcpdump wall", per_round["exn_wall"], "-", None,
+        med(walls[exn]) / med(walls[tcpd]))
+    row(f"exwatch speed-up, {args.threads} workers vs 1", per_round["speedup"], "-", None,
+        med(walls[ex1]) / med(walls[exn]))
+    L.append("")
+    if bpf:
+        L.append(f"Memory: {args.mem_rounds} rounds each; max RSS {med(mem[1_000]) / 2**20:.1f} MiB "
+                 f"with 1 k flows (the base), {med(mem[1_000_000]) / 2**20:.1f} MiB with 1 M flows "
+                 f"(exwatch counted {mem_flows.get(1_000)} and {mem_flows.get(1_000_000)} flows; "
+                 f"wall {med(mem_wall[1_000]):.2f} s and {med(mem_wall[1_000_000]):.2f} s).")
+        L.append("")
+    if fails:
+        L.append("**Failing targets:** " + "; ".join(fails) + ".")
+    else:
+        L.append("All targets pass.")
+    if problems:
+        L.append("")
+        L.append("**Problems seen during the runs:**")
+        L.extend(f"- {p}" for p in problems)
+    text = "\n".join(L) + "\n"
+    print(text)
+    with open(os.path.join(OUT, "throughput.md"), "w") as f:
+        f.write(text)
+    raw = {"machine": m, "capture": meta, "walls": walls, "max_rss": rsss,
+           "per_round": per_round, "mem_rss": {str(k): v for k, v in mem.items()},
+           "bytes_per_flow": bpf, "problems": problems,
+           "ndpi": {"ip_packets": ip_pk, "packets": all_pk, "flows": ndpi_flows}}
+    with open(os.path.join(OUT, "throughput.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+    print(f"(captures {build_s:.1f} s, throughput rounds {run_s:.1f} s, memory runs {mem_s:.1f} s; "
+          f"raw figures in bench-out/throughput.json)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

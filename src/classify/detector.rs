@@ -1,0 +1,141 @@
+//! The one trait every payload detector implements, and the view of a flow's bytes it probes.
+
+use super::Detection;
+
+/// What a detector says about the bytes seen so far.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// This is the detector's protocol.
+    Mine(Detection),
+    /// Could be; show me more bytes.
+    NeedMore,
+    /// Not this protocol, whatever follows.
+    NotMine,
+}
+
+/// The first datagrams of a UDP flow, as far as multi-packet heuristics (RTP, RTCP) need them.
+#[derive(Debug, Clone, Copy)]
+pub struct DatagramHead {
+    /// Sent by the originator.
+    pub from_orig: bool,
+    /// Payload length on the wire.
+    pub len: u32,
+    /// Bytes of `head` that are valid (the payload may be shorter than 16 bytes).
+    pub head_len: u8,
+    pub head: [u8; 16],
+}
+
+impl DatagramHead {
+    pub fn bytes(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+}
+
+/// A flow's payload as detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Payloads<'a> {
+    /// IP protocol: 6 (TCP) or 17 (UDP).
+    pub transport: u8,
+    /// To server (from the originator). TCP: the in-order stream so far, capped. UDP: the
+    /// first datagram from the originator (empty if none yet).
+    pub ts: &'a [u8],
+    /// To client (from the responder), likewise.
+    pub tc: &'a [u8],
+    /// UDP only: heads of the first datagrams in both directions, in arrival order.
+    pub datagrams: &'a [DatagramHead],
+    pub server_port: u16,
+    pub client_port: u16,
+    /// Neither buffer will grow any more (cap reached, gap, or inspection budget spent):
+    /// a detector that needs more should decide now or say `NotMine`.
+    pub last_chance: bool,
+}
+
+impl Payloads<'_> {
+    pub fn is_tcp(&self) -> bool {
+        self.transport == crate::decode::IPPROTO_TCP
+    }
+
+    pub fn is_udp(&self) -> bool {
+        self.transport == crate::decode::IPPROTO_UDP
+    }
+}
+
+/// A protocol detector: looks at the first bytes of each direction and says whose they are.
+///
+/// Detectors are stateless (the engine keeps the bytes), must never panic on any input, and
+/// must not allocate in proportion to lengths read from the wire.
+pub trait Detector: Send + Sync {
+    /// Stable name, used in evidence and tests.
+    fn name(&self) -> &'static str;
+    /// The `network.protocol` value it reports; the port hint for this protocol puts the
+    /// detector first in line.
+    fn protocol(&self) -> &'static str;
+    /// Whether it looks at TCP flows.
+    fn tcp(&self) -> bool {
+        true
+    }
+    /// Whether it looks at UDP flows.
+    fn udp(&self) -> bool {
+        false
+    }
+    /// Probe the bytes seen so far.
+    fn probe(&self, p: &Payloads<'_>) -> Probe;
+}
+
+/// Build a payload detection with evidence and no extra fields.
+pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
+    Probe::Mine(Detection {
+        protocol,
+        service: None,
+        confidence: super::Confidence::Payload,
+        evidence: evidence.into(),
+        fields: Vec::new(),
+    })
+}
+
+/// Text helpers for line-based protocols, shared by detectors.
+pub mod text {
+    /// The first line of `b` (without CR LF), if a full line has arrived.
+    pub fn first_line(b: &[u8]) -> Option<&[u8]> {
+        let end = b.iter().position(|&c| c == b'\n')?;
+        let line = &b[..end];
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// Lines of `b` that are complete (end in LF), without their CR LF.
+    pub fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+        let complete = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+        b[..complete]
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    }
+
+    /// Case-insensitive prefix test.
+    pub fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
+        b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+    }
+
+    /// Case-insensitive substring search.
+    pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty()
+            && hay.len() >= needle.len()
+            && hay
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+    }
+
+    /// Printable ASCII (plus tab), as protocol command lines are.
+    pub fn is_text(b: &[u8]) -> bool {
+        b.iter().all(|&c| c == b'\t' || (0x20..0x7f).contains(&c))
+    }
+
+    /// Lossy, length-capped string for evidence fields (never for secrets).
+    pub fn clip(b: &[u8], max: usize) -> String {
+        let s = &b[..b.len().min(max)];
+        String::from_utf8_lossy(s)
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect()
+    }
+}

@@ -1,0 +1,282 @@
+//! SMTP: greeting, EHLO/HELO and replies; Exchange markers; STARTTLS / X-ANONYMOUSTLS upgrades.
+
+use crate::classify::detector::{text, Detector, Payloads, Probe};
+use crate::classify::{Confidence, Detection};
+
+/// EHLO keywords and banner text that only Exchange (or its peers) send.
+const EXCHANGE_MARKERS: &[&str] = &["X-ANONYMOUSTLS", "X-EXPS", "XEXCH50", "XRDST", "X-LSA-2"];
+const EXCHANGE_BANNER: &[u8] = b"Microsoft ESMTP MAIL Service";
+
+pub struct Smtp;
+
+fn is_reply(line: &[u8], code: &[u8]) -> bool {
+    line.len() >= 3 && &line[..3] == code && matches!(line.get(3), None | Some(b' ') | Some(b'-'))
+}
+
+fn is_greeting(tc: &[u8]) -> bool {
+    text::first_line(tc).is_some_and(|l| is_reply(l, b"220") && text::is_text(l))
+}
+
+fn command(line: &[u8]) -> Option<&'static str> {
+    const VERBS: &[&str] = &[
+        "EHLO",
+        "HELO",
+        "MAIL FROM:",
+        "RCPT TO:",
+        "STARTTLS",
+        "X-ANONYMOUSTLS",
+        "AUTH ",
+        "X-EXPS ",
+        "BDAT ",
+        "DATA",
+        "QUIT",
+        "RSET",
+        "NOOP",
+        "XEXCH50",
+    ];
+    VERBS
+        .iter()
+        .find(|v| text::starts_with_ci(line, v.as_bytes()))
+        .copied()
+}
+
+impl Detector for Smtp {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn protocol(&self) -> &'static str {
+        "smtp"
+    }
+
+    fn probe(&self, p: &Payloads<'_>) -> Probe {
+        let greeting = is_greeting(p.tc);
+        let first_cmd = text::first_line(p.ts).and_then(command);
+        let hello = matches!(first_cmd, Some("EHLO") | Some("HELO"));
+        let partial_greeting = p.tc.len() < 4 && b"220 ".starts_with(p.tc);
+        if !(greeting || p.tc.is_empty() || partial_greeting) {
+            // The server spoke first and did not greet like SMTP; a mid-stream start may
+            // still show client commands.
+            if first_cmd.is_none() {
+                return Probe::NotMine;
+            }
+        }
+        if !p.ts.is_empty() && first_cmd.is_none() && text::first_line(p.ts).is_some() {
+            return Probe::NotMine;
+        }
+        if !greeting && first_cmd.is_none() {
+            return if p.last_chance {
+                Probe::NotMine
+            } else {
+                Probe::NeedMore
+            };
+        }
+        // FTP also greets with 220 and has AUTH, QUIT, NOOP: after a greeting only EHLO/HELO,
+        // or a banner that says SMTP, make it SMTP.
+        let banner_smtp = text::first_line(p.tc).is_some_and(|l| text::contains_ci(l, b"SMTP"));
+        if greeting && first_cmd.is_some() && !hello && !banner_smtp {
+            return Probe::NotMine;
+        }
+        // A 220 greeting alone is also FTP's, and the EHLO reply carries the Exchange
+        // markers: wait for the client's first command unless nothing more will come.
+        if greeting && first_cmd.is_none() {
+            if !p.last_chance {
+                return Probe::NeedMore;
+            }
+            let banner = text::first_line(p.tc).unwrap_or_default();
+            if !text::contains_ci(banner, b"SMTP") {
+                return Probe::NotMine;
+            }
+        }
+        let mut markers: Vec<&str> = Vec::new();
+        let banner_exchange =
+            text::first_line(p.tc).is_some_and(|l| text::contains_ci(l, EXCHANGE_BANNER));
+        if banner_exchange {
+            markers.push("Microsoft ESMTP MAIL Service banner");
+        }
+        let mut ehlo_done = false;
+        for line in text::lines(p.tc).skip(1) {
+            if line.len() >= 4 && &line[..3] == b"250" {
+                let kw = &line[4..];
+                for m in EXCHANGE_MARKERS {
+                    if text::starts_with_ci(kw, m.as_bytes()) && !markers.contains(m) {
+                        markers.push(m);
+                    }
+                }
+                if line[3] == b' ' {
+                    ehlo_done = true;
+                }
+            }
+        }
+        let mut upgrade = None;
+        let mut after_upgrade = 0usize;
+        let mut consumed = 0usize;
+        for raw in p.ts.split_inclusive(|&c| c == b'\n') {
+            consumed += raw.len();
+            let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match command(line) {
+                Some("STARTTLS") => upgrade = Some("STARTTLS"),
+                Some("X-ANONYMOUSTLS") => upgrade = Some("X-ANONYMOUSTLS"),
+                _ => {}
+            }
+            if upgrade.is_some() {
+                after_upgrade = consumed;
+                break;
+            }
+        }
+        if hello && !ehlo_done && !p.last_chance && upgrade.is_none() {
+            return Probe::NeedMore;
+        }
+        let mut fields = Vec::new();
+        let mut evidence = String::from(if greeting {
+            "SMTP 220 greeting"
+        } else {
+            "SMTP client commands"
+        });
+        if let Some(c) = first_cmd.filter(|_| hello) {
+            evidence.push_str(&format!(", {c}"));
+        }
+        if let Some(u) = upgrade {
+            // The TLS handshake follows the upgrade command in the client's stream.
+            let tls_bytes = &p.ts[after_upgrade.min(p.ts.len())..];
+            if tls_bytes.is_empty() && !p.last_chance {
+                return Probe::NeedMore;
+            }
+            evidence.push_str(&format!(", {u} upgrade"));
+            if !tls_bytes.is_empty() && tls_bytes[0] == 0x16 {
+                evidence.push_str(" into TLS");
+                fields.push(("tls.established", "true".to_string()));
+            }
+            fields.push(("exwatch.tls_upgrade", u.to_string()));
+        }
+        if !markers.is_empty() {
+            evidence.push_str(&format!(", Exchange markers: {}", markers.join(" ")));
+            fields.push(("exwatch.exchange_markers", markers.join(",")));
+        }
+        Probe::Mine(Detection {
+            protocol: "smtp",
+            service: None,
+            confidence: Confidence::Payload,
+            evidence,
+            fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::detector::Payloads;
+
+    fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
+        Payloads {
+            transport: 6,
+            ts,
+            tc,
+            datagrams: &[],
+            server_port: 25,
+            client_port: 50000,
+            last_chance: last,
+        }
+    }
+
+    const EXCH_TC: &[u8] = b"220 mail.contoso.test Microsoft ESMTP MAIL Service ready\r\n250-mail.contoso.test Hello\r\n250-SIZE 37748736\r\n250-X-ANONYMOUSTLS\r\n250-X-EXPS GSSAPI NTLM\r\n250-XEXCH50\r\n250 XRDST\r\n";
+
+    #[test]
+    fn exchange_greeting_and_markers() {
+        let Probe::Mine(d) = Smtp.probe(&view(b"EHLO edge.contoso.test\r\n", EXCH_TC, false))
+        else {
+            panic!("not smtp")
+        };
+        assert!(d.evidence.contains("X-ANONYMOUSTLS"), "{}", d.evidence);
+        assert!(d.evidence.contains("banner"));
+        let m = d
+            .fields
+            .iter()
+            .find(|f| f.0 == "exwatch.exchange_markers")
+            .unwrap();
+        assert_eq!(
+            m.1,
+            "Microsoft ESMTP MAIL Service banner,X-ANONYMOUSTLS,X-EXPS,XEXCH50,XRDST"
+        );
+    }
+
+    #[test]
+    fn split_across_segments_needs_more() {
+        assert!(matches!(
+            Smtp.probe(&view(b"", b"22", false)),
+            Probe::NeedMore
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(b"", b"220 mx ESMTP\r\n", false)),
+            Probe::NeedMore
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(b"EHLO a\r\n", b"220 mx ESMTP\r\n250-mx\r\n", false)),
+            Probe::NeedMore
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(
+                b"EHLO a\r\n",
+                b"220 mx ESMTP\r\n250-mx\r\n250 OK\r\n",
+                false
+            )),
+            Probe::Mine(_)
+        ));
+    }
+
+    #[test]
+    fn starttls_is_followed_into_tls() {
+        let ts = b"EHLO a\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello";
+        let Probe::Mine(d) = Smtp.probe(&view(ts, b"220 mx ESMTP\r\n250 OK\r\n220 go\r\n", false))
+        else {
+            panic!()
+        };
+        assert!(
+            d.evidence.contains("STARTTLS upgrade into TLS"),
+            "{}",
+            d.evidence
+        );
+        let wait = Smtp.probe(&view(
+            b"EHLO a\r\nSTARTTLS\r\n",
+            b"220 mx ESMTP\r\n250 OK\r\n",
+            false,
+        ));
+        assert!(matches!(wait, Probe::NeedMore));
+    }
+
+    #[test]
+    fn ftp_and_http_are_not_smtp() {
+        assert!(matches!(
+            Smtp.probe(&view(
+                b"USER anonymous\r\n",
+                b"220 FTP server ready\r\n",
+                false
+            )),
+            Probe::NotMine
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(b"AUTH TLS\r\n", b"220 (vsFTPd 3.0.3)\r\n", false)),
+            Probe::NotMine
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(b"GET / HTTP/1.1\r\n", b"", false)),
+            Probe::NotMine
+        ));
+        assert!(matches!(
+            Smtp.probe(&view(b"", b"220 FTP server ready\r\n", true)),
+            Probe::NotMine
+        ));
+    }
+
+    #[test]
+    fn hostile_bytes_do_not_panic() {
+        for ts in [&b"\xff\xfe\r\n"[..], b"EHLO", b"\n\n\n", b"STARTTLS\r\n"] {
+            for tc in [&b"220"[..], b"220-\r\n250", b"\x00\x00", b"250 \r\n"] {
+                let _ = Smtp.probe(&view(ts, tc, true));
+                let _ = Smtp.probe(&view(ts, tc, false));
+            }
+        }
+    }
+}

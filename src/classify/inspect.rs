@@ -1,0 +1,303 @@
+//! Payload inspection: keeps the first bytes of each direction (TCP reassembled in order, UDP
+//! datagram heads) and runs the candidate detectors until one claims the flow or none can.
+//!
+//! Lives on a flow only until a decision; everything it holds is capped.
+
+use super::detector::{DatagramHead, Detector, Payloads, Probe};
+use super::{Confidence, Detection};
+use crate::decode::IPPROTO_TCP;
+
+/// Bytes kept per direction of a TCP flow.
+pub const STREAM_CAP: usize = 8192;
+/// First-datagram bytes kept per direction of a UDP flow.
+pub const DATAGRAM_CAP: usize = 2048;
+/// Payload-carrying packets inspected before giving up.
+pub const MAX_PACKETS: u16 = 40;
+/// UDP datagram heads kept for multi-packet heuristics.
+pub const MAX_HEADS: usize = 16;
+/// Out-of-order TCP segments held per direction while waiting for the gap to fill.
+const MAX_PENDING: usize = 8;
+
+/// One direction of a TCP flow, reassembled in sequence order up to `STREAM_CAP`.
+#[derive(Debug, Default)]
+struct Stream {
+    next: Option<u32>,
+    buf: Vec<u8>,
+    pending: Vec<(u32, Vec<u8>)>,
+    /// The stream cannot grow: capped, or a hole that will not be filled.
+    stopped: bool,
+}
+
+impl Stream {
+    /// Add a segment: `data` is what was captured of its `wire_len` payload bytes.
+    /// Returns whether the buffer grew.
+    fn add(&mut self, seq: u32, data: &[u8], wire_len: u32) -> bool {
+        if self.stopped || data.is_empty() {
+            return false;
+        }
+        let next = *self.next.get_or_insert(seq);
+        let off = seq.wrapping_sub(next) as i32;
+        if off > 0 {
+            if self.pending.len() >= MAX_PENDING || off as usize > 4 * STREAM_CAP {
+                self.stopped = true;
+            } else {
+                let keep = data.len().min(STREAM_CAP);
+                self.pending.push((seq, data[..keep].to_vec()));
+            }
+            return false;
+        }
+        let before = self.buf.len();
+        self.append(seq, data, wire_len);
+        // Segments that were waiting on this one.
+        while !self.stopped {
+            let Some(next) = self.next else { break };
+            let Some(i) = self
+                .pending
+                .iter()
+                .position(|(s, _)| (s.wrapping_sub(next) as i32) <= 0)
+            else {
+                break;
+            };
+            let (s, d) = self.pending.swap_remove(i);
+            let len = d.len() as u32;
+            self.append(s, &d, len);
+        }
+        self.buf.len() > before
+    }
+
+    fn append(&mut self, seq: u32, data: &[u8], wire_len: u32) {
+        let next = self.next.unwrap_or(seq);
+        let skip = next.wrapping_sub(seq) as usize;
+        if skip >= data.len() {
+            if skip >= wire_len as usize {
+                return; // a retransmission of bytes already held
+            }
+        } else {
+            let fresh = &data[skip..];
+            let room = STREAM_CAP - self.buf.len();
+            self.buf.extend_from_slice(&fresh[..fresh.len().min(room)]);
+            if fresh.len() > room {
+                self.stopped = true;
+            }
+        }
+        self.next = Some(seq.wrapping_add(wire_len));
+        // The capture cut this segment short (snaplen or copy cap): what follows is a hole.
+        if (data.len() as u32) < wire_len || self.buf.len() >= STREAM_CAP {
+            self.stopped = true;
+        }
+    }
+}
+
+/// What inspecting one more packet led to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Still undecided; keep feeding packets.
+    Undecided,
+    Decided(Detection),
+    /// No detector claims the flow.
+    GaveUp,
+}
+
+/// Per-flow inspection state.
+#[derive(Debug)]
+pub struct Inspector {
+    /// Bit i set: registry detector i may still claim the flow.
+    candidates: u64,
+    /// Detector index the port suggests, probed first.
+    hint: Option<usize>,
+    streams: [Stream; 2],
+    first: [Vec<u8>; 2],
+    heads: Vec<DatagramHead>,
+    packets: u16,
+}
+
+impl Inspector {
+    /// Start inspecting a flow of IP protocol `transport`; `hint` is the `network.protocol` the
+    /// server port suggests.
+    pub fn new(registry: &[&'static dyn Detector], transport: u8, hint: Option<&str>) -> Self {
+        let tcp = transport == IPPROTO_TCP;
+        let mut candidates = 0u64;
+        for (i, d) in registry.iter().enumerate().take(64) {
+            if (tcp && d.tcp()) || (!tcp && d.udp()) {
+                candidates |= 1 << i;
+            }
+        }
+        let hint = hint.and_then(|h| {
+            registry
+                .iter()
+                .position(|d| d.protocol() == h)
+                .filter(|&i| candidates & (1 << i) != 0)
+        });
+        Inspector {
+            candidates,
+            hint,
+            streams: [Stream::default(), Stream::default()],
+            first: [Vec::new(), Vec::new()],
+            heads: Vec::new(),
+            packets: 0,
+        }
+    }
+
+    /// Feed one payload-carrying packet. `dir` is 0 from the originator, 1 from the responder.
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet(
+        &mut self,
+        registry: &[&'static dyn Detector],
+        transport: u8,
+        dir: usize,
+        seq: u32,
+        data: &[u8],
+        wire_len: u32,
+        server_port: u16,
+        client_port: u16,
+    ) -> Outcome {
+        self.packets += 1;
+        let grew = if transport == IPPROTO_TCP {
+            self.streams[dir].add(seq, data, wire_len)
+        } else if data.is_empty() {
+            false
+        } else {
+            if self.heads.len() < MAX_HEADS {
+                let n = data.len().min(16);
+                let mut head = [0u8; 16];
+                head[..n].copy_from_slice(&data[..n]);
+                self.heads.push(DatagramHead {
+                    from_orig: dir == 0,
+                    len: wire_len,
+                    head_len: n as u8,
+                    head,
+                });
+            }
+            if self.first[dir].is_empty() {
+                self.first[dir].extend_from_slice(&data[..data.len().min(DATAGRAM_CAP)]);
+            }
+            true
+        };
+        let exhausted = self.packets >= MAX_PACKETS
+            || (transport == IPPROTO_TCP && self.streams.iter().all(|s| s.stopped))
+            || (transport != IPPROTO_TCP && self.heads.len() >= MAX_HEADS);
+        if !grew && !exhausted {
+            return Outcome::Undecided;
+        }
+        let (ts, tc) = if transport == IPPROTO_TCP {
+            (&self.streams[0].buf[..], &self.streams[1].buf[..])
+        } else {
+            (&self.first[0][..], &self.first[1][..])
+        };
+        let view = Payloads {
+            transport,
+            ts,
+            tc,
+            datagrams: &self.heads,
+            server_port,
+            client_port,
+            last_chance: exhausted,
+        };
+        let order = self
+            .hint
+            .into_iter()
+            .chain((0..registry.len().min(64)).filter(|&i| Some(i) != self.hint));
+        let mut candidates = self.candidates;
+        let mut decided = None;
+        for i in order {
+            if candidates & (1 << i) == 0 {
+                continue;
+            }
+            match registry[i].probe(&view) {
+                Probe::Mine(d) => {
+                    decided = Some(d);
+                    break;
+                }
+                Probe::NotMine => candidates &= !(1 << i),
+                Probe::NeedMore if exhausted => candidates &= !(1 << i),
+                Probe::NeedMore => {}
+            }
+        }
+        self.candidates = candidates;
+        match decided {
+            Some(d) => Outcome::Decided(d),
+            None if candidates == 0 || exhausted => Outcome::GaveUp,
+            None => Outcome::Undecided,
+        }
+    }
+}
+
+/// The detection recorded when payload was seen but no detector claimed it.
+pub fn unidentified(packets: u16) -> Detection {
+    Detection {
+        protocol: "unknown",
+        service: None,
+        confidence: Confidence::None,
+        evidence: format!("payload matched no detector ({packets} packets inspected)"),
+        fields: Vec::new(),
+    }
+}
+
+impl Inspector {
+    pub fn packets(&self) -> u16 {
+        self.packets
+    }
+
+    /// The flow ended undecided: give every remaining candidate its last chance.
+    pub fn finish(
+        &mut self,
+        registry: &[&'static dyn Detector],
+        transport: u8,
+        server_port: u16,
+        client_port: u16,
+    ) -> Outcome {
+        self.packets = self.packets.max(MAX_PACKETS - 1);
+        self.packet(registry, transport, 0, 0, &[], 0, server_port, client_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_out_of_order_and_retransmitted_segments() {
+        let mut s = Stream::default();
+        assert!(s.add(1000, b"HELO", 4));
+        assert!(!s.add(1008, b"WXYZ", 4), "ahead of the stream: held");
+        assert!(
+            s.add(1004, b" abc", 4),
+            "fills the hole and releases the held one"
+        );
+        assert_eq!(s.buf, b"HELO abcWXYZ");
+        assert!(!s.add(1000, b"HELO", 4), "retransmission adds nothing");
+        assert!(s.add(1010, b"YZ!!", 4), "overlap adds only the new tail");
+        assert_eq!(s.buf, b"HELO abcWXYZ!!");
+    }
+
+    #[test]
+    fn cap_and_cut_segments_stop_the_stream() {
+        let mut s = Stream::default();
+        let big = vec![b'a'; STREAM_CAP + 10];
+        s.add(0, &big, big.len() as u32);
+        assert_eq!(s.buf.len(), STREAM_CAP);
+        assert!(s.stopped);
+        let mut s = Stream::default();
+        s.add(0, b"abc", 1400);
+        assert!(s.stopped, "a segment cut by the capture leaves a hole");
+    }
+
+    #[test]
+    fn too_many_gaps_stop_the_stream() {
+        let mut s = Stream::default();
+        s.add(0, b"a", 1);
+        for i in 0..=MAX_PENDING as u32 {
+            s.add(10 + i * 10, b"b", 1);
+        }
+        assert!(s.stopped);
+        assert!(s.pending.len() <= MAX_PENDING);
+    }
+
+    #[test]
+    fn sequence_wraparound() {
+        let mut s = Stream::default();
+        s.add(u32::MAX - 1, b"ab", 2);
+        s.add(0, b"cd", 2);
+        assert_eq!(s.buf, b"abcd");
+    }
+}
