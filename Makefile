@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: deps build demo test lint bench bench-throughput fuzz golden check-signatures
+.PHONY: deps build demo test lint bench bench-throughput fuzz golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -44,3 +44,7 @@ bench-throughput: build
 
 fuzz:
 	@echo "see fuzz/README.md: cargo +nightly fuzz run <target>"
+
+# Re-record pcaps/ from real peers (root, Debian 12; see pcaps/README.md). Then `make golden`.
+record:
+	$(SUDO) bash pcaps/record/all.sh
