@@ -11,8 +11,10 @@ Run by `make bench-throughput` (stdlib only, Python >= 3.9).  It
    applied to source and destination of every packet of the copy, so conversations stay
    consistent within a copy and distinct across copies.  The IPv4 header checksum is fixed; the
    TCP/UDP checksums (whose pseudo-header covers the addresses) are left stale: nothing here
-   verifies them (exwatch, tcpdump -w and ndpiReader do not).  Addresses quoted inside payloads
-   (ICMP errors, ARP, SIP/SDP bodies...) are left as they were.
+   verifies them (exwatch, tcpdump -w and ndpiReader do not).  Only the outermost IP header
+   is rewritten: addresses of tunnelled inner headers (a 6in4 syslog capture), inside ICMP
+   errors, ARP or payloads (SIP/SDP...) are left as they were.  The set of source captures is
+   whatever the two folders hold when the file is built (see bench-out/bench.json).
    Timestamps are compressed: within one source capture every inter-packet gap is capped at
    10 ms (a backwards step becomes 0), so that the ~4,000 packets of one copy span a few seconds
    rather than the 250 s (and, for the mergecap'd public captures, years) of the originals:
@@ -37,11 +39,13 @@ It exits 0 whether the targets pass or fail: it is a report, not a test.
 
 import argparse
 import datetime
+import hashlib
 import json
 import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import struct
 import subprocess
@@ -430,19 +434,66 @@ def build_syns(path, n):
 # --------------------------------------------------------------------------------------------
 
 
+# Max RSS, and why the tools are not started straight from this script: Linux carries the
+# high-water RSS of the memory image a process replaces at execve() into its ru_maxrss
+# (exec_mmap -> setmax_mm_hiwater_rss), and a child started by fork or vfork replaces an image
+# of this Python process (tens of MiB after building the captures).  So ru_maxrss of a direct
+# child is never below this script's own peak, which would swamp the 1 k-flow base.  Instead
+# this process becomes a child subreaper, `sh` forks a background subshell (a copy of a ~1 MiB
+# shell) that blocks reading a pipe from us, prints its pid and exits; the subshell is
+# re-parented here.  The clock starts when we close the pipe, the subshell execs the tool, and
+# os.wait4 on its pid gives the tool's own rusage.  (The blocking read also keeps the tool from
+# finishing, and sh from reaping it, before sh is gone.)  The wall time includes only the
+# wake-up and the exec (measured as "launch overhead" with `true` and reported).
+_SUBREAPER = False
+
+
+def become_subreaper():
+    global _SUBREAPER
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        _SUBREAPER = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _SUBREAPER = False
+    if not _SUBREAPER:
+        print("warning: cannot become a child subreaper; max RSS figures include this "
+              "script's own peak RSS as a floor", file=sys.stderr)
+
+
+_LAUNCH = """o=$1; e=$2; shift 2
+exec 3<&0
+{ read x <&3; exec "$@" 3<&- </dev/null >"$o" 2>"$e"; } &
+echo $!
+"""
+
+
 def run(cmd, stdout_path=None):
     """Run cmd; return (wall seconds, max RSS bytes, exit code, stderr text)."""
     err_path = os.path.join(OUT, "last-stderr.txt")
-    with open(err_path, "wb") as err, \
-            open(stdout_path or os.devnull, "wb") as out:
+    out_path = stdout_path or os.devnull
+    if _SUBREAPER:
+        r, w = os.pipe()
+        sh = subprocess.Popen(["sh", "-c", _LAUNCH, "sh", out_path, err_path] + cmd,
+                              stdin=r, stdout=subprocess.PIPE)
+        os.close(r)
+        pid = int(sh.stdout.readline())
+        sh.stdout.close()
+        sh.wait()
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, ru = os.wait4(p.pid, 0)
+        os.close(w)  # go
+        _, status, ru = os.wait4(pid, 0)
         wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
+    else:
+        with open(err_path, "wb") as err, open(out_path, "wb") as out:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            _, status, ru = os.wait4(p.pid, 0)
+            wall = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
     with open(err_path, "rb") as err:
         text = err.read().decode("utf-8", "replace")
-    return wall, ru.ru_maxrss * 1024, p.returncode, text
+    return wall, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), text
 
 
 def ndpi_counts(path):
@@ -485,6 +536,14 @@ def machine():
     }
 
 
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -500,9 +559,16 @@ def main():
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    exw = args.exwatch
-    if not os.access(exw, os.X_OK):
-        sys.exit(f"{exw} not found: run `cargo build --release` (or `make bench-throughput`)")
+    if not os.access(args.exwatch, os.X_OK):
+        sys.exit(f"{args.exwatch} not found: run `cargo build --release` "
+                 "(or `make bench-throughput`)")
+    # Run a private copy: others may rebuild target/release/exwatch while this runs.
+    exw = os.path.join(OUT, "exwatch-under-test")
+    shutil.copy2(args.exwatch, exw)
+    with open(exw, "rb") as f:
+        exw_sha = hashlib.sha256(f.read()).hexdigest()[:12]
+    exw_built = datetime.datetime.fromtimestamp(
+        os.path.getmtime(exw), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     # ---- captures ----
     bench = os.path.join(OUT, "bench.pcap")
@@ -525,14 +591,17 @@ def main():
     packets = meta["packets"]
 
     # ---- validation runs (also warm the page cache) ----
+    become_subreaper()
     problems = []
+    launch = [run(["true"]) for _ in range(5)]
+    launch_s = med([x[0] for x in launch])
+    launch_rss = med([x[1] for x in launch])
     summ_path = os.path.join(OUT, "summary-bench.json")
     w, rss, rc, err = run([exw, "audit", "-q", "--threads", "1", "--json", "/dev/null",
                            "--summary-json", summ_path, bench])
     if rc != 0 or err.strip():
         problems.append(f"exwatch on bench.pcap: exit {rc}, stderr: {err.strip()[:500]}")
-    with open(summ_path) as f:
-        summ = json.load(f)
+    summ = load_json(summ_path)
     if summ.get("packets_read") != packets:
         problems.append(f"exwatch read {summ.get('packets_read')} packets, the file has {packets}")
     ndpi_out = os.path.join(OUT, "ndpiReader-out.txt")
@@ -572,6 +641,7 @@ def main():
 
     # ---- memory per tracked flow ----
     mem = {1_000_000: [], 1_000: []}
+    mem_nojson = {1_000_000: [], 1_000: []}
     mem_wall = {1_000_000: [], 1_000: []}
     mem_flows = {}
     t2 = time.perf_counter()
@@ -581,18 +651,22 @@ def main():
         for n in mem:
             sp = os.path.join(OUT, f"summary-flows-{n}.json")
             _, _, rc, err = run(base + ["--summary-json", sp, syn[n]])
-            with open(sp) as f:
-                s = json.load(f)
+            s = load_json(sp)
             mem_flows[n] = s.get("flows")
             if rc != 0 or s.get("flows") != n or s.get("evictions"):
                 problems.append(f"exwatch on flows-{n}: exit {rc}, flows {s.get('flows')}, "
                                 f"evictions {s.get('evictions')}, end reasons "
                                 f"{s.get('flows_by_end_reason')}")
+        # Also without --json (information only): the peak with --json includes the records
+        # of every flow still open at end of input, which at 1 M flows is most of the peak.
+        nojson = [a for a in base if a not in ("--json", "/dev/null")]
         for r in range(args.mem_rounds):
             for n in (sorted(mem) if r % 2 else sorted(mem, reverse=True)):
                 w, rss, rc, err = run(base + [syn[n]])
                 mem[n].append(rss)
                 mem_wall[n].append(w)
+                w, rss, rc, err = run(nojson + [syn[n]])
+                mem_nojson[n].append(rss)
     mem_s = time.perf_counter() - t2
 
     # ---- report ----
@@ -604,20 +678,23 @@ def main():
         "exn_wall": [a / b for a, b in zip(walls[exn], walls[tcpd])],
     }
     bpf = [(a - b) / (1_000_000 - 1_000) for a, b in zip(mem[1_000_000], mem[1_000])]
+    bpf_nj = [(a - b) / (1_000_000 - 1_000)
+              for a, b in zip(mem_nojson[1_000_000], mem_nojson[1_000])]
     m = machine()
     L = []
     L.append("### Whole-run throughput (`make bench-throughput`)")
     L.append("")
     L.append(f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']:.1f} GiB RAM, "
              f"Linux {m['kernel']}; {m['date']}")
-    L.append(f"- exwatch {m['commit']}; nDPI {ndpi_ver} (ndpiReader); "
-             f"{sh(['tcpdump', '--version']).splitlines()[1] if sh(['tcpdump', '--version']) else 'libpcap ?'}")
+    tv = (sh(["tcpdump", "--version"]) + "\n\n").splitlines()
+    L.append(f"- exwatch {m['commit']} (binary built {exw_built}, sha256 {exw_sha}); ndpiReader (nDPI {ndpi_ver}); {tv[0]}, {tv[1]}")
     L.append(f"- Capture `bench-out/bench.pcap`: {packets:,} packets, {meta['flows']:,} flows "
-             f"(distinct 5-tuples; exwatch counted {summ.get('flows', '?'):,}), "
+             f"(distinct 5-tuples; exwatch counted {summ.get('flows', 0):,}), "
              f"{meta['bytes'] / 1e6:.0f} MB; {meta['copies']} address-rewritten copies of "
              f"{len(meta['sources'])} captures ({meta['template_packets']:,} packets, "
              f"{meta['template_flows']} flows each), {meta['capture_seconds']:.0f} s of capture time")
-    L.append(f"- {args.rounds} rounds, tools alternated (order rotated each round), file in page cache")
+    L.append(f"- {args.rounds} rounds, tools alternated (order rotated each round), file in page "
+             f"cache; launch overhead (`true`): {launch_s * 1e3:.1f} ms, {launch_rss / 2**20:.1f} MiB")
     L.append("")
     L.append("| tool | median wall s | min-max s | packets/s (median) | max RSS MiB (median) |")
     L.append("|---|---:|---:|---:|---:|")
@@ -648,6 +725,9 @@ def main():
         row("exwatch bytes per tracked flow (RSS 1 M flows - RSS 1 k flows) / 999,000", bpf,
             f"<= {TARGET_BYTES_PER_FLOW:g}", lambda v: v <= TARGET_BYTES_PER_FLOW,
             (med(mem[1_000_000]) - med(mem[1_000])) / 999_000, "{:.0f}")
+    if bpf_nj:
+        row("same, without --json (records built, not serialised)", bpf_nj, "-", None,
+            (med(mem_nojson[1_000_000]) - med(mem_nojson[1_000])) / 999_000, "{:.0f}")
     row(f"exwatch {args.threads} workers wall / tcpdump wall", per_round["exn_wall"], "-", None,
         med(walls[exn]) / med(walls[tcpd]))
     row(f"exwatch speed-up, {args.threads} workers vs 1", per_round["speedup"], "-", None,
@@ -657,7 +737,9 @@ def main():
         L.append(f"Memory: {args.mem_rounds} rounds each; max RSS {med(mem[1_000]) / 2**20:.1f} MiB "
                  f"with 1 k flows (the base), {med(mem[1_000_000]) / 2**20:.1f} MiB with 1 M flows "
                  f"(exwatch counted {mem_flows.get(1_000)} and {mem_flows.get(1_000_000)} flows; "
-                 f"wall {med(mem_wall[1_000]):.2f} s and {med(mem_wall[1_000_000]):.2f} s).")
+                 f"wall {med(mem_wall[1_000]):.2f} s and {med(mem_wall[1_000_000]):.2f} s); without "
+                 f"--json {med(mem_nojson[1_000]) / 2**20:.1f} and "
+                 f"{med(mem_nojson[1_000_000]) / 2**20:.1f} MiB.")
         L.append("")
     if fails:
         L.append("**Failing targets:** " + "; ".join(fails) + ".")
@@ -673,6 +755,7 @@ def main():
         f.write(text)
     raw = {"machine": m, "capture": meta, "walls": walls, "max_rss": rsss,
            "per_round": per_round, "mem_rss": {str(k): v for k, v in mem.items()},
+           "mem_rss_nojson": {str(k): v for k, v in mem_nojson.items()},
            "bytes_per_flow": bpf, "problems": problems,
            "ndpi": {"ip_packets": ip_pk, "packets": all_pk, "flows": ndpi_flows}}
     with open(os.path.join(OUT, "throughput.json"), "w") as f:

@@ -33,7 +33,10 @@ const KEPT: &[&str] = &[
 ];
 
 fn endpoint(r: &Value, side: &str) -> String {
-    let ip = field(r, &format!("{side}.ip")).as_str().unwrap_or("?").to_string();
+    let ip = field(r, &format!("{side}.ip"))
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
     match field(r, &format!("{side}.port")).as_u64() {
         Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
         Some(p) => format!("{ip}:{p}"),

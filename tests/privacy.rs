@@ -44,7 +44,11 @@ fn no_secret_or_content_in_any_record() {
         // The summary is also output.
         let summary = run.summary.to_string();
         for s in SECRETS {
-            assert!(!summary.contains(s), "{}: summary contains {s:?}", cap.display());
+            assert!(
+                !summary.contains(s),
+                "{}: summary contains {s:?}",
+                cap.display()
+            );
         }
     }
     assert!(leaks.is_empty(), "{}", leaks.join("\n"));
@@ -58,8 +62,14 @@ fn the_secrets_are_really_on_the_wire() {
     assert!(has(&wire("imap-143.pcap"), "exwatch-secret-pw-2"));
     assert!(has(&wire("pop3-110.pcap"), "exwatch-secret-pw-2"));
     assert!(has(&wire("ldap-389.pcap"), "exwatch-secret-pw-4"));
-    assert!(has(&wire("smtp-auth-plain-25.pcap"), "AGFsaWNlAGV4d2F0Y2gtc2VjcmV0LXB3LTE"));
+    assert!(has(
+        &wire("smtp-auth-plain-25.pcap"),
+        "AGFsaWNlAGV4d2F0Y2gtc2VjcmV0LXB3LTE"
+    ));
     assert!(has(&wire("http-exchange-plain.pcap"), "secretcookie123"));
-    assert!(has(&wire("http-exchange-plain.pcap"), "YWxpY2VAY29udG9zby50ZXN0OmV4d2F0Y2gtc2VjcmV0LXB3LTM"));
+    assert!(has(
+        &wire("http-exchange-plain.pcap"),
+        "YWxpY2VAY29udG9zby50ZXN0OmV4d2F0Y2gtc2VjcmV0LXB3LTM"
+    ));
     assert!(has(&wire("rdp.pcap"), "mstshash"));
 }

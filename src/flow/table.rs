@@ -154,15 +154,16 @@ impl FlowTable {
         Some(self.remove(head))
     }
 
-    /// Remove every flow (end of input).
-    pub fn drain(&mut self) -> Vec<Flow> {
-        let mut out = Vec::with_capacity(self.len);
-        for s in 0..self.slab.len() {
-            if self.slab[s].is_some() {
-                out.push(self.remove(s as u32));
-            }
-        }
-        out
+    /// Number of slots, live or free (for draining by slot).
+    pub fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Remove the flow in `slot` if one lives there. End of input drains the table slot by slot,
+    /// so that no second copy of a large table is ever held.
+    pub fn take(&mut self, slot: usize) -> Option<Flow> {
+        self.slab.get(slot)?.as_ref()?;
+        Some(self.remove(slot as u32))
     }
 
     fn push_tail(&mut self, slot: u32, class: Class) {
@@ -264,6 +265,8 @@ mod tests {
         let mut out = Vec::new();
         t.expire(100_000_000_000, &mut out);
         assert!(out.is_empty(), "established flows wait 5 minutes");
-        assert_eq!(t.drain().len(), 1);
+        assert!(t.take(0).is_some());
+        assert!(t.take(0).is_none());
+        assert!(t.take(99).is_none());
     }
 }

@@ -86,7 +86,7 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
     let mut write_error = None;
     let mut pipe_closed = false;
     let (read_stats, errors) = std::thread::scope(|s| {
-        for _ in 0..n {
+        for i in 0..n {
             let (tx, rx) = channel::bounded::<ToWorker>(8);
             worker_txs.push(tx);
             let sink_tx = sink_tx.clone();
@@ -94,14 +94,20 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
             let classifier = cfg.classifier.clone();
             let timeouts = cfg.timeouts;
             let write_records = cfg.write_records;
-            s.spawn(move || {
-                worker::Worker::new(classifier, per_worker, timeouts, write_records)
-                    .run(rx, sink_tx, pool_tx)
-            });
+            std::thread::Builder::new()
+                .name(format!("exwatch-worker-{i}"))
+                .spawn_scoped(s, move || {
+                    worker::Worker::new(classifier, per_worker, timeouts, write_records)
+                        .run(rx, sink_tx, pool_tx)
+                })
+                .expect("spawning a worker thread");
         }
         drop(sink_tx);
         drop(pool_tx);
-        let reader = s.spawn(|| reader::Reader::new(cfg, worker_txs, pool_rx).run());
+        let reader = std::thread::Builder::new()
+            .name("exwatch-reader".into())
+            .spawn_scoped(s, || reader::Reader::new(cfg, worker_txs, pool_rx).run())
+            .expect("spawning the reader thread");
         for msg in sink_rx.iter() {
             match msg {
                 ToSink::Records { json, flows } => {

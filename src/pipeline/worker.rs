@@ -72,19 +72,21 @@ impl Worker {
                     b.pkts.clear();
                     b.data.clear();
                     let _ = pool.send(b);
-                    if self.json.len() >= FLUSH_BYTES || self.flows.len() >= 4096 {
-                        self.send(&sink);
-                    }
+                    self.flush_if_full(&sink);
                 }
                 ToWorker::Finish { clock } => {
                     self.clock = self.clock.max(clock);
-                    for f in self.table.drain() {
+                    for slot in 0..self.table.slots() {
+                        let Some(f) = self.table.take(slot) else {
+                            continue;
+                        };
                         let reason = if self.table.is_idle(&f, self.clock) {
                             idle_reason(&f)
                         } else {
                             EndReason::EndOfInput
                         };
                         self.emit(f, reason);
+                        self.flush_if_full(&sink);
                     }
                     break;
                 }
@@ -181,6 +183,12 @@ impl Worker {
         let out = self.write_records.then_some(&mut self.json);
         let summary = record::write(&f, reason, &self.classifier, out);
         self.flows.push(summary);
+    }
+
+    fn flush_if_full(&mut self, sink: &Sender<ToSink>) {
+        if self.json.len() >= FLUSH_BYTES || self.flows.len() >= 4096 {
+            self.send(sink);
+        }
     }
 
     fn send(&mut self, sink: &Sender<ToSink>) {

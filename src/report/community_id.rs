@@ -37,11 +37,34 @@ pub fn community_id(
     dst: IpAddr,
     ports: Option<(u16, u16)>,
 ) -> String {
-    let bytes = |a: IpAddr| match a {
-        IpAddr::V4(v) => v.octets().to_vec(),
-        IpAddr::V6(v) => v.octets().to_vec(),
+    let mut buf = [0u8; 30];
+    community_id_into(seed, proto, src, dst, ports, &mut buf).to_string()
+}
+
+/// The same into a stack buffer: `1:` and 28 base64 characters.
+pub fn community_id_into(
+    seed: u16,
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ports: Option<(u16, u16)>,
+    buf: &mut [u8; 30],
+) -> &str {
+    let (mut b1, mut b2) = ([0u8; 16], [0u8; 16]);
+    let bytes = |a: IpAddr, b: &mut [u8; 16]| -> usize {
+        match a {
+            IpAddr::V4(v) => {
+                b[..4].copy_from_slice(&v.octets());
+                4
+            }
+            IpAddr::V6(v) => {
+                b.copy_from_slice(&v.octets());
+                16
+            }
+        }
     };
-    let (mut sa, mut da) = (bytes(src), bytes(dst));
+    let (n1, n2) = (bytes(src, &mut b1), bytes(dst, &mut b2));
+    let (mut sa, mut da): (&[u8], &[u8]) = (&b1[..n1], &b2[..n2]);
     let mut ports = ports;
     let is_icmp = proto == 1 || proto == 58;
     let mut one_way = false;
@@ -58,7 +81,7 @@ pub fn community_id(
     }
     let swap = !one_way
         && match ports {
-            Some((sp, dp)) => (sa.as_slice(), sp) > (da.as_slice(), dp),
+            Some((sp, dp)) => (sa, sp) > (da, dp),
             None => sa > da,
         };
     if swap {
@@ -67,17 +90,18 @@ pub fn community_id(
     }
     let mut h = sha1_smol::Sha1::new();
     h.update(&seed.to_be_bytes());
-    h.update(&sa);
-    h.update(&da);
+    h.update(sa);
+    h.update(da);
     h.update(&[proto, 0]);
     if let Some((sp, dp)) = ports {
         h.update(&sp.to_be_bytes());
         h.update(&dp.to_be_bytes());
     }
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
-    )
+    buf[..2].copy_from_slice(b"1:");
+    let n = base64::engine::general_purpose::STANDARD
+        .encode_slice(h.digest().bytes(), &mut buf[2..])
+        .expect("20 bytes encode to 28 characters");
+    std::str::from_utf8(&buf[..2 + n]).expect("base64 is ASCII")
 }
 
 #[cfg(test)]

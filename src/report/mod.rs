@@ -1,6 +1,7 @@
 //! Report stage: flow records in Elastic Common Schema names, and the run summary.
 
 pub mod community_id;
+pub mod json;
 pub mod record;
 pub mod summary;
 pub mod time;

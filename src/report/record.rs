@@ -1,12 +1,13 @@
 //! Flow records: one JSON object per flow with Elastic Common Schema field names.
 
-use super::community_id::community_id;
-use super::time::rfc3339;
+use super::community_id::community_id_into;
+use super::json::{self, Obj, Val};
+use super::time::rfc3339_into;
 use crate::classify::{Classifier, Verdict};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, ORIG, RESP};
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What the summary needs of a finished flow (the record itself is already serialised).
@@ -22,46 +23,96 @@ pub struct FlowSummary {
 }
 
 /// Name of an IP protocol for `network.transport`.
-pub fn transport_name(proto: u8) -> String {
-    match proto {
-        IPPROTO_TCP => "tcp".into(),
-        IPPROTO_UDP => "udp".into(),
-        1 => "icmp".into(),
-        58 => "ipv6-icmp".into(),
-        2 => "igmp".into(),
-        47 => "gre".into(),
-        50 => "esp".into(),
-        51 => "ah".into(),
-        132 => "sctp".into(),
-        89 => "ospf".into(),
-        other => other.to_string(),
+pub fn transport_name(proto: u8) -> Cow<'static, str> {
+    Cow::Borrowed(match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        1 => "icmp",
+        58 => "ipv6-icmp",
+        2 => "igmp",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        132 => "sctp",
+        89 => "ospf",
+        other => return Cow::Owned(other.to_string()),
+    })
+}
+
+/// Record members the record writes itself; a detection field under one of these is dropped
+/// rather than written twice.
+const OWN: &[&str] = &["@timestamp", "event", "source", "destination", "network"];
+const OWN_EXWATCH: &[&str] = &[
+    "service",
+    "confidence",
+    "evidence",
+    "conn_state",
+    "mid_stream",
+    "end_reason",
+    "payload_bytes",
+    "rtt_ms",
+    "port_mismatch",
+];
+
+fn top(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+/// An IP address as text without allocating for IPv4 (the common case).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 15]) -> Cow<'_, str> {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut n = 0;
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let mut b = itoa::Buffer::new();
+                let d = b.format(*o).as_bytes();
+                buf[n..n + d.len()].copy_from_slice(d);
+                n += d.len();
+            }
+            Cow::Borrowed(std::str::from_utf8(&buf[..n]).expect("digits and dots"))
+        }
+        IpAddr::V6(a) => Cow::Owned(a.to_string()),
     }
 }
 
-/// Insert `value` at a dotted path (`tls.client.server_name`) into nested objects.
-pub fn insert_dotted(root: &mut Map<String, Value>, path: &str, value: Value) {
-    let mut parts = path.split('.').peekable();
-    let mut cur = root;
-    while let Some(p) = parts.next() {
-        if parts.peek().is_none() {
-            cur.insert(p.to_string(), value);
-            return;
-        }
-        let next = cur
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !next.is_object() {
-            *next = Value::Object(Map::new());
-        }
-        cur = next.as_object_mut().expect("made an object above");
-    }
-}
-
-/// Build a flow's record and its summary line.
-pub fn build(flow: &Flow, reason: EndReason, verdict: &Verdict) -> (Value, FlowSummary) {
+/// Build a flow's record into `out` (one NDJSON line) when given, and return its summary.
+pub fn build(
+    flow: &Flow,
+    reason: EndReason,
+    verdict: Verdict,
+    out: Option<&mut Vec<u8>>,
+) -> FlowSummary {
     let ((oa, op), (ra, rp)) = flow.endpoints();
     let (src, dst) = (to_ip(&oa, flow.key.v6), to_ip(&ra, flow.key.v6));
+    let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
+    if let Some(out) = out {
+        write_record(out, flow, reason, &verdict, (src, op), (dst, rp));
+    }
+    FlowSummary {
+        protocol: verdict.protocol,
+        service: verdict.service,
+        packets: o.packets + r.packets,
+        bytes: o.bytes + r.bytes,
+        rtt_us: flow.rtt_us,
+        server: (dst, rp),
+        end_reason: reason,
+    }
+}
+
+fn write_record(
+    out: &mut Vec<u8>,
+    flow: &Flow,
+    reason: EndReason,
+    verdict: &Verdict,
+    (src, op): (IpAddr, u16),
+    (dst, rp): (IpAddr, u16),
+) {
     let proto = flow.key.proto;
+    let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
     let has_ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
     let ports = if has_ports {
         Some((op, rp))
@@ -70,89 +121,106 @@ pub fn build(flow: &Flow, reason: EndReason, verdict: &Verdict) -> (Value, FlowS
     } else {
         None
     };
-    let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
-    let endpoint = |ip: IpAddr, port: u16, d: &crate::flow::DirStats| {
-        let mut m = Map::new();
-        m.insert("ip".into(), json!(ip.to_string()));
+    let (mut tb1, mut tb2) = ([0u8; 30], [0u8; 30]);
+    let start = rfc3339_into(flow.first_ts, &mut tb1);
+    let end = rfc3339_into(flow.last_ts, &mut tb2);
+    let (mut ib1, mut ib2) = ([0u8; 15], [0u8; 15]);
+    // Detection fields, sorted so each nested object's members are contiguous.
+    let mut extra: Vec<(&str, Val<'_>)> = flow
+        .detection
+        .as_deref()
+        .map(|d| {
+            d.fields
+                .iter()
+                .filter(|(k, _)| !OWN.contains(&top(k)))
+                .filter(|(k, _)| {
+                    k.strip_prefix("exwatch.")
+                        .is_none_or(|rest| !OWN_EXWATCH.contains(&top(rest)))
+                })
+                .map(|(k, v)| (*k, Val::Str(v.as_str())))
+                .collect()
+        })
+        .unwrap_or_default();
+    extra.sort_by(|a, b| a.0.cmp(b.0));
+    let split = extra.partition_point(|(k, _)| *k < "exwatch.");
+    let ex_end = extra.partition_point(|(k, _)| *k < "exwatch/");
+    let mut w = Obj::open(out);
+    w.str("@timestamp", start);
+    w.begin("event")
+        .str("kind", "event")
+        .val("category", Val::Strs(&["network"]))
+        .val("type", Val::Strs(&["connection"]))
+        .str("dataset", "exwatch.flow")
+        .str("start", start)
+        .str("end", end)
+        .u64("duration", flow.last_ts - flow.first_ts)
+        .end();
+    for (name, ip, port, d, buf) in [
+        ("source", src, op, o, &mut ib1),
+        ("destination", dst, rp, r, &mut ib2),
+    ] {
+        w.begin(name).str("ip", &ip_text(ip, buf));
         if has_ports {
-            m.insert("port".into(), json!(port));
+            w.u64("port", u64::from(port));
         }
-        m.insert("packets".into(), json!(d.packets));
-        m.insert("bytes".into(), json!(d.bytes));
-        Value::Object(m)
-    };
-    let mut network = Map::new();
-    network.insert("transport".into(), json!(transport_name(proto)));
-    network.insert(
-        "type".into(),
-        json!(if flow.key.v6 { "ipv6" } else { "ipv4" }),
-    );
-    network.insert("protocol".into(), json!(verdict.protocol));
-    network.insert(
-        "community_id".into(),
-        json!(community_id(0, proto, src, dst, ports)),
-    );
-    network.insert("bytes".into(), json!(o.bytes + r.bytes));
-    network.insert("packets".into(), json!(o.packets + r.packets));
+        w.u64("packets", d.packets).u64("bytes", d.bytes).end();
+    }
+    let mut cid = [0u8; 30];
+    w.begin("network")
+        .str("transport", &transport_name(proto))
+        .str("type", if flow.key.v6 { "ipv6" } else { "ipv4" })
+        .str("protocol", &verdict.protocol)
+        .str(
+            "community_id",
+            community_id_into(0, proto, src, dst, ports, &mut cid),
+        )
+        .u64("bytes", o.bytes + r.bytes)
+        .u64("packets", o.packets + r.packets);
     if flow.key.vlan[0] != 0 {
-        network.insert("vlan".into(), json!({ "id": flow.key.vlan[0].to_string() }));
+        // ECS keeps VLAN ids as keyword strings.
+        w.begin("vlan")
+            .str("id", &flow.key.vlan[0].to_string())
+            .end();
         if flow.key.vlan[1] != 0 {
-            network.insert(
-                "inner".into(),
-                json!({ "vlan": { "id": flow.key.vlan[1].to_string() } }),
-            );
+            w.begin("inner")
+                .begin("vlan")
+                .str("id", &flow.key.vlan[1].to_string())
+                .end()
+                .end();
         }
     }
-    let mut ex = Map::new();
-    ex.insert("service".into(), json!(verdict.service));
-    ex.insert("confidence".into(), json!(verdict.confidence.label()));
-    ex.insert("evidence".into(), json!(verdict.evidence));
-    ex.insert("conn_state".into(), json!(flow.conn_state()));
-    ex.insert("mid_stream".into(), json!(flow.mid_stream));
-    ex.insert("end_reason".into(), json!(reason.label()));
-    ex.insert(
-        "payload_bytes".into(),
-        json!({ "source": o.payload_bytes, "destination": r.payload_bytes }),
-    );
+    w.end();
+    w.begin("exwatch")
+        .str("service", &verdict.service)
+        .str("confidence", verdict.confidence.label())
+        .str("evidence", &verdict.evidence)
+        .str("conn_state", flow.conn_state())
+        .val("mid_stream", Val::Bool(flow.mid_stream))
+        .str("end_reason", reason.label());
+    w.begin("payload_bytes")
+        .u64("source", o.payload_bytes)
+        .u64("destination", r.payload_bytes)
+        .end();
     if flow.rtt_us > 0 {
-        ex.insert("rtt_ms".into(), json!(f64::from(flow.rtt_us) / 1000.0));
+        w.val("rtt_ms", Val::F64(f64::from(flow.rtt_us) / 1000.0));
     }
     if let Some(m) = &verdict.port_mismatch {
-        ex.insert("port_mismatch".into(), json!(m));
+        w.str("port_mismatch", m);
     }
-    let mut root = Map::new();
-    root.insert("@timestamp".into(), json!(rfc3339(flow.first_ts)));
-    root.insert(
-        "event".into(),
-        json!({
-            "kind": "event",
-            "category": ["network"],
-            "type": ["connection"],
-            "dataset": "exwatch.flow",
-            "start": rfc3339(flow.first_ts),
-            "end": rfc3339(flow.last_ts),
-            "duration": flow.last_ts - flow.first_ts,
-        }),
-    );
-    root.insert("source".into(), endpoint(src, op, o));
-    root.insert("destination".into(), endpoint(dst, rp, r));
-    root.insert("network".into(), Value::Object(network));
-    root.insert("exwatch".into(), Value::Object(ex));
-    if let Some(d) = &flow.detection {
-        for (k, v) in &d.fields {
-            insert_dotted(&mut root, k, json!(v));
-        }
-    }
-    let summary = FlowSummary {
-        protocol: verdict.protocol.clone(),
-        service: verdict.service.clone(),
-        packets: o.packets + r.packets,
-        bytes: o.bytes + r.bytes,
-        rtt_us: flow.rtt_us,
-        server: (dst, rp),
-        end_reason: reason,
-    };
-    (Value::Object(root), summary)
+    let inner: Vec<(&str, Val<'_>)> = extra[split..ex_end]
+        .iter()
+        .map(|(k, v)| (&k["exwatch.".len()..], *v))
+        .collect();
+    json::write_members(w.out, &inner, &mut w.first);
+    w.end();
+    let mut first = w.first;
+    json::write_members(w.out, &extra[..split], &mut first);
+    json::write_members(w.out, &extra[ex_end..], &mut first);
+    out_close(w.out);
+}
+
+fn out_close(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"}\n");
 }
 
 /// Classify a finished flow, append its NDJSON line to `out`, and return its summary.
@@ -162,27 +230,47 @@ pub fn write(
     classifier: &Classifier,
     out: Option<&mut Vec<u8>>,
 ) -> FlowSummary {
-    let verdict = classifier.verdict(flow);
-    let (value, summary) = build(flow, reason, &verdict);
-    if let Some(out) = out {
-        serde_json::to_writer(&mut *out, &value).expect("writing JSON to memory cannot fail");
-        out.push(b'\n');
-    }
-    summary
+    build(flow, reason, classifier.verdict(flow), out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::{Confidence, Detection};
+    use crate::flow::tests::pkt;
+    use crate::signatures::Signatures;
+    use std::sync::Arc;
 
     #[test]
-    fn dotted_fields_nest() {
-        let mut m = Map::new();
-        insert_dotted(&mut m, "tls.client.server_name", json!("a"));
-        insert_dotted(&mut m, "tls.version", json!("1.2"));
-        assert_eq!(
-            Value::Object(m),
-            json!({"tls": {"client": {"server_name": "a"}, "version": "1.2"}})
-        );
+    fn record_nests_detection_fields_beside_its_own() {
+        let p = pkt(9, 50000, 2, 80, 0x02, 1_000_000_000);
+        let mut f = Flow::new(&p, |_, _| false);
+        f.update(&p);
+        f.detection = Some(Box::new(Detection {
+            protocol: "http",
+            service: Some("ews".into()),
+            confidence: Confidence::Payload,
+            evidence: "HTTP \"POST\"".into(),
+            fields: vec![
+                ("url.path", "/EWS/Exchange.asmx".into()),
+                ("exwatch.mapi.request_type", "Connect".into()),
+                ("http.request.method", "POST".into()),
+                ("exwatch.service", "spoofed".into()),
+            ],
+        }));
+        let c = Classifier::new(Arc::new(Signatures::embedded()));
+        let mut out = Vec::new();
+        let s = write(&f, EndReason::Idle, &c, Some(&mut out));
+        assert_eq!(s.service, "ews");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["exwatch"]["service"], "ews");
+        assert_eq!(v["exwatch"]["mapi"]["request_type"], "Connect");
+        assert_eq!(v["url"]["path"], "/EWS/Exchange.asmx");
+        assert_eq!(v["http"]["request"]["method"], "POST");
+        assert_eq!(v["exwatch"]["evidence"], "HTTP \"POST\"");
+        assert_eq!(v["destination"]["port"], 80);
+        assert_eq!(v["network"]["transport"], "tcp");
+        assert_eq!(v["event"]["category"][0], "network");
+        assert!(out.ends_with(b"\n"));
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Servers whose RTT distribution is kept separately; more are folded into their service.
-const MAX_SERVERS: usize = 4096;
+const MAX_SERVERS: usize = 1024;
 
 /// What the reader saw: every packet read is either decoded or undecodable for a reason.
 #[derive(Debug, Default, Clone)]
@@ -59,8 +59,10 @@ struct Totals {
     bytes: u64,
 }
 
-fn rtt_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
+/// RTTs in microseconds, 2 significant digits, up to a minute: about 10 KB per histogram, so
+/// the per-server table stays near 10 MB however many servers a capture has.
+fn rtt_hist() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
 /// Everything the summary reports, accumulated by the sink.
@@ -69,8 +71,8 @@ pub struct Summary {
     pub flows: u64,
     pub by_end: BTreeMap<&'static str, u64>,
     by_service: BTreeMap<(String, String), Totals>,
-    rtt_service: BTreeMap<String, Histogram<u64>>,
-    rtt_server: HashMap<(String, IpAddr, u16), Histogram<u64>>,
+    rtt_service: BTreeMap<String, Histogram<u32>>,
+    rtt_server: HashMap<(String, IpAddr, u16), Histogram<u32>>,
     pub proc_ns: Histogram<u64>,
     pub worker_packets: u64,
     pub evictions: u64,
@@ -82,7 +84,7 @@ impl Default for Summary {
     }
 }
 
-fn quantiles(h: &Histogram<u64>, scale: f64) -> (f64, f64, f64) {
+fn quantiles<T: hdrhistogram::Counter>(h: &Histogram<T>, scale: f64) -> (f64, f64, f64) {
     (
         h.value_at_quantile(0.5) as f64 / scale,
         h.value_at_quantile(0.9) as f64 / scale,

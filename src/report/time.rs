@@ -2,17 +2,44 @@
 
 /// Format nanoseconds since the Unix epoch as `2024-01-31T12:34:56.123456789Z`.
 pub fn rfc3339(ns: u64) -> String {
+    let mut buf = [0u8; 30];
+    rfc3339_into(ns, &mut buf).to_string()
+}
+
+/// The same into a stack buffer (records write two timestamps per flow).
+pub fn rfc3339_into(ns: u64, buf: &mut [u8; 30]) -> &str {
     let secs = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    let y = y.clamp(0, 9999) as u64;
+    let mut put = |at: usize, v: u64, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, u64::from(m), 2);
+    put(8, u64::from(d), 2);
+    put(11, rem / 3600, 2);
+    put(14, (rem / 60) % 60, 2);
+    put(17, rem % 60, 2);
+    put(20, frac, 9);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (29, b'Z'),
+    ] {
+        buf[at] = c;
+    }
+    std::str::from_utf8(&buf[..]).expect("ASCII digits and separators")
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
