@@ -1,7 +1,6 @@
 //! Offline captures: pcap and pcapng files (or `-` for standard input) in the order given.
 
 use super::RawPacket;
-use pcap::{Capture, Offline, Precision};
 use std::path::PathBuf;
 
 /// A capture that could not be opened or read to its end, saying which and where.
@@ -33,13 +32,79 @@ impl CaptureError {
     }
 }
 
+/// libpcap's offline API, called directly so that exwatch owns the `FILE` it reads: a 1 MiB
+/// stdio buffer and no per-call stdio locking (only the reader thread touches it). Through
+/// the `pcap` crate each `fread` takes the FILE lock, which costs as much as the rest of the
+/// reader's work in a multi-threaded process.
+mod ffi {
+    use libc::{c_char, c_int, c_uint, FILE};
+
+    #[repr(C)]
+    pub struct PcapPkthdr {
+        pub ts: libc::timeval,
+        pub caplen: c_uint,
+        pub len: c_uint,
+    }
+
+    pub enum Pcap {}
+
+    pub const PCAP_ERRBUF_SIZE: usize = 256;
+    pub const PCAP_TSTAMP_PRECISION_NANO: c_uint = 1;
+    pub const FSETLOCKING_BYCALLER: c_int = 2;
+
+    #[link(name = "pcap")]
+    extern "C" {
+        pub fn pcap_fopen_offline_with_tstamp_precision(
+            fp: *mut FILE,
+            precision: c_uint,
+            errbuf: *mut c_char,
+        ) -> *mut Pcap;
+        pub fn pcap_next_ex(
+            p: *mut Pcap,
+            header: *mut *mut PcapPkthdr,
+            data: *mut *const u8,
+        ) -> c_int;
+        pub fn pcap_datalink(p: *mut Pcap) -> c_int;
+        pub fn pcap_geterr(p: *mut Pcap) -> *const c_char;
+        pub fn pcap_close(p: *mut Pcap);
+    }
+
+    extern "C" {
+        pub fn __fsetlocking(fp: *mut FILE, kind: c_int) -> c_int;
+    }
+}
+
 /// An open capture file being read packet by packet.
 pub struct OfflineCapture {
     name: String,
-    cap: Capture<Offline>,
+    handle: *mut ffi::Pcap,
     linktype: i32,
     /// Packets returned so far.
     read: u64,
+}
+
+// SAFETY: the handle is used by one thread at a time (the reader owns the capture).
+unsafe impl Send for OfflineCapture {}
+
+impl Drop for OfflineCapture {
+    fn drop(&mut self) {
+        // SAFETY: `handle` came from pcap_fopen_offline and is closed once; pcap_close also
+        // closes the FILE it was opened on.
+        unsafe { ffi::pcap_close(self.handle) }
+    }
+}
+
+/// stdio buffer for capture files: fewer read(2) calls than the 4 KiB default.
+const STDIO_BUFFER: usize = 1 << 20;
+
+fn cstr(p: *const libc::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: libpcap returns NUL-terminated strings.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl OfflineCapture {
@@ -69,17 +134,45 @@ impl OfflineCapture {
                 Ok(_) => {}
             }
         }
-        let opened = if spec == "-" {
-            // SAFETY: fd 0 stays open for the life of the process; libpcap takes it over.
-            unsafe { Capture::from_raw_fd_with_precision(0, Precision::Nano) }
+        let fp = if spec == "-" {
+            // SAFETY: fd 0 is open for the life of the process; the FILE takes it over.
+            unsafe { libc::fdopen(0, c"rb".as_ptr()) }
         } else {
-            Capture::from_file_with_precision(spec, Precision::Nano)
+            let c = std::ffi::CString::new(spec).map_err(|_| CaptureError::Open {
+                file: name.clone(),
+                reason: "the path contains a NUL byte".into(),
+            })?;
+            // SAFETY: valid C strings.
+            unsafe { libc::fopen(c.as_ptr(), c"rb".as_ptr()) }
         };
-        let cap = opened.map_err(|e| classify_open_error(&name, e))?;
-        let linktype = cap.get_datalink().0;
+        if fp.is_null() {
+            return Err(CaptureError::Open {
+                file: name,
+                reason: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        let mut errbuf = [0 as libc::c_char; ffi::PCAP_ERRBUF_SIZE];
+        // SAFETY: `fp` is a fresh FILE owned by us; a NULL buffer makes stdio allocate one of
+        // the given size. pcap_fopen_offline takes ownership of `fp` on success.
+        let handle = unsafe {
+            libc::setvbuf(fp, std::ptr::null_mut(), libc::_IOFBF, STDIO_BUFFER);
+            ffi::__fsetlocking(fp, ffi::FSETLOCKING_BYCALLER);
+            ffi::pcap_fopen_offline_with_tstamp_precision(
+                fp,
+                ffi::PCAP_TSTAMP_PRECISION_NANO,
+                errbuf.as_mut_ptr(),
+            )
+        };
+        if handle.is_null() {
+            // SAFETY: libpcap did not take the FILE when it failed.
+            unsafe { libc::fclose(fp) };
+            return Err(classify_open_error(&name, cstr(errbuf.as_ptr())));
+        }
+        // SAFETY: valid handle.
+        let linktype = unsafe { ffi::pcap_datalink(handle) };
         Ok(OfflineCapture {
             name,
-            cap,
+            handle,
             linktype,
             read: 0,
         })
@@ -101,39 +194,39 @@ impl OfflineCapture {
 
     /// The next packet, `Ok(None)` at the clean end of the file.
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        match self.cap.next_packet() {
-            Ok(p) => {
+        let mut hdr: *mut ffi::PcapPkthdr = std::ptr::null_mut();
+        let mut data: *const u8 = std::ptr::null();
+        // SAFETY: valid handle and out-pointers; on success libpcap points them at its own
+        // buffers, valid until the next call (which needs `&mut self`, so the borrow ends).
+        let rc = unsafe { ffi::pcap_next_ex(self.handle, &mut hdr, &mut data) };
+        match rc {
+            1 => {
                 self.read += 1;
-                let ts = p.header.ts;
+                // SAFETY: rc == 1 means both pointers are set.
+                let h = unsafe { &*hdr };
+                let bytes = unsafe { std::slice::from_raw_parts(data, h.caplen as usize) };
                 // Nanosecond precision was requested, so tv_usec holds nanoseconds.
-                let ns = ts.tv_sec.max(0) as u64 * 1_000_000_000
-                    + ts.tv_usec.clamp(0, 999_999_999) as u64;
+                let ns = h.ts.tv_sec.max(0) as u64 * 1_000_000_000
+                    + h.ts.tv_usec.clamp(0, 999_999_999) as u64;
                 Ok(Some(RawPacket {
                     ts: ns,
-                    wire_len: p.header.len,
-                    data: p.data,
+                    wire_len: h.len,
+                    data: bytes,
                 }))
             }
-            Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => Err(CaptureError::Damaged {
+            -2 => Ok(None),
+            _ => Err(CaptureError::Damaged {
                 file: self.name.clone(),
                 packet: self.read + 1,
                 read: self.read,
-                reason: error_text(e),
+                // SAFETY: valid handle.
+                reason: cstr(unsafe { ffi::pcap_geterr(self.handle) }),
             }),
         }
     }
 }
 
-fn error_text(e: pcap::Error) -> String {
-    match e {
-        pcap::Error::PcapError(s) => s,
-        other => other.to_string(),
-    }
-}
-
-fn classify_open_error(name: &str, e: pcap::Error) -> CaptureError {
-    let reason = error_text(e);
+fn classify_open_error(name: &str, reason: String) -> CaptureError {
     let file = name.to_string();
     if reason.contains("only got 0") {
         CaptureError::Empty { file }

@@ -173,6 +173,12 @@ impl Detector for Http {
     }
 
     fn probe(&self, p: &Payloads<'_>) -> Probe {
+        // Methods are upper-case letters (and `_`), responses start with "HTTP/".
+        if p.ts.first().is_some_and(|c| !c.is_ascii_uppercase())
+            || (p.ts.is_empty() && p.tc.first().is_some_and(|&c| c != b'H'))
+        {
+            return Probe::NotMine;
+        }
         let Some(line) = text::first_line(p.ts) else {
             if !p.ts.is_empty() && !could_be_request(p.ts) {
                 return Probe::NotMine;

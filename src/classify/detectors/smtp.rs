@@ -50,6 +50,13 @@ impl Detector for Smtp {
     }
 
     fn probe(&self, p: &Payloads<'_>) -> Probe {
+        // Cheap refusals first: SMTP clients send letters, servers send reply codes. Binary
+        // streams (TLS, RPC) must not be rescanned for lines on every packet.
+        if p.ts.first().is_some_and(|c| !c.is_ascii_alphabetic())
+            || p.tc.first().is_some_and(|c| !c.is_ascii_digit())
+        {
+            return Probe::NotMine;
+        }
         let greeting = is_greeting(p.tc);
         let first_cmd = text::first_line(p.ts).and_then(command);
         let hello = matches!(first_cmd, Some("EHLO") | Some("HELO"));

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Writes one fuzz target per detector in src/classify/detectors/ (a target per parser), and
+# their [[bin]] entries in Cargo.toml. Re-run after adding a detector.
+set -euo pipefail
+cd "$(dirname "$0")"
+sed -i '/^# --- detector targets (generated) ---$/,$d' Cargo.toml
+echo "# --- detector targets (generated) ---" >> Cargo.toml
+rm -f fuzz_targets/detector_*.rs
+for f in ../src/classify/detectors/*.rs; do
+    name=$(basename "$f" .rs)
+    [ "$name" = mod ] && continue
+    cat > "fuzz_targets/detector_$name.rs" <<RS
+//! The \`$name\` detector alone: arbitrary bytes to server and to client, over TCP and UDP.
+#![no_main]
+use exwatch::classify::detector::{DatagramHead, Payloads};
+use exwatch::classify::detectors::REGISTRY;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some(det) = REGISTRY.iter().find(|d| d.name() == "$name") else { return };
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let cut = (usize::from(mode) * 7).min(rest.len());
+    let (ts, tc) = rest.split_at(cut);
+    let heads: Vec<DatagramHead> = rest
+        .chunks(16)
+        .take(16)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut head = [0u8; 16];
+            head[..c.len()].copy_from_slice(c);
+            DatagramHead { from_orig: i % 2 == 0, len: c.len() as u32 * 9, head_len: c.len() as u8, head }
+        })
+        .collect();
+    let p = Payloads {
+        transport: if mode & 1 == 0 { 6 } else { 17 },
+        ts,
+        tc,
+        datagrams: &heads,
+        server_port: u16::from(mode) * 257,
+        client_port: 50000,
+        last_chance: mode & 2 != 0,
+    };
+    let _ = det.probe(&p);
+});
+RS
+    cat >> Cargo.toml <<TOML
+
+[[bin]]
+name = "detector_$name"
+path = "fuzz_targets/detector_$name.rs"
+test = false
+doc = false
+bench = false
+TOML
+done
