@@ -66,6 +66,8 @@ PORT_KEYS = {
 PAYLOAD_ONLY_SERVICES = {
     "autodiscover", "activesync", "ews", "oab", "owa", "ecp", "remote-powershell",
     "mapi-http", "rpc-http", "emsmdb", "async-emsmdb", "nspi", "rfr",
+    # recognised from the TLS server name (signatures/sni.toml)
+    "o365-outlook", "o365-smtp", "eop",
 }
 
 # Ports on which TLS is implicit: any entry on these (port, transport) must have tls = true.

@@ -21,6 +21,8 @@ const MAX_PENDING: usize = 8;
 /// One direction of a TCP flow, reassembled in sequence order up to `STREAM_CAP`.
 #[derive(Debug, Default)]
 struct Stream {
+    /// Sequence number of `buf[0]`.
+    start: Option<u32>,
     next: Option<u32>,
     buf: Vec<u8>,
     pending: Vec<(u32, Vec<u8>)>,
@@ -36,6 +38,18 @@ impl Stream {
             return false;
         }
         let next = *self.next.get_or_insert(seq);
+        let start = *self.start.get_or_insert(seq);
+        // A lost first segment retransmitted after later ones: it ends exactly where the
+        // buffer starts, so it can go in front (detectors keep no state about what they saw).
+        let end = seq.wrapping_add(data.len() as u32);
+        if end == start
+            && (data.len() as u32) == wire_len
+            && self.buf.len() + data.len() <= STREAM_CAP
+        {
+            self.buf.splice(0..0, data.iter().copied());
+            self.start = Some(seq);
+            return true;
+        }
         let off = seq.wrapping_sub(next) as i32;
         if off > 0 {
             if self.pending.len() >= MAX_PENDING || off as usize > 4 * STREAM_CAP {
@@ -268,6 +282,14 @@ mod tests {
         assert!(!s.add(1000, b"HELO", 4), "retransmission adds nothing");
         assert!(s.add(1010, b"YZ!!", 4), "overlap adds only the new tail");
         assert_eq!(s.buf, b"HELO abcWXYZ!!");
+    }
+
+    #[test]
+    fn lost_first_segment_retransmitted_late_goes_in_front() {
+        let mut s = Stream::default();
+        assert!(s.add(1010, b"world", 5));
+        assert!(s.add(1000, b"hello, wor", 10));
+        assert_eq!(s.buf, b"hello, worworld");
     }
 
     #[test]

@@ -112,8 +112,15 @@ impl Classifier {
         {
             // TLS on a port whose TLS is implicit carries that port's protocol (443: http).
             let implicit = port
-                .filter(|(e, _)| e.tls && d.protocol == "tls")
+                .and_then(|(e, p)| match (d.protocol, e.tls) {
+                    ("tls", true) => Some((e, p)),
+                    ("tls", false) if flow.key.proto == crate::decode::IPPROTO_TCP => {
+                        self.ports.lookup_tls(&self.sigs, p).map(|t| (t, p))
+                    }
+                    _ => None,
+                })
                 .map(|(e, p)| (&self.sigs.services[e.service], p));
+            let port_service = implicit.map(|(s, _)| s).or(port_service);
             let protocol = implicit.map_or(d.protocol, |(s, _)| s.protocol.as_str());
             let service = d
                 .service

@@ -11,6 +11,9 @@ const SERVICE_RANGE_WIDTH: u32 = 64;
 pub struct PortTable {
     tcp: Box<[u16]>,
     udp: Box<[u16]>,
+    /// The same over entries with implicit TLS only: a port the reference lists both plain
+    /// and implicit-TLS (465) names the TLS meaning when the payload is TLS.
+    tcp_tls: Box<[u16]>,
 }
 
 impl PortTable {
@@ -19,6 +22,7 @@ impl PortTable {
     pub fn new(sigs: &Signatures) -> Self {
         let mut tcp = vec![0u16; 65536].into_boxed_slice();
         let mut udp = vec![0u16; 65536].into_boxed_slice();
+        let mut tcp_tls = vec![0u16; 65536].into_boxed_slice();
         let mut order: Vec<usize> = (0..sigs.ports.len()).collect();
         // Widest first, later file entries first within a width: what is written last wins.
         order.sort_by(|&a, &b| {
@@ -36,9 +40,12 @@ impl PortTable {
                 if e.transport.covers(IPPROTO_UDP) {
                     udp[port as usize] = (i + 1) as u16;
                 }
+                if e.tls && e.transport.covers(IPPROTO_TCP) {
+                    tcp_tls[port as usize] = (i + 1) as u16;
+                }
             }
         }
-        PortTable { tcp, udp }
+        PortTable { tcp, udp, tcp_tls }
     }
 
     /// The entry for a port, if any.
@@ -48,6 +55,12 @@ impl PortTable {
             IPPROTO_UDP => self.udp[port as usize],
             _ => 0,
         };
+        (slot != 0).then(|| &sigs.ports[slot as usize - 1])
+    }
+
+    /// The implicit-TLS entry for a TCP port, if the reference has one.
+    pub fn lookup_tls<'s>(&self, sigs: &'s Signatures, port: u16) -> Option<&'s PortEntry> {
+        let slot = self.tcp_tls[port as usize];
         (slot != 0).then(|| &sigs.ports[slot as usize - 1])
     }
 

@@ -162,9 +162,10 @@ impl Flow {
             }
         } else if k.proto == IPPROTO_UDP {
             // UDP: the first sender originates, unless it sends from a service port to a
-            // port that is not one (a reply whose request was missed).
-            let sender_orig = guess_orig_is_sender(k.proto, sport, dport, &is_service_port);
-            (sender_orig == p.from_lo, !sender_orig)
+            // port that is not one (a reply whose request was missed). No lower-port rule:
+            // RTP and other peer-to-peer media have no server side.
+            let reply = is_service_port(k.proto, sport) && !is_service_port(k.proto, dport);
+            (p.from_lo != reply, reply)
         } else {
             (p.from_lo, false)
         };
@@ -374,5 +375,17 @@ pub(crate) mod tests {
         assert!(f.mid_stream);
         let f = Flow::new(&pkt(2, 40000, 9, 50000, 0x18, 0), known);
         assert_eq!(f.resp_port(), 40000);
+    }
+
+    #[test]
+    fn udp_first_sender_originates_unless_it_replies_from_a_service_port() {
+        let mut p = pkt(2, 17000, 9, 16000, 0, 0);
+        p.key.proto = IPPROTO_UDP;
+        let f = Flow::new(&p, known);
+        assert_eq!((f.orig_port(), f.mid_stream), (17000, false));
+        let mut p = pkt(2, 25, 9, 50000, 0, 0);
+        p.key.proto = IPPROTO_UDP;
+        let f = Flow::new(&p, known);
+        assert_eq!((f.orig_port(), f.mid_stream), (50000, true));
     }
 }

@@ -135,6 +135,17 @@ impl Detector for Smtp {
         if hello && !ehlo_done && !p.last_chance && upgrade.is_none() {
             return Probe::NeedMore;
         }
+        // The server offered an upgrade: the client's next command says whether it happens.
+        let offered = text::lines(p.tc).any(|l| {
+            l.len() > 4
+                && &l[..3] == b"250"
+                && (text::starts_with_ci(&l[4..], b"STARTTLS")
+                    || text::starts_with_ci(&l[4..], b"X-ANONYMOUSTLS"))
+        });
+        let commands = text::lines(p.ts).count();
+        if hello && ehlo_done && offered && upgrade.is_none() && commands < 2 && !p.last_chance {
+            return Probe::NeedMore;
+        }
         let mut fields = Vec::new();
         let mut evidence = String::from(if greeting {
             "SMTP 220 greeting"
@@ -151,9 +162,14 @@ impl Detector for Smtp {
                 return Probe::NeedMore;
             }
             evidence.push_str(&format!(", {u} upgrade"));
-            if !tls_bytes.is_empty() && tls_bytes[0] == 0x16 {
+            if tls_bytes.first() == Some(&0x16) {
+                let (tls_fields, hello) = super::tls::upgraded_fields(tls_bytes, p.tc);
+                // A ClientHello split over segments: wait for the rest.
+                if !hello && !p.last_chance {
+                    return Probe::NeedMore;
+                }
                 evidence.push_str(" into TLS");
-                fields.push(("tls.established", "true".to_string()));
+                fields.extend(tls_fields);
             }
             fields.push(("exwatch.tls_upgrade", u.to_string()));
         }
@@ -192,8 +208,15 @@ mod tests {
 
     #[test]
     fn exchange_greeting_and_markers() {
-        let Probe::Mine(d) = Smtp.probe(&view(b"EHLO edge.contoso.test\r\n", EXCH_TC, false))
-        else {
+        assert!(
+            matches!(
+                Smtp.probe(&view(b"EHLO edge.contoso.test\r\n", EXCH_TC, false)),
+                Probe::NeedMore
+            ),
+            "X-ANONYMOUSTLS offered: wait for the client's next command"
+        );
+        let ts = b"EHLO edge.contoso.test\r\nMAIL FROM:<a@contoso.test>\r\n";
+        let Probe::Mine(d) = Smtp.probe(&view(ts, EXCH_TC, false)) else {
             panic!("not smtp")
         };
         assert!(d.evidence.contains("X-ANONYMOUSTLS"), "{}", d.evidence);
@@ -236,7 +259,8 @@ mod tests {
     #[test]
     fn starttls_is_followed_into_tls() {
         let ts = b"EHLO a\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello";
-        let Probe::Mine(d) = Smtp.probe(&view(ts, b"220 mx ESMTP\r\n250 OK\r\n220 go\r\n", false))
+        // A made-up record: no ClientHello parses, so only the last chance decides.
+        let Probe::Mine(d) = Smtp.probe(&view(ts, b"220 mx ESMTP\r\n250 OK\r\n220 go\r\n", true))
         else {
             panic!()
         };
