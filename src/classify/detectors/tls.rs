@@ -95,9 +95,9 @@ fn handshake_header_prefix(b: &[u8]) -> bool {
         (Some(&h), Some(&l)) => (1..=MAX_RECORD).contains(&usize::from(u16::from_be_bytes([h, l]))),
         _ => true,
     };
-    b.first().map_or(true, |&t| t == HANDSHAKE)
-        && b.get(1).map_or(true, |&v| v == 3)
-        && b.get(2).map_or(true, |&v| v <= 4)
+    b.first().is_none_or(|&t| t == HANDSHAKE)
+        && b.get(1).is_none_or(|&v| v == 3)
+        && b.get(2).is_none_or(|&v| v <= 4)
         && len_ok
 }
 
@@ -250,7 +250,7 @@ fn client_hello(b: &[u8]) -> Hello<Client> {
     };
     let Some((ty, hl)) = msg_header(&f.hs, 0) else {
         // Type and length not there yet: only the record header (or part of it) so far.
-        let ok = f.hs.first().map_or(true, |&t| t == CLIENT_HELLO);
+        let ok = f.hs.first().is_none_or(|&t| t == CLIENT_HELLO);
         return if ok && f.open { wait } else { Hello::No };
     };
     if ty != CLIENT_HELLO || !(MIN_CLIENT_HELLO..=MAX_HELLO).contains(&hl) {
@@ -513,7 +513,7 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
         strong: client_hello_head(b, SERVER_HELLO, MIN_SERVER_HELLO),
     };
     let Some((ty, hl)) = msg_header(&f.hs, 0) else {
-        let ok = f.hs.first().map_or(true, |&t| t == SERVER_HELLO);
+        let ok = f.hs.first().is_none_or(|&t| t == SERVER_HELLO);
         return if ok && f.open { wait } else { Hello::No };
     };
     if ty != SERVER_HELLO || !(MIN_SERVER_HELLO..=MAX_HELLO).contains(&hl) {
