@@ -27,7 +27,7 @@ impl<'c> Reader<'c> {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} {elapsed} {human_pos} packets ({per_sec}) {msg}",
+                    "{spinner} {elapsed} {human_pos} packets {msg}",
                 )
                 .expect("valid template"),
             );
@@ -87,8 +87,9 @@ impl<'c> Reader<'c> {
                 cap.name()
             );
         }
+        let name = cap.name().to_string();
         if let Some(pb) = &self.progress {
-            pb.set_message(cap.name().to_string());
+            pb.set_message(name.clone());
         }
         loop {
             let raw = match cap.next_packet()? {
@@ -103,6 +104,8 @@ impl<'c> Reader<'c> {
             if self.stats.packets_read & 0xffff == 0 {
                 if let Some(pb) = &self.progress {
                     pb.set_position(self.stats.packets_read);
+                    let rate = self.stats.packets_read as f64 / pb.elapsed().as_secs_f64().max(1e-3);
+                    pb.set_message(format!("({:.0} k/s) {name}", rate / 1e3));
                 }
             }
             // Borrow juggling: decode borrows the capture's buffer, dispatch borrows self.
