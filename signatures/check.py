@@ -45,7 +45,7 @@ DEFAULT_REFERENCE = os.path.join(HERE, "..", "..", "shared", "exchange-ports.md"
 PROTOCOLS = {
     "smtp", "imap", "pop3", "http", "tls", "dns", "kerberos", "ldap", "dcerpc", "smb",
     "netbios", "sip", "rtp", "rtcp", "nntp", "irc", "x400", "h323", "t120", "rdp", "ssh",
-    "ntp", "snmp", "syslog", "quic", "stun", "socks", "telnet", "unknown",
+    "ntp", "snmp", "syslog", "quic", "stun", "socks", "telnet", "ftp", "mgcp", "unknown",
 }
 TRANSPORTS = {"tcp", "udp", "both"}
 ROLES = {

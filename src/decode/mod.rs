@@ -104,6 +104,8 @@ pub struct Packet<'a> {
     /// IP-level bytes on the wire (header and payload), summed into the flow's byte counts.
     pub ip_len: u32,
     pub l4: L4<'a>,
+    /// The IP payload when it is itself an IP packet (IP-in-IP, 6in4); empty otherwise.
+    pub inner: &'a [u8],
 }
 
 /// One IP fragment, to be handed to the reassembler.
@@ -142,8 +144,65 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, Undecodable> {
     decode_ip(link.ip, link.vlan)
 }
 
-/// Decode an IP packet (v4 or v6, extension headers walked).
+/// The common case without etherparse's generality: IPv4, no options, not a fragment, a
+/// sane total length. Anything else returns `None` and takes the general path.
+fn fast_ipv4(data: &[u8], vlan: [u16; 2]) -> Option<Result<Decoded<'_>, Undecodable>> {
+    let h = data.get(..20)?;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    let frag = u16::from_be_bytes([h[6], h[7]]) & 0x3fff;
+    if h[0] != 0x45 || frag != 0 || total < 20 {
+        return None;
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..4].copy_from_slice(&h[12..16]);
+    dst[..4].copy_from_slice(&h[16..20]);
+    let payload = &data[20..total.min(data.len())];
+    let proto = h[9];
+    Some(decode_l4(proto, payload, total as u32 - 20).map(|l4| {
+        Decoded::Packet(Packet {
+            vlan,
+            ip: IpPair {
+                v6: false,
+                src,
+                dst,
+            },
+            proto,
+            ip_len: total as u32,
+            l4,
+            inner: tunnel_payload(proto, payload),
+        })
+    }))
+}
+
+/// IP-in-IP (4) and IPv6-in-IPv4 (41): tunnels looked through, one level deep.
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
+
+/// Decode an IP packet (v4 or v6, extension headers walked, one IP-in-IP tunnel level
+/// looked through: the flow is the inner packet's, the bytes the outer packet's).
 pub fn decode_ip(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecodable> {
+    let outer = match fast_ipv4(data, vlan) {
+        Some(fast) => fast?,
+        None => decode_ip_general(data, vlan)?,
+    };
+    if let Decoded::Packet(p) = &outer {
+        if matches!(p.proto, IPPROTO_IPIP | IPPROTO_IPV6) {
+            let bytes = p.inner;
+            if let Ok(Decoded::Packet(mut inner)) =
+                fast_ipv4(bytes, vlan).unwrap_or_else(|| decode_ip_general(bytes, vlan))
+            {
+                inner.ip_len = p.ip_len;
+                inner.inner = &[];
+                return Ok(Decoded::Packet(inner));
+            }
+        }
+    }
+    Ok(outer)
+}
+
+/// Any IP packet, through etherparse's lax slicing.
+fn decode_ip_general(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecodable> {
     use etherparse::err::ip::LaxHeaderSliceError as E;
     let (ip, _ext_err) = LaxIpSlice::from_slice(data).map_err(|e| match e {
         E::Len(_) => Undecodable::TruncatedIp,
@@ -230,7 +289,16 @@ pub fn decode_ip(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecodable
         proto,
         ip_len,
         l4,
+        inner: tunnel_payload(proto, payload.payload),
     }))
+}
+
+fn tunnel_payload(proto: u8, payload: &[u8]) -> &[u8] {
+    if matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6) {
+        payload
+    } else {
+        &[]
+    }
 }
 
 /// Decode a TCP or UDP header from `data`, the captured part of `wire_len` transport bytes.
@@ -304,6 +372,35 @@ mod tests {
         }
     }
 
+    /// The fast IPv4 path and etherparse's general path agree on what both can take.
+    #[test]
+    fn fast_path_matches_general_path() {
+        let mut with_payload = SYN.to_vec();
+        with_payload[3] = 45;
+        with_payload.extend_from_slice(b"EHLO ");
+        let mut cut = SYN.to_vec();
+        cut[3] = 140;
+        let mut udp = SYN[..20].to_vec();
+        udp[9] = 17;
+        udp[3] = 30;
+        udp.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc4, 0, 10, 0, 0, b'h', b'i']);
+        let mut short_tcp = SYN[..30].to_vec();
+        short_tcp[3] = 30;
+        for p in [&SYN[..], &with_payload, &cut, &udp, &short_tcp] {
+            let fast = fast_ipv4(p, [1, 2]).expect("fast path takes it");
+            assert_eq!(
+                format!("{fast:?}"),
+                format!("{:?}", decode_ip_general(p, [1, 2]))
+            );
+        }
+        let mut options = SYN.to_vec();
+        options[0] = 0x46;
+        assert!(fast_ipv4(&options, [0, 0]).is_none());
+        let mut frag = SYN.to_vec();
+        frag[6] = 0x20;
+        assert!(fast_ipv4(&frag, [0, 0]).is_none());
+    }
+
     #[test]
     fn truncated_tcp_header_is_counted_not_panicking() {
         let mut short = SYN[..30].to_vec();
@@ -347,6 +444,28 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn six_in_four_is_looked_through() {
+        let mut inner = vec![0x60, 0, 0, 0, 0, 10, 17, 64];
+        inner.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        inner.extend_from_slice(&[0; 12]);
+        inner.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        inner.extend_from_slice(&[0; 11]);
+        inner.push(2);
+        inner.extend_from_slice(&[0xc0, 0x01, 0x02, 0x02, 0, 10, 0, 0, b'<', b'1']);
+        let mut outer = SYN[..20].to_vec();
+        outer[9] = 41;
+        let total = (20 + inner.len()) as u16;
+        outer[2..4].copy_from_slice(&total.to_be_bytes());
+        outer.extend_from_slice(&inner);
+        let Ok(Decoded::Packet(p)) = decode_ip(&outer, [0, 0]) else {
+            panic!()
+        };
+        assert!(p.ip.v6);
+        assert_eq!(p.ip_len, u32::from(total));
+        assert!(matches!(p.l4, L4::Udp { dport: 514, .. }));
     }
 
     #[test]

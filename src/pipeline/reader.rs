@@ -104,7 +104,8 @@ impl<'c> Reader<'c> {
             if self.stats.packets_read & 0xffff == 0 {
                 if let Some(pb) = &self.progress {
                     pb.set_position(self.stats.packets_read);
-                    let rate = self.stats.packets_read as f64 / pb.elapsed().as_secs_f64().max(1e-3);
+                    let rate =
+                        self.stats.packets_read as f64 / pb.elapsed().as_secs_f64().max(1e-3);
                     pb.set_message(format!("({:.0} k/s) {name}", rate / 1e3));
                 }
             }
