@@ -82,7 +82,7 @@ impl Detector for Mgcp {
         let cmd = ts.and_then(command).or_else(|| tc.and_then(command));
         let resp = ts.and_then(response).or_else(|| tc.and_then(response));
         let refused = |b: &[u8], l: Option<&[u8]>| {
-            !b.is_empty() && l.map_or(true, |l| command(l).is_none() && response(l).is_none())
+            !b.is_empty() && l.is_none_or(|l| command(l).is_none() && response(l).is_none())
         };
         if refused(p.ts, ts) || refused(p.tc, tc) {
             return Probe::NotMine;
