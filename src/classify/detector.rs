@@ -103,10 +103,10 @@ pub mod text {
     }
 
     /// Lines of `b` that are complete (end in LF), without their CR LF.
+    /// Lazy: a caller that takes the first few lines does not scan the whole buffer.
     pub fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
-        let complete = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
-        b[..complete]
-            .split(|&c| c == b'\n')
+        b.split_inclusive(|&c| c == b'\n')
+            .filter_map(|l| l.strip_suffix(b"\n"))
             .filter(|l| !l.is_empty())
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
     }
@@ -123,6 +123,14 @@ pub mod text {
             && hay
                 .windows(needle.len())
                 .any(|w| w.eq_ignore_ascii_case(needle))
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn lines_skip_the_incomplete_tail_and_empty_lines() {
+        let v: Vec<&[u8]> = lines(b"a\r\n\nbc\nde").collect();
+        assert_eq!(v, vec![&b"a"[..], b"bc"]);
+        assert_eq!(lines(b"no newline").count(), 0);
     }
 
     /// Printable ASCII (plus tab), as protocol command lines are.
