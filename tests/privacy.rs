@@ -24,8 +24,10 @@ const SECRETS: &[&str] = &[
     "DeviceId=",
     "User=alice",
     "uid=jdoe",
-    // RDP cookie (a user name)
-    "mstshash",
+    // User names: the RDP cookie (`mstshash=jdoe`), LDAP bind DN, IMAP/POP/SMTP logins
+    "mstshash=",
+    "jdoe",
+    "alice",
 ];
 
 #[test]
@@ -71,5 +73,6 @@ fn the_secrets_are_really_on_the_wire() {
         &wire("http-exchange-plain.pcap"),
         "YWxpY2VAY29udG9zby50ZXN0OmV4d2F0Y2gtc2VjcmV0LXB3LTM"
     ));
-    assert!(has(&wire("rdp.pcap"), "mstshash"));
+    assert!(has(&wire("rdp.pcap"), "mstshash=jdoe"));
+    assert!(has(&wire("pop3-110.pcap"), "USER alice"));
 }

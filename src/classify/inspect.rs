@@ -123,6 +123,8 @@ pub struct Inspector {
     first: [Vec<u8>; 2],
     heads: Vec<DatagramHead>,
     packets: u16,
+    /// The flow has ended: every candidate must decide now.
+    finishing: bool,
 }
 
 impl Inspector {
@@ -149,6 +151,7 @@ impl Inspector {
             first: [Vec::new(), Vec::new()],
             heads: Vec::new(),
             packets: 0,
+            finishing: false,
         }
     }
 
@@ -165,7 +168,9 @@ impl Inspector {
         server_port: u16,
         client_port: u16,
     ) -> Outcome {
-        self.packets += 1;
+        if !data.is_empty() {
+            self.packets += 1;
+        }
         let grew = if transport == IPPROTO_TCP {
             self.streams[dir].add(seq, data, wire_len)
         } else if data.is_empty() {
@@ -187,7 +192,8 @@ impl Inspector {
             }
             true
         };
-        let exhausted = self.packets >= MAX_PACKETS
+        let exhausted = self.finishing
+            || self.packets >= MAX_PACKETS
             || (transport == IPPROTO_TCP && self.streams.iter().all(|s| s.stopped))
             || (transport != IPPROTO_TCP && self.heads.len() >= MAX_HEADS);
         if !grew && !exhausted {
@@ -260,7 +266,7 @@ impl Inspector {
         server_port: u16,
         client_port: u16,
     ) -> Outcome {
-        self.packets = self.packets.max(MAX_PACKETS - 1);
+        self.finishing = true;
         self.packet(registry, transport, 0, 0, &[], 0, server_port, client_port)
     }
 }

@@ -63,6 +63,16 @@ pub struct Verdict {
     pub port_mismatch: Option<String>,
 }
 
+/// Protocol pairs that share a port entry without contradicting it: RTCP rides the RTP range,
+/// and NetBIOS session messages are the frame SMB travels in on 139.
+const COMPATIBLE: &[(&str, &str)] = &[("rtp", "rtcp"), ("smb", "netbios")];
+
+fn compatible(port_protocol: &str, payload_protocol: &str) -> bool {
+    port_protocol == payload_protocol
+        || port_protocol == "unknown"
+        || COMPATIBLE.contains(&(port_protocol, payload_protocol))
+}
+
 /// Turns flows into verdicts using the signatures.
 pub struct Classifier {
     pub sigs: Arc<Signatures>,
@@ -127,12 +137,12 @@ impl Classifier {
                 .clone()
                 .or_else(|| {
                     port_service
-                        .filter(|s| s.protocol == protocol)
+                        .filter(|s| compatible(&s.protocol, protocol) && s.protocol != "unknown")
                         .map(|s| s.name.clone())
                 })
                 .unwrap_or_else(|| protocol.to_string());
             let port_mismatch = port_service
-                .filter(|s| s.protocol != protocol && s.protocol != "unknown")
+                .filter(|s| !compatible(&s.protocol, protocol))
                 .map(|s| format!("{} ({})", s.name, s.protocol));
             let mut evidence = d.evidence.clone();
             if let Some((s, p)) = implicit {
@@ -172,13 +182,20 @@ impl Classifier {
                 } else {
                     "tcp"
                 };
+                // A wide dynamic range (RPC, RTP) says which service the reference expects
+                // there, not what protocol a flow without payload speaks.
+                let wide = e.width() > ports::SERVICE_RANGE_WIDTH;
                 let range = if e.lo == e.hi {
                     String::new()
                 } else {
                     format!(" in {}-{}", e.lo, e.hi)
                 };
                 Verdict {
-                    protocol: s.protocol.clone(),
+                    protocol: if wide {
+                        "unknown".to_string()
+                    } else {
+                        s.protocol.clone()
+                    },
                     service: s.name.clone(),
                     confidence: Confidence::Port,
                     evidence: format!(

@@ -5,7 +5,7 @@ use crate::signatures::{PortEntry, Signatures};
 
 /// Ranges at most this wide count as service ports for the originator heuristic (so that
 /// 5065-5068 does, and the dynamic RPC or RTP ranges do not).
-const SERVICE_RANGE_WIDTH: u32 = 64;
+pub const SERVICE_RANGE_WIDTH: u32 = 64;
 
 /// One slot per port and transport: index + 1 into `Signatures::ports`, 0 = no entry.
 pub struct PortTable {

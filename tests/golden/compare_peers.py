@@ -34,7 +34,8 @@ agree? column, per flow:
   pending  exwatch has no payload verdict (protocol unknown, or confidence port/none): its
            detector for that protocol is not merged yet. The column says whether the port
            hint's protocol matches the peers.
-  n/a      no peer has a verdict for the flow
+  n/a      nothing to compare: exwatch has a payload verdict but no peer has one, or the flow
+           has no application layer at all (ICMP, no port hint)
   only-X   the flow is seen by peer X only (not by exwatch)
 
 Usage: python3 tests/golden/compare_peers.py [--write] [CAPTURE ...]
@@ -63,7 +64,7 @@ OUT = ROOT / "tests" / "golden" / "peers.md"
 # tshark protocol names (frame.protocols) -> exwatch vocabulary. Names not listed are ignored
 # (link layers, sub-dissectors, payload formats).
 TSHARK_MAP = {
-    "smtp": "smtp", "imf": "smtp",
+    "smtp": "smtp",  # not imf: IMF is the message format, also inside IMAP FETCH / POP3 RETR
     "imap": "imap",
     "pop": "pop3",
     "http": "http", "http2": "http",
@@ -114,8 +115,10 @@ NDPI_MAP = {
     "rdp": ("rdp", False), "ftp_control": ("ftp", False), "ftp_data": ("ftp", False),
     "ftps": ("ftp", True), "mgcp": ("mgcp", False), "quic": ("quic", False),
     "stun": ("stun", False), "telnet": ("telnet", False),
-    "mqtt": ("mqtt", False), "icmp": ("icmp", False), "icmpv6": ("icmp", False),
+    "mqtt": ("mqtt", False),
 }
+# nDPI names that are not application protocols (no verdict).
+NDPI_NONE = {"unknown", "icmp", "icmpv6", "ip_in_ip", "ipsec", "gre"}
 
 NDPI_LINE = re.compile(
     r"^\t\d+\t(?P<l4>\S+) (?P<a>\S+) <?-> (?P<b>\S+) (?:\[VLAN: \d+\])?"
@@ -273,7 +276,7 @@ def ndpi_flows(cap: Path) -> dict:
                 tls = True
         elif master.lower() in NDPI_MAP:
             verdict, tls = NDPI_MAP[master.lower()]
-        elif master.lower() == "unknown":
+        elif master.lower() in NDPI_NONE:
             verdict, tls = None, False
         else:
             verdict, tls = master.lower(), False
@@ -285,7 +288,7 @@ def ndpi_flows(cap: Path) -> dict:
                 flows[k].update(verdict=verdict, has_tls=tls, text=text, guess=guess)
             continue
         flows[k] = {"src": a, "dst": b, "verdict": verdict, "has_tls": tls or verdict == "tls",
-                    "text": text if verdict else "Unknown", "guess": guess}
+                    "text": text if verdict or name != "Unknown" else "Unknown", "guess": guess}
     return flows
 
 
@@ -316,6 +319,7 @@ def compare(cap: Path, svc_proto: dict) -> tuple[list[dict], dict]:
         seen.add(k)
         t, n = ts.get(k), nd.get(k)
         payload = f["confidence"] == "payload" and f["protocol"] != "unknown"
+        no_ports = f["transport"] not in ("tcp", "udp")
         verdicts = {"tshark": peer_agrees(f["protocol"], f["tls"], t),
                     "ndpi": peer_agrees(f["protocol"], f["tls"], n)}
         if payload:
@@ -328,7 +332,9 @@ def compare(cap: Path, svc_proto: dict) -> tuple[list[dict], dict]:
         else:
             hint = svc_proto.get(f["service"], "unknown")
             hv = {p: peer_agrees(hint, False, x) for p, x in (("tshark", t), ("ndpi", n))}
-            if f["service"] in ("unknown", "none", "?"):
+            if no_ports and f["service"] in ("unknown", "none", "?"):
+                status = "n/a"  # ICMP and other transports without an application protocol
+            elif f["service"] in ("unknown", "none", "?"):
                 status = "pending (no port hint)"
             elif all(v is None for v in hv.values()):
                 status = f"pending (port hint {hint}; no peer verdict)"
@@ -377,7 +383,7 @@ def category(status: str) -> str:
 CATS = [("agree", "agree"), ("disagree", "disagree"),
         ("pending", "pending, port hint consistent or unverifiable"),
         ("pending-differs", "pending, port hint ≠ a peer"),
-        ("no-peer-verdict", "payload verdict, no peer verdict"),
+        ("no-peer-verdict", "n/a: no peer verdict, or no application layer (ICMP)"),
         ("unmatched", "flow not seen by exwatch")]
 
 

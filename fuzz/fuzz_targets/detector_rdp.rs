@@ -1,11 +1,11 @@
-//! The `ber` detector alone: arbitrary bytes to server and to client, over TCP and UDP.
+//! The `rdp` detector alone: arbitrary bytes to server and to client, over TCP and UDP.
 #![no_main]
 use exwatch::classify::detector::{DatagramHead, Payloads};
 use exwatch::classify::detectors::REGISTRY;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(det) = REGISTRY.iter().find(|d| d.name() == "ber") else { return };
+    let Some(det) = REGISTRY.iter().find(|d| d.name() == "rdp") else { return };
     let Some((&mode, rest)) = data.split_first() else { return };
     let cut = (usize::from(mode) * 7).min(rest.len());
     let (ts, tc) = rest.split_at(cut);
