@@ -111,6 +111,37 @@ pub mod text {
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
     }
 
+    /// The complete lines of `b` (without CR LF) with the offset just past each.
+    pub fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
+        let mut off = 0;
+        b.split_inclusive(|&c| c == b'\n')
+            .take_while(|l| l.ends_with(b"\n"))
+            .map(move |raw| {
+                off += raw.len();
+                let l = &raw[..raw.len() - 1];
+                (l.strip_suffix(b"\r").unwrap_or(l), off)
+            })
+    }
+
+    /// Whether `b`, an unfinished first line shorter than `max`, could still grow into one of
+    /// `verbs` (case-insensitive): the whole word when a space follows it, a prefix otherwise.
+    pub fn could_be_verb<'v>(
+        b: &[u8],
+        verbs: impl IntoIterator<Item = &'v &'v str>,
+        max: usize,
+    ) -> bool {
+        let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
+        let w = &b[..end];
+        b.len() < max
+            && verbs.into_iter().any(|v| {
+                if end < b.len() {
+                    w.eq_ignore_ascii_case(v.as_bytes())
+                } else {
+                    w.len() <= v.len() && w.eq_ignore_ascii_case(&v.as_bytes()[..w.len()])
+                }
+            })
+    }
+
     /// Case-insensitive prefix test.
     pub fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
         b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)

@@ -58,27 +58,7 @@ fn could_be_greeting(b: &[u8]) -> bool {
 }
 
 fn could_be_command(b: &[u8]) -> bool {
-    let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-    let w = &b[..end];
-    b.len() < 512
-        && FTP_FIRST.iter().chain(SHARED).any(|v| {
-            if end < b.len() {
-                w.eq_ignore_ascii_case(v.as_bytes())
-            } else {
-                w.len() <= v.len() && w.eq_ignore_ascii_case(&v.as_bytes()[..w.len()])
-            }
-        })
-}
-
-fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
-    let mut off = 0;
-    b.split_inclusive(|&c| c == b'\n')
-        .take_while(|l| l.ends_with(b"\n"))
-        .map(move |raw| {
-            off += raw.len();
-            let l = &raw[..raw.len() - 1];
-            (l.strip_suffix(b"\r").unwrap_or(l), off)
-        })
+    text::could_be_verb(b, FTP_FIRST.iter().chain(SHARED), 512)
 }
 
 impl Detector for Ftp {
@@ -144,7 +124,7 @@ impl Detector for Ftp {
             evidence.push_str(&format!(", {v}"));
         }
         let mut fields = Vec::new();
-        let upgrade = lines_with_end(p.ts).find_map(|(l, end)| {
+        let upgrade = text::lines_with_end(p.ts).find_map(|(l, end)| {
             (command(l) == Some("AUTH")).then(|| {
                 let kind = if text::contains_ci(l, b"SSL") {
                     "AUTH SSL"

@@ -144,18 +144,6 @@ fn could_be_command(b: &[u8]) -> bool {
     b.len() < 256 && !tag.is_empty() && tag.iter().all(|&c| is_tag_char(c))
 }
 
-/// The complete lines of `b` with the offset just past each.
-fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
-    let mut off = 0;
-    b.split_inclusive(|&c| c == b'\n')
-        .take_while(|l| l.ends_with(b"\n"))
-        .map(move |raw| {
-            off += raw.len();
-            let l = &raw[..raw.len() - 1];
-            (l.strip_suffix(b"\r").unwrap_or(l), off)
-        })
-}
-
 impl Detector for Imap {
     fn name(&self) -> &'static str {
         "imap"
@@ -195,7 +183,7 @@ impl Detector for Imap {
         // that precede that choice.
         let mut upgrade = None;
         let mut decided = false;
-        for (line, end) in lines_with_end(p.ts) {
+        for (line, end) in text::lines_with_end(p.ts) {
             match command(line) {
                 Some((tag, "STARTTLS")) => {
                     upgrade = Some((tag, end));
@@ -222,7 +210,7 @@ impl Detector for Imap {
         let mut fields = Vec::new();
         if let Some((tag, end)) = upgrade {
             // The server's tagged answer to STARTTLS, and what follows it.
-            let reply = lines_with_end(p.tc)
+            let reply = text::lines_with_end(p.tc)
                 .find_map(|(l, e)| tagged_reply(l).filter(|(t, _)| *t == tag).map(|r| (r.1, e)));
             match reply {
                 Some(("NO" | "BAD", _)) => evidence.push_str(", STARTTLS refused"),

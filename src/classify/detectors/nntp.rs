@@ -101,27 +101,7 @@ fn could_be_greeting(b: &[u8]) -> bool {
 }
 
 fn could_be_command(b: &[u8]) -> bool {
-    let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-    let w = &b[..end];
-    b.len() < 512
-        && VERBS.iter().any(|v| {
-            if end < b.len() {
-                w.eq_ignore_ascii_case(v.as_bytes())
-            } else {
-                w.len() <= v.len() && w.eq_ignore_ascii_case(&v.as_bytes()[..w.len()])
-            }
-        })
-}
-
-fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
-    let mut off = 0;
-    b.split_inclusive(|&c| c == b'\n')
-        .take_while(|l| l.ends_with(b"\n"))
-        .map(move |raw| {
-            off += raw.len();
-            let l = &raw[..raw.len() - 1];
-            (l.strip_suffix(b"\r").unwrap_or(l), off)
-        })
+    text::could_be_verb(b, VERBS, 512)
 }
 
 impl Detector for Nntp {
@@ -172,7 +152,7 @@ impl Detector for Nntp {
         }
         let mut upgrade = None;
         let mut decided = false;
-        for (line, end) in lines_with_end(p.ts) {
+        for (line, end) in text::lines_with_end(p.ts) {
             match command(line) {
                 Some("STARTTLS") => {
                     upgrade = Some(end);

@@ -48,28 +48,7 @@ fn could_be_status(b: &[u8]) -> bool {
 
 /// Whether an unfinished first client line could still become a command.
 fn could_be_command(b: &[u8]) -> bool {
-    let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len());
-    let w = &b[..end];
-    b.len() < 256
-        && VERBS.iter().any(|v| {
-            if end < b.len() {
-                w.eq_ignore_ascii_case(v.as_bytes())
-            } else {
-                w.len() <= v.len() && w.eq_ignore_ascii_case(&v.as_bytes()[..w.len()])
-            }
-        })
-}
-
-/// The complete lines of `b` with the offset just past each.
-fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
-    let mut off = 0;
-    b.split_inclusive(|&c| c == b'\n')
-        .take_while(|l| l.ends_with(b"\n"))
-        .map(move |raw| {
-            off += raw.len();
-            let l = &raw[..raw.len() - 1];
-            (l.strip_suffix(b"\r").unwrap_or(l), off)
-        })
+    text::could_be_verb(b, VERBS, 256)
 }
 
 impl Detector for Pop3 {
@@ -120,7 +99,7 @@ impl Detector for Pop3 {
         }
         let mut upgrade = None;
         let mut decided = false;
-        for (line, end) in lines_with_end(p.ts) {
+        for (line, end) in text::lines_with_end(p.ts) {
             match command(line) {
                 Some("STLS") => {
                     upgrade = Some(end);
