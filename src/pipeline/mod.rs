@@ -7,8 +7,9 @@ pub mod worker;
 use crate::capture::CaptureError;
 use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
+use crate::flow::{EndReason, Flow};
 use crate::flow::{FlowPacket, Timeouts};
-use crate::report::record::FlowSummary;
+use crate::report::record;
 use crate::report::summary::{Summary, WorkerStats};
 use crossbeam::channel;
 use std::io::Write;
@@ -60,10 +61,8 @@ pub enum ToWorker {
 
 /// Messages from workers to the sink.
 pub enum ToSink {
-    Records {
-        json: Vec<u8>,
-        flows: Vec<FlowSummary>,
-    },
+    /// Finished flows, to classify, write and count.
+    Flows(Vec<(Flow, EndReason)>),
     Done(Box<WorkerStats>),
 }
 
@@ -85,6 +84,7 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
     let mut summary = Summary::new();
     let mut write_error = None;
     let mut pipe_closed = false;
+    let mut json: Vec<u8> = Vec::with_capacity(1 << 20);
     let (read_stats, errors) = std::thread::scope(|s| {
         for i in 0..n {
             let (tx, rx) = channel::bounded::<ToWorker>(8);
@@ -93,12 +93,10 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
             let pool_tx = pool_tx.clone();
             let classifier = cfg.classifier.clone();
             let timeouts = cfg.timeouts;
-            let write_records = cfg.write_records;
             std::thread::Builder::new()
                 .name(format!("exwatch-worker-{i}"))
                 .spawn_scoped(s, move || {
-                    worker::Worker::new(classifier, per_worker, timeouts, write_records)
-                        .run(rx, sink_tx, pool_tx)
+                    worker::Worker::new(classifier, per_worker, timeouts).run(rx, sink_tx, pool_tx)
                 })
                 .expect("spawning a worker thread");
         }
@@ -110,9 +108,11 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
             .expect("spawning the reader thread");
         for msg in sink_rx.iter() {
             match msg {
-                ToSink::Records { json, flows } => {
-                    for f in &flows {
-                        summary.add_flow(f);
+                ToSink::Flows(flows) => {
+                    json.clear();
+                    for (f, reason) in &flows {
+                        let out = cfg.write_records.then_some(&mut json);
+                        summary.add_flow(&record::write(f, *reason, &cfg.classifier, out));
                     }
                     if !pipe_closed && write_error.is_none() && !json.is_empty() {
                         if let Err(e) = out.write_all(&json) {

@@ -8,14 +8,13 @@ use crate::decode::tcp_flags::{ACK, SYN};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowPacket, Timeouts};
-use crate::report::record::{self, FlowSummary};
 use crate::report::summary::WorkerStats;
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Serialised records are handed to the sink once this many bytes have gathered.
-const FLUSH_BYTES: usize = 256 << 10;
+/// Finished flows are handed to the sink in batches of this many.
+const FLUSH_FLOWS: usize = 1024;
 /// One packet in this many has its processing time measured.
 const SAMPLE_EVERY: u64 = 16;
 
@@ -23,28 +22,19 @@ const SAMPLE_EVERY: u64 = 16;
 pub struct Worker {
     classifier: Arc<Classifier>,
     table: FlowTable,
-    write_records: bool,
     clock: u64,
-    json: Vec<u8>,
-    flows: Vec<FlowSummary>,
+    finished: Vec<(Flow, EndReason)>,
     stats: WorkerStats,
     expired: Vec<(Flow, EndReason)>,
 }
 
 impl Worker {
-    pub fn new(
-        classifier: Arc<Classifier>,
-        max_flows: usize,
-        timeouts: Timeouts,
-        write_records: bool,
-    ) -> Self {
+    pub fn new(classifier: Arc<Classifier>, max_flows: usize, timeouts: Timeouts) -> Self {
         Worker {
             classifier,
             table: FlowTable::new(max_flows, timeouts),
-            write_records,
             clock: 0,
-            json: Vec::new(),
-            flows: Vec::new(),
+            finished: Vec::with_capacity(FLUSH_FLOWS),
             stats: WorkerStats::new(),
             expired: Vec::new(),
         }
@@ -178,26 +168,25 @@ impl Worker {
         self.expired = expired;
     }
 
+    /// A flow has ended: settle its inspection here (the detectors' state is per worker),
+    /// and leave classification and serialisation to the sink, which has a core to spare.
     fn emit(&mut self, mut f: Flow, reason: EndReason) {
         finish_inspection(&mut f);
-        let out = self.write_records.then_some(&mut self.json);
-        let summary = record::write(&f, reason, &self.classifier, out);
-        self.flows.push(summary);
+        self.finished.push((f, reason));
     }
 
     fn flush_if_full(&mut self, sink: &Sender<ToSink>) {
-        if self.json.len() >= FLUSH_BYTES || self.flows.len() >= 4096 {
+        if self.finished.len() >= FLUSH_FLOWS {
             self.send(sink);
         }
     }
 
     fn send(&mut self, sink: &Sender<ToSink>) {
-        if self.json.is_empty() && self.flows.is_empty() {
+        if self.finished.is_empty() {
             return;
         }
-        let json = std::mem::take(&mut self.json);
-        let flows = std::mem::take(&mut self.flows);
-        let _ = sink.send(ToSink::Records { json, flows });
+        let flows = std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS));
+        let _ = sink.send(ToSink::Flows(flows));
     }
 }
 
