@@ -90,7 +90,7 @@ impl Stream {
             let fresh = &data[skip..];
             if self.buf.capacity() == 0 {
                 // One allocation for most flows instead of a doubling series from 8 bytes.
-                self.buf.reserve(fresh.len().max(2048).min(STREAM_CAP));
+                self.buf.reserve(fresh.len().clamp(2048, STREAM_CAP));
             }
             let room = STREAM_CAP - self.buf.len();
             self.buf.extend_from_slice(&fresh[..fresh.len().min(room)]);
