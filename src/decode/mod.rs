@@ -252,18 +252,13 @@ fn decode_ip_general(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecod
                 src: h.source(),
                 dst: h.destination(),
             };
-            let mut frag = None;
-            if v6.is_payload_fragmented() {
-                for ext in v6.extensions().clone().into_iter() {
-                    if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
-                        frag = Some((
-                            f.identification(),
-                            u32::from(f.fragment_offset().value()) * 8,
-                            f.more_fragments(),
-                        ));
-                    }
-                }
-            }
+            // Our own checked walk: etherparse 0.16's extension iterator reads out of bounds
+            // on some truncated chains (found by the `frame` fuzz target).
+            let frag = if v6.is_payload_fragmented() {
+                ipv6_fragment_header(data)
+            } else {
+                None
+            };
             (pair, ip_len, frag)
         }
     };
@@ -291,6 +286,33 @@ fn decode_ip_general(data: &[u8], vlan: [u16; 2]) -> Result<Decoded<'_>, Undecod
         l4,
         inner: tunnel_payload(proto, payload.payload),
     }))
+}
+
+/// Walk an IPv6 packet's extension headers to its Fragment header: (id, offset, more).
+/// Every length is checked; at most eight headers are walked.
+fn ipv6_fragment_header(packet: &[u8]) -> Option<(u32, u32, bool)> {
+    const HOP_BY_HOP: u8 = 0;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AUTH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    let mut next = *packet.get(6)?;
+    let mut at = 40usize;
+    for _ in 0..8 {
+        let h = packet.get(at..at + 8)?;
+        match next {
+            FRAGMENT => {
+                let off_flags = u16::from_be_bytes([h[2], h[3]]);
+                let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                return Some((id, u32::from(off_flags >> 3) * 8, off_flags & 1 == 1));
+            }
+            HOP_BY_HOP | ROUTING | DEST_OPTS => at += (usize::from(h[1]) + 1) * 8,
+            AUTH => at += (usize::from(h[1]) + 2) * 4,
+            _ => return None,
+        }
+        next = h[0];
+    }
+    None
 }
 
 fn tunnel_payload(proto: u8, payload: &[u8]) -> &[u8] {
@@ -444,6 +466,41 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    /// Found by the `frame` fuzz target: a truncated IPv6 extension chain made etherparse's
+    /// iterator read out of bounds. It must decode to an error or a fragment, nothing else.
+    #[test]
+    fn fuzz_regression_truncated_ipv6_extension_chain() {
+        let crash: &[u8] = &[
+            0x5d, 0x66, 0x00, 0x00, 0x2c, 0x2c, 0x2c, 0x2c, 0x00, 0x00, 0x02, 0x00, 0x06, 0x06,
+            0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x24, 0x06, 0x06, 0x06, 0x06, 0x06,
+            0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x23, 0x0f, 0x00, 0x00, 0x00,
+            0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06,
+            0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0xdf, 0x06, 0x06,
+            0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06, 0x06,
+            0x06, 0x06, 0x06, 0x06, 0x00, 0xfb, 0x7b, 0x78, 0x79, 0xcd, 0x7b, 0x23, 0x0f, 0x00,
+            0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x78, 0x23, 0x21, 0x7b,
+        ];
+        // The fuzz input's first byte picked the link type: 0x5d % 10 = 3, raw IP (101).
+        let _ = decode(link::dlt::RAW, &crash[1..]);
+        for cut in 0..crash.len() {
+            let _ = decode_ip(&crash[1..cut.max(1)], [0, 0]);
+        }
+    }
+
+    #[test]
+    fn ipv6_fragment_header_is_found_behind_hop_by_hop() {
+        let mut p = vec![0x60, 0, 0, 0, 0, 24, 0, 64];
+        p.extend_from_slice(&[0; 32]);
+        p.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop, next = fragment
+        p.extend_from_slice(&[17, 0, 0x00, 0x11, 0, 0, 0x12, 0x34]); // offset 2 (16 bytes), M
+        p.extend_from_slice(&[0; 8]);
+        assert_eq!(ipv6_fragment_header(&p), Some((0x1234, 16, true)));
+        assert_eq!(ipv6_fragment_header(&p[..50]), None);
     }
 
     #[test]
