@@ -93,6 +93,31 @@ pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
     })
 }
 
+/// Helpers for the detectors' unit tests.
+#[cfg(test)]
+pub mod testing {
+    /// Hostile input: `rounds` pseudo-random 64-byte buffers drawn from `alphabet` (a linear
+    /// congruential generator from `seed`, so failures reproduce), each split at a random
+    /// point into bytes to server and to client; every third round is a last chance.
+    pub fn hostile_split(
+        alphabet: &[u8],
+        seed: u32,
+        rounds: usize,
+        mut f: impl FnMut(&[u8], &[u8], bool),
+    ) {
+        let mut x = seed;
+        let mut buf = [0u8; 64];
+        for round in 0..rounds {
+            for b in buf.iter_mut() {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                *b = alphabet[(x >> 16) as usize % alphabet.len()];
+            }
+            let n = (x as usize >> 8) % buf.len();
+            f(&buf[..n], &buf[n..], round % 3 == 0);
+        }
+    }
+}
+
 /// Text helpers for line-based protocols, shared by detectors.
 pub mod text {
     /// The first line of `b` (without CR LF), if a full line has arrived.

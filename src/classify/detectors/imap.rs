@@ -377,17 +377,14 @@ mod tests {
                 "{ts:?} {tc:?}"
             );
         }
-        const ALPHABET: &[u8] = b"* OK A1 STARTTLS LOGIN\r\n\x16\xff";
-        let mut x: u32 = 23;
-        let mut buf = [0u8; 64];
-        for round in 0..600 {
-            for b in buf.iter_mut() {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                *b = ALPHABET[(x >> 16) as usize % ALPHABET.len()];
-            }
-            let n = (x as usize >> 8) % buf.len();
-            let _ = Imap.probe(&view(&buf[..n], &buf[n..], round % 3 == 0));
-        }
+        crate::classify::detector::testing::hostile_split(
+            b"* OK A1 STARTTLS LOGIN\r\n\x16\xff",
+            23,
+            600,
+            |ts, tc, last| {
+                let _ = Imap.probe(&view(ts, tc, last));
+            },
+        );
     }
 
     #[test]

@@ -291,17 +291,14 @@ mod tests {
                 "{ts:?} {tc:?}"
             );
         }
-        const ALPHABET: &[u8] = b"200 GROUP MODE READER STARTTLS\r\n\x16\xff";
-        let mut x: u32 = 31;
-        let mut buf = [0u8; 64];
-        for round in 0..600 {
-            for b in buf.iter_mut() {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                *b = ALPHABET[(x >> 16) as usize % ALPHABET.len()];
-            }
-            let n = (x as usize >> 8) % buf.len();
-            let _ = Nntp.probe(&view(&buf[..n], &buf[n..], round % 3 == 0));
-        }
+        crate::classify::detector::testing::hostile_split(
+            b"200 GROUP MODE READER STARTTLS\r\n\x16\xff",
+            31,
+            600,
+            |ts, tc, last| {
+                let _ = Nntp.probe(&view(ts, tc, last));
+            },
+        );
     }
 
     #[test]
