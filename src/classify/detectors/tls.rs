@@ -221,9 +221,48 @@ struct Client {
     offered: u16,
     sni: Option<String>,
     alpn: Vec<String>,
-    ja3: Option<String>,
-    ja4: Option<String>,
+    /// What the fingerprints are made of; they are built only when a detection is written
+    /// (a probe that answers "need more" must not pay for them on every packet).
+    fp: Option<FingerprintParts>,
     sslv2: bool,
+}
+
+/// The parts of a ClientHello that JA3 and JA4 are computed from (each list capped by the
+/// hello's own size, itself capped at `MAX_HELLO`).
+#[derive(Debug, Clone, Default)]
+struct FingerprintParts {
+    version: u16,
+    supported: Option<u16>,
+    has_sni: bool,
+    ciphers: Vec<u16>,
+    ext_types: Vec<u16>,
+    groups: Vec<u16>,
+    point_formats: Vec<u8>,
+    sigalgs: Vec<u16>,
+    first_alpn: Option<Vec<u8>>,
+}
+
+impl FingerprintParts {
+    fn ja3(&self) -> String {
+        ja3(
+            self.version,
+            &self.ciphers,
+            &self.ext_types,
+            &self.groups,
+            &self.point_formats,
+        )
+    }
+
+    fn ja4(&self) -> String {
+        ja4(
+            self.supported.unwrap_or(self.version),
+            self.has_sni,
+            &self.ciphers,
+            &self.ext_types,
+            self.first_alpn.as_deref(),
+            &self.sigalgs,
+        )
+    }
 }
 
 /// Whether the start of a TLS ClientHello message (at byte 5 of the stream) looks right.
@@ -323,15 +362,17 @@ fn client_from_parts(version: u16, ciphers: &[u16], ext: &[u8]) -> Client {
     if let Some(v) = supported {
         c.offered = v;
     }
-    c.ja3 = Some(ja3(version, ciphers, &ext_types, &groups, &point_formats));
-    c.ja4 = Some(ja4(
-        supported.unwrap_or(version),
+    c.fp = Some(FingerprintParts {
+        version,
+        supported,
         has_sni,
-        ciphers,
-        &ext_types,
-        first_alpn.as_deref(),
-        &sigalgs,
-    ));
+        ciphers: ciphers.to_vec(),
+        ext_types,
+        groups,
+        point_formats,
+        sigalgs,
+        first_alpn,
+    });
     c
 }
 
@@ -625,11 +666,9 @@ fn client_fields(c: &Client, with_version: bool) -> Vec<(&'static str, String)> 
     if !c.alpn.is_empty() {
         f.push(("exwatch.tls.client_alpn", c.alpn.join(",")));
     }
-    if let Some(j) = &c.ja3 {
-        f.push(("tls.client.ja3", j.clone()));
-    }
-    if let Some(j) = &c.ja4 {
-        f.push(("tls.client.ja4", j.clone()));
+    if let Some(fp) = &c.fp {
+        f.push(("tls.client.ja3", fp.ja3()));
+        f.push(("tls.client.ja4", fp.ja4()));
     }
     f
 }
