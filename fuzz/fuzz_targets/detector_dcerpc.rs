@@ -13,11 +13,7 @@ fuzz_target!(|data: &[u8]| {
         .chunks(16)
         .take(16)
         .enumerate()
-        .map(|(i, c)| {
-            let mut head = [0u8; 16];
-            head[..c.len()].copy_from_slice(c);
-            DatagramHead { from_orig: i % 2 == 0, len: c.len() as u32 * 9, head_len: c.len() as u8, head }
-        })
+        .map(|(i, c)| DatagramHead::new(i % 2 == 0, c, c.len() as u32 * 9))
         .collect();
     let p = Payloads {
         transport: if mode & 1 == 0 { 6 } else { 17 },

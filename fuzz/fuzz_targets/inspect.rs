@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         let wire = if h[0] & 4 != 0 { len as u32 + 100 } else { len as u32 };
         match insp.packet(REGISTRY, transport, dir, s, seg, wire, port, 50000) {
             Outcome::Undecided => {}
-            Outcome::Decided(_) | Outcome::GaveUp => return,
+            Outcome::Decided(_) | Outcome::GaveUp(_) => return,
         }
         seq[dir] = s.wrapping_add(len as u32);
     }

@@ -8,7 +8,5 @@ pub use offline::{CaptureError, OfflineCapture};
 pub struct RawPacket<'a> {
     /// Capture time, nanoseconds since the Unix epoch.
     pub ts: u64,
-    /// Length on the wire (may exceed `data.len()` when a snaplen cut the frame).
-    pub wire_len: u32,
     pub data: &'a [u8],
 }

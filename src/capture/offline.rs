@@ -187,11 +187,6 @@ impl OfflineCapture {
         self.linktype
     }
 
-    /// Packets read so far.
-    pub fn packets_read(&self) -> u64 {
-        self.read
-    }
-
     /// The next packet, `Ok(None)` at the clean end of the file.
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
         let mut hdr: *mut ffi::PcapPkthdr = std::ptr::null_mut();
@@ -210,7 +205,6 @@ impl OfflineCapture {
                     + h.ts.tv_usec.clamp(0, 999_999_999) as u64;
                 Ok(Some(RawPacket {
                     ts: ns,
-                    wire_len: h.len,
                     data: bytes,
                 }))
             }

@@ -26,6 +26,19 @@ pub struct DatagramHead {
 }
 
 impl DatagramHead {
+    /// The head of a datagram whose payload is `data` (captured) of `wire_len` bytes.
+    pub fn new(from_orig: bool, data: &[u8], wire_len: u32) -> Self {
+        let n = data.len().min(16);
+        let mut head = [0u8; 16];
+        head[..n].copy_from_slice(&data[..n]);
+        DatagramHead {
+            from_orig,
+            len: wire_len,
+            head_len: n as u8,
+            head,
+        }
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.head[..self.head_len as usize]
     }
@@ -96,6 +109,27 @@ pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
 /// Helpers for the detectors' unit tests.
 #[cfg(test)]
 pub mod testing {
+    use super::Payloads;
+
+    /// A TCP view of `ts`/`tc` between the given ports.
+    pub fn tcp_view<'a>(
+        ts: &'a [u8],
+        tc: &'a [u8],
+        server_port: u16,
+        client_port: u16,
+        last: bool,
+    ) -> Payloads<'a> {
+        Payloads {
+            transport: crate::decode::IPPROTO_TCP,
+            ts,
+            tc,
+            datagrams: &[],
+            server_port,
+            client_port,
+            last_chance: last,
+        }
+    }
+
     /// Hostile input: `rounds` pseudo-random 64-byte buffers drawn from `alphabet` (a linear
     /// congruential generator from `seed`, so failures reproduce), each split at a random
     /// point into bytes to server and to client; every third round is a last chance.

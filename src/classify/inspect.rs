@@ -112,8 +112,8 @@ pub enum Outcome {
     /// Still undecided; keep feeding packets.
     Undecided,
     Decided(Detection),
-    /// No detector claims the flow.
-    GaveUp,
+    /// No detector claims the flow: the detection that says so.
+    GaveUp(Detection),
 }
 
 /// Per-flow inspection state.
@@ -181,15 +181,7 @@ impl Inspector {
             false
         } else {
             if self.heads.len() < MAX_HEADS {
-                let n = data.len().min(16);
-                let mut head = [0u8; 16];
-                head[..n].copy_from_slice(&data[..n]);
-                self.heads.push(DatagramHead {
-                    from_orig: dir == 0,
-                    len: wire_len,
-                    head_len: n as u8,
-                    head,
-                });
+                self.heads.push(DatagramHead::new(dir == 0, data, wire_len));
             }
             if self.first[dir].is_empty() {
                 self.first[dir].extend_from_slice(&data[..data.len().min(DATAGRAM_CAP)]);
@@ -240,26 +232,9 @@ impl Inspector {
         self.candidates = candidates;
         match decided {
             Some(d) => Outcome::Decided(d),
-            None if candidates == 0 || exhausted => Outcome::GaveUp,
+            None if candidates == 0 || exhausted => Outcome::GaveUp(unidentified(self.packets)),
             None => Outcome::Undecided,
         }
-    }
-}
-
-/// The detection recorded when payload was seen but no detector claimed it.
-pub fn unidentified(packets: u16) -> Detection {
-    Detection {
-        protocol: "unknown",
-        service: None,
-        confidence: Confidence::None,
-        evidence: format!("payload matched no detector ({packets} packets inspected)"),
-        fields: Vec::new(),
-    }
-}
-
-impl Inspector {
-    pub fn packets(&self) -> u16 {
-        self.packets
     }
 
     /// The flow ended undecided: give every remaining candidate its last chance.
@@ -272,6 +247,17 @@ impl Inspector {
     ) -> Outcome {
         self.finishing = true;
         self.packet(registry, transport, 0, 0, &[], 0, server_port, client_port)
+    }
+}
+
+/// The detection recorded when payload was seen but no detector claimed it.
+fn unidentified(packets: u16) -> Detection {
+    Detection {
+        protocol: "unknown",
+        service: None,
+        confidence: Confidence::None,
+        evidence: format!("payload matched no detector ({packets} packets inspected)"),
+        fields: Vec::new(),
     }
 }
 

@@ -45,20 +45,6 @@ impl FlowKey {
     pub fn hash64(&self) -> u64 {
         foldhash::fast::FixedState::with_seed(0x0065_7877_6174_6368).hash_one(self)
     }
-
-    /// The address of one side as `std::net::IpAddr`.
-    pub fn addr(&self, lo_side: bool) -> std::net::IpAddr {
-        let a = if lo_side { &self.lo } else { &self.hi };
-        to_ip(a, self.v6)
-    }
-
-    pub fn port(&self, lo_side: bool) -> u16 {
-        if lo_side {
-            self.lo_port
-        } else {
-            self.hi_port
-        }
-    }
 }
 
 /// Turn exwatch's 16-byte address form back into an `IpAddr`.
@@ -93,6 +79,6 @@ mod tests {
         assert_eq!(k1, k2);
         assert_eq!(k1.hash64(), k2.hash64());
         assert_ne!(s1, s2);
-        assert_eq!(k1.addr(true).to_string(), "10.0.0.2");
+        assert_eq!(to_ip(&k1.lo, k1.v6).to_string(), "10.0.0.2");
     }
 }

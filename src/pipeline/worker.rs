@@ -2,7 +2,7 @@
 
 use super::{Batch, ToSink, ToWorker};
 use crate::classify::detectors::REGISTRY;
-use crate::classify::inspect::{self, Inspector, Outcome};
+use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::Classifier;
 use crate::decode::tcp_flags::{ACK, SYN};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
@@ -192,17 +192,9 @@ impl Worker {
 
 /// Record what inspection concluded and drop its state once it has.
 fn settle(f: &mut Flow, outcome: Outcome) {
-    match outcome {
-        Outcome::Undecided => {}
-        Outcome::Decided(d) => {
-            f.detection = Some(Box::new(d));
-            f.inspect = None;
-        }
-        Outcome::GaveUp => {
-            let n = f.inspect.as_ref().map_or(0, |i| i.packets());
-            f.detection = Some(Box::new(inspect::unidentified(n)));
-            f.inspect = None;
-        }
+    if let Outcome::Decided(d) | Outcome::GaveUp(d) = outcome {
+        f.detection = Some(Box::new(d));
+        f.inspect = None;
     }
 }
 
@@ -210,10 +202,7 @@ fn settle(f: &mut Flow, outcome: Outcome) {
 fn finish_inspection(f: &mut Flow) {
     if let Some(mut insp) = f.inspect.take() {
         let (server, client) = (f.resp_port(), f.orig_port());
-        let outcome = insp.finish(REGISTRY, f.key.proto, server, client);
-        f.inspect = Some(insp);
-        settle(f, outcome);
-        f.inspect = None;
+        settle(f, insp.finish(REGISTRY, f.key.proto, server, client));
     }
 }
 

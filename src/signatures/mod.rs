@@ -283,11 +283,6 @@ impl Signatures {
             origin: "embedded".to_string(),
         })
     }
-
-    /// The service with this name.
-    pub fn service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| s.name == name)
-    }
 }
 
 #[cfg(test)]

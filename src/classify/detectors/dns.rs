@@ -337,15 +337,7 @@ mod tests {
     const TCP_Q: &[u8] = b"\x00:\x0cB\x01 \x00\x01\x00\x00\x00\x00\x00\x01\x04mail\x07contoso\x04test\x00\x00\x01\x00\x01\x00\x00)\x04\xd0\x00\x00\x00\x00\x00\x0c\x00\n\x00\x08} \xed\\r\x86\x8f\xb4";
 
     fn head(from_orig: bool, b: &[u8], wire: usize) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: wire as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, wire as u32)
     }
 
     fn udp<'a>(ts: &'a [u8], tc: &'a [u8], heads: &'a [DatagramHead], last: bool) -> Payloads<'a> {

@@ -165,15 +165,7 @@ mod tests {
         b"220 \"Authorized users only. All activity may be monitored and reported\"\r\n";
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 21,
-            client_port: 62092,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 21, 62092, last)
     }
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {

@@ -286,15 +286,7 @@ mod tests {
     use super::*;
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 80,
-            client_port: 50000,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 80, 50000, last)
     }
 
     fn detect(ts: &[u8], tc: &[u8]) -> Detection {

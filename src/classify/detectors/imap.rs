@@ -256,15 +256,7 @@ mod tests {
     const LOGIN: &[u8] = b"GKDF0 CAPABILITY\r\nGKDF1 LOGIN alice \"exwatch-secret-pw-2\"\r\n";
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 143,
-            client_port: 44276,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 143, 44276, last)
     }
 
     fn cat(parts: &[&[u8]]) -> Vec<u8> {

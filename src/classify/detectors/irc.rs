@@ -184,15 +184,7 @@ mod tests {
     use super::*;
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 6667,
-            client_port: 58712,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 6667, 58712, last)
     }
 
     #[test]

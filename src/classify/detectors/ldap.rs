@@ -393,15 +393,7 @@ mod tests {
     }
 
     fn head(from_orig: bool, b: &[u8]) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: b.len() as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, b.len() as u32)
     }
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {

@@ -207,15 +207,7 @@ mod tests {
         b"200 news.contoso.test InterNetNews NNRP server INN 2.7.1 ready (posting ok)\r\n";
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 119,
-            client_port: 48726,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 119, 48726, last)
     }
 
     #[test]

@@ -221,15 +221,7 @@ mod tests {
     const REP: &[u8] = b"$\x08\x00\xe6\x00\x00\x00\x00\x00\x00\x00\x00\x7f\x7f\x01\x01\xee\xafz\xc5c=\xc6\xca\xee\xafz\xc7\x1c\xa8\x98\x00\xee\xafz\xc7\x1c\xb9\xac\x07\xee\xafz\xc7\x1c\xbf}\xfe";
 
     fn head(from_orig: bool, b: &[u8]) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: b.len() as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, b.len() as u32)
     }
 
     fn view<'a>(

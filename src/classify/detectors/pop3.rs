@@ -162,15 +162,7 @@ mod tests {
     const GREETING: &[u8] = b"+OK The Microsoft Exchange POP3 service is ready.\r\n";
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 110,
-            client_port: 50254,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 110, 50254, last)
     }
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {

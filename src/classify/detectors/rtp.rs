@@ -403,15 +403,7 @@ mod tests {
     }
 
     fn head(from_orig: bool, b: &[u8], len: usize) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: len as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, len as u32)
     }
 
     fn udp<'a>(ts: &'a [u8], tc: &'a [u8], heads: &'a [DatagramHead], last: bool) -> Payloads<'a> {

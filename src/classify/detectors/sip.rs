@@ -710,15 +710,7 @@ Server: RTCC/5.0.0.0 MSExchangeUM/15.01.2507.006\r\n\
 Content-Length: 0\r\n\r\n";
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 5065,
-            client_port: 5062,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 5065, 5062, last)
     }
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {

@@ -193,15 +193,7 @@ mod tests {
     use crate::classify::detector::Payloads;
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 25,
-            client_port: 50000,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 25, 50000, last)
     }
 
     const EXCH_TC: &[u8] = b"220 mail.contoso.test Microsoft ESMTP MAIL Service ready\r\n250-mail.contoso.test Hello\r\n250-SIZE 37748736\r\n250-X-ANONYMOUSTLS\r\n250-X-EXPS GSSAPI NTLM\r\n250-XEXCH50\r\n250 XRDST\r\n";

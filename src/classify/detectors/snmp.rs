@@ -179,15 +179,7 @@ mod tests {
     const V3: &[u8] = b"0>\x02\x01\x030\x11\x02\x04l\x9a\xf5n\x02\x03\x00\xff\xe3\x04\x01\x04\x02\x01\x03\x04\x100\x0e\x04\x00\x02\x01\x00\x02\x01\x00\x04\x00\x04\x00\x04\x000\x14\x04\x00\x04\x00\xa0\x0e\x02\x04u\x05X\x88\x02\x01\x00\x02\x01\x000\x00";
 
     fn head(from_orig: bool, b: &[u8], wire: usize) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: wire as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, wire as u32)
     }
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], heads: &'a [DatagramHead]) -> Payloads<'a> {

@@ -196,15 +196,7 @@ mod tests {
     use super::*;
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 22,
-            client_port: 50000,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 22, 50000, last)
     }
 
     fn field<'a>(d: &'a Detection, name: &str) -> Option<&'a str> {

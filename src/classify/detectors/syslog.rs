@@ -255,15 +255,7 @@ mod tests {
     const CISCO: &[u8] = b"<189>72: Mar  3 19:57:17.371: %LINK-5-CHANGED: Interface GigabitEthernet0/2, changed state to administratively down";
 
     fn head(from_orig: bool, b: &[u8]) -> DatagramHead {
-        let n = b.len().min(16);
-        let mut h = [0u8; 16];
-        h[..n].copy_from_slice(&b[..n]);
-        DatagramHead {
-            from_orig,
-            len: b.len() as u32,
-            head_len: n as u8,
-            head: h,
-        }
+        DatagramHead::new(from_orig, b, b.len() as u32)
     }
 
     fn udp<'a>(ts: &'a [u8], heads: &'a [DatagramHead], port: u16, last: bool) -> Payloads<'a> {

@@ -169,15 +169,7 @@ mod tests {
     }
 
     fn view<'a>(ts: &'a [u8], tc: &'a [u8], last: bool) -> Payloads<'a> {
-        Payloads {
-            transport: 6,
-            ts,
-            tc,
-            datagrams: &[],
-            server_port: 102,
-            client_port: 50000,
-            last_chance: last,
-        }
+        crate::classify::detector::testing::tcp_view(ts, tc, 102, 50000, last)
     }
 
     /// A TPKT around `payload`.
