@@ -143,9 +143,14 @@ impl FlowTable {
 
     /// Move a flow to the tail of its (possibly new) class list after a packet.
     pub fn touch(&mut self, slot: u32, now: u64) {
-        self.unlink(slot);
-        self.slab.at_mut(slot as usize).touched = now;
         let class = self.get(slot).class;
+        let c = class as usize;
+        self.slab.at_mut(slot as usize).touched = now;
+        // Already the newest on its (unchanged) list: only the time moves.
+        if self.tails[c] == slot && usize::from(self.slab.at(slot as usize).linked) == c {
+            return;
+        }
+        self.unlink(slot);
         self.push_tail(slot, class);
     }
 
