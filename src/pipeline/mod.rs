@@ -9,6 +9,7 @@ use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::{EndReason, Flow};
 use crate::flow::{FlowPacket, Timeouts};
+use crate::policy::{FlowFacts, FlowJudge, NoJudge};
 use crate::report::record;
 use crate::report::summary::{Summary, WorkerStats};
 use crossbeam::channel;
@@ -76,6 +77,16 @@ pub struct AuditOutcome {
 
 /// Run an offline audit, writing NDJSON records to `out`.
 pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
+    run_audit_judged(cfg, out, &mut NoJudge)
+}
+
+/// Run an offline audit; `judge` sees every finished flow (policy, firewall, learning) and
+/// what it returns is written on the flow's record.
+pub fn run_audit_judged(
+    cfg: &AuditConfig,
+    out: &mut dyn Write,
+    judge: &mut dyn FlowJudge,
+) -> AuditOutcome {
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
     let (sink_tx, sink_rx) = channel::bounded::<ToSink>(64);
@@ -112,7 +123,9 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
                     json.clear();
                     for (f, reason) in &flows {
                         let out = cfg.write_records.then_some(&mut json);
-                        summary.add_flow(&record::write(f, *reason, &cfg.classifier, out));
+                        let verdict = cfg.classifier.verdict(f);
+                        let notes = judge.judge(&FlowFacts::new(f, &verdict));
+                        summary.add_flow(&record::build_noted(f, *reason, verdict, &notes, out));
                     }
                     if !pipe_closed && write_error.is_none() && !json.is_empty() {
                         if let Err(e) = out.write_all(&json) {

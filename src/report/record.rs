@@ -7,6 +7,7 @@ use crate::classify::{Classifier, Verdict};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, ORIG, RESP};
+use crate::policy::Annotations;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -41,7 +42,15 @@ pub fn transport_name(proto: u8) -> Cow<'static, str> {
 
 /// Record members the record writes itself; a detection field under one of these is dropped
 /// rather than written twice.
-const OWN: &[&str] = &["@timestamp", "event", "source", "destination", "network"];
+const OWN: &[&str] = &[
+    "@timestamp",
+    "event",
+    "source",
+    "destination",
+    "network",
+    "policy",
+    "firewall",
+];
 const OWN_EXWATCH: &[&str] = &[
     "service",
     "confidence",
@@ -86,11 +95,23 @@ pub fn build(
     verdict: Verdict,
     out: Option<&mut Vec<u8>>,
 ) -> FlowSummary {
+    build_noted(flow, reason, verdict, &Annotations::default(), out)
+}
+
+/// [`build`] with the policy and firewall verdicts (`policy.*`, `firewall.*`) of the flow.
+pub fn build_noted(
+    flow: &Flow,
+    reason: EndReason,
+    verdict: Verdict,
+    notes: &Annotations,
+    out: Option<&mut Vec<u8>>,
+) -> FlowSummary {
     let ((oa, op), (ra, rp)) = flow.endpoints();
     let (src, dst) = (to_ip(&oa, flow.key.v6), to_ip(&ra, flow.key.v6));
     let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
     if let Some(out) = out {
         write_record(out, flow, reason, &verdict, (src, op), (dst, rp));
+        write_notes(out, notes);
     }
     FlowSummary {
         protocol: verdict.protocol,
@@ -216,6 +237,35 @@ fn write_record(
     let mut first = w.first;
     json::write_members(w.out, &extra[..split], &mut first);
     json::write_members(w.out, &extra[ex_end..], &mut first);
+    out_close(w.out);
+}
+
+/// Append `policy.*` and `firewall.*` to the record just written (before its closing brace).
+fn write_notes(out: &mut Vec<u8>, notes: &Annotations) {
+    if notes.policy.is_none() && notes.firewall.is_none() {
+        return;
+    }
+    debug_assert!(out.ends_with(b"}\n"));
+    out.truncate(out.len() - 2);
+    let mut w = Obj { out, first: false };
+    if let Some(p) = &notes.policy {
+        w.begin("policy").str("verdict", p.kind.label());
+        if let Some(r) = &p.rule {
+            w.str("rule", r);
+        }
+        w.str("reason", &p.reason)
+            .str("source_group", &p.source_group)
+            .str("destination_group", &p.destination_group)
+            .val("reversed", Val::Bool(p.reversed))
+            .end();
+    }
+    if let Some(f) = &notes.firewall {
+        w.begin("firewall")
+            .str("rule", &f.rule)
+            .str("action", if f.allowed { "allow" } else { "deny" })
+            .val("reversed", Val::Bool(f.reversed))
+            .end();
+    }
     out_close(w.out);
 }
 

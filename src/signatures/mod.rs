@@ -127,7 +127,7 @@ struct PortsFile {
     port: Vec<RawPort>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
         .filter(|&b| b == b'\n')
@@ -145,7 +145,7 @@ fn toml_error(file: &Path, text: &str, e: toml::de::Error) -> SignatureError {
 }
 
 /// Parse "25" or "5065-5068".
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
+pub(crate) fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let parse = |p: &str| {
         p.trim()
             .parse::<u16>()

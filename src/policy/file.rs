@@ -1,0 +1,398 @@
+//! Policy files (TOML): named address groups and allow rules. Errors name file, line and
+//! problem, as the signature loader's do.
+
+use super::groups::{Cidr, Groups, ANY};
+use super::Kind;
+use crate::signatures::{line_of, parse_range};
+use serde::Deserialize;
+use std::path::Path;
+use toml::Spanned;
+
+/// A policy or rule file that could not be used, with where and why: the same error as the
+/// signature files'.
+pub use crate::signatures::SignatureError as PolicyError;
+
+impl PolicyError {
+    pub fn at(file: &Path, line: usize, problem: impl Into<String>) -> Self {
+        PolicyError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Which IP protocols a rule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+    /// TCP and UDP.
+    Both,
+    /// One other IP protocol by number (icmp = 1, ipv6-icmp = 58, gre = 47...).
+    Proto(u8),
+    /// Every IP protocol.
+    Any,
+}
+
+impl Transport {
+    /// Parse `tcp`, `udp`, `both`, `any`, `icmp`, `ipv6-icmp`, `gre`, `esp`, or a number.
+    pub fn parse(s: &str) -> Result<Transport, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "tcp" => Transport::Tcp,
+            "udp" => Transport::Udp,
+            "both" | "tcp+udp" => Transport::Both,
+            "any" | "all" | "ip" => Transport::Any,
+            "icmp" => Transport::Proto(1),
+            "ipv6-icmp" | "icmpv6" => Transport::Proto(58),
+            "gre" => Transport::Proto(47),
+            "esp" => Transport::Proto(50),
+            "ah" => Transport::Proto(51),
+            other => Transport::Proto(other.parse::<u8>().map_err(|_| {
+                format!("transport `{s}` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number")
+            })?),
+        })
+    }
+
+    pub fn covers(&self, proto: u8) -> bool {
+        use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
+        match *self {
+            Transport::Tcp => proto == IPPROTO_TCP,
+            Transport::Udp => proto == IPPROTO_UDP,
+            Transport::Both => proto == IPPROTO_TCP || proto == IPPROTO_UDP,
+            Transport::Proto(p) => proto == p,
+            Transport::Any => true,
+        }
+    }
+
+    /// Whether ports mean anything for it.
+    pub fn has_ports(&self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Udp | Transport::Both)
+    }
+
+    pub fn label(&self) -> String {
+        match *self {
+            Transport::Tcp => "tcp".into(),
+            Transport::Udp => "udp".into(),
+            Transport::Both => "both".into(),
+            Transport::Any => "any".into(),
+            Transport::Proto(p) => super::transport_label(p),
+        }
+    }
+}
+
+/// Inclusive port ranges; empty means every port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ports(pub Vec<(u16, u16)>);
+
+impl Ports {
+    pub fn covers(&self, port: u16) -> bool {
+        self.0.is_empty() || self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&port))
+    }
+
+    /// Parse one item: `443`, `5065-5068`, or `any`.
+    pub fn parse_item(s: &str) -> Result<Option<(u16, u16)>, String> {
+        if s.trim().eq_ignore_ascii_case("any") {
+            return Ok(None);
+        }
+        parse_range(s).map(Some)
+    }
+
+    /// `25`, `5065-5068` as written in policy files.
+    pub fn items(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// One allow rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// Group names, or `any`.
+    pub from: String,
+    pub to: String,
+    pub transport: Transport,
+    pub ports: Ports,
+    /// When not empty, a flow whose payload names a protocol must name one of these.
+    pub protocols: Vec<String>,
+    /// When not empty, a flow whose payload names a service must name one of these.
+    pub services: Vec<String>,
+    /// Where the rule comes from (a reference section, "learned"...), for messages.
+    pub section: String,
+    /// Line in the policy file.
+    pub line: usize,
+}
+
+impl Rule {
+    /// Groups, transport and port match (the payload is judged separately).
+    pub fn matches(&self, src_group: &str, dst_group: &str, proto: u8, dport: u16) -> bool {
+        (self.from == ANY || self.from == src_group)
+            && (self.to == ANY || self.to == dst_group)
+            && self.transport.covers(proto)
+            && (!self.transport.has_ports() || self.ports.covers(dport))
+    }
+}
+
+/// A loaded policy: groups plus allow rules (anything not allowed is unexpected).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub groups: Groups,
+    pub rules: Vec<Rule>,
+    /// Where the policy was read from, for messages.
+    pub origin: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Spanned<String>,
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    from: Spanned<String>,
+    to: Spanned<String>,
+    #[serde(default = "any_transport")]
+    transport: Spanned<String>,
+    #[serde(default)]
+    ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    protocols: Vec<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    section: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: String,
+}
+
+fn any_transport() -> Spanned<String> {
+    Spanned::new(0..0, "any".to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    group: Vec<RawGroup>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+impl Policy {
+    /// Read and check a policy file.
+    pub fn load(file: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Parse and check policy text; `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            PolicyError::at(file, line, e.message().trim())
+        })?;
+        let at = |span: std::ops::Range<usize>, p: String| {
+            PolicyError::at(file, line_of(text, span.start), p)
+        };
+        let mut groups = Groups::default();
+        for g in raw.group {
+            let name = g.name.get_ref();
+            if !valid_name(name) || name == ANY {
+                return Err(at(
+                    g.name.span(),
+                    format!("group name `{name}` must be letters, digits, - _ . and not `any`"),
+                ));
+            }
+            let mut cidrs = Vec::with_capacity(g.cidrs.len());
+            for c in &g.cidrs {
+                cidrs.push(Cidr::parse(c.get_ref()).map_err(|p| at(c.span(), p))?);
+            }
+            if !groups.add(name, cidrs) {
+                return Err(at(
+                    g.name.span(),
+                    format!("group `{name}` is defined twice"),
+                ));
+            }
+        }
+        let mut rules = Vec::with_capacity(raw.rule.len());
+        for sr in raw.rule {
+            let line = line_of(text, sr.span().start);
+            let r = sr.into_inner();
+            for g in [&r.from, &r.to] {
+                if g.get_ref() != ANY && groups.index(g.get_ref()).is_none() {
+                    return Err(at(
+                        g.span(),
+                        format!(
+                            "rule `{}`: group `{}` is not defined",
+                            r.name.get_ref(),
+                            g.get_ref()
+                        ),
+                    ));
+                }
+            }
+            let transport = Transport::parse(r.transport.get_ref()).map_err(|p| {
+                let span = r.transport.span();
+                if span.is_empty() {
+                    PolicyError::at(file, line, p)
+                } else {
+                    at(span, p)
+                }
+            })?;
+            let mut ports = Vec::with_capacity(r.ports.len());
+            for p in &r.ports {
+                match Ports::parse_item(p.get_ref()).map_err(|e| at(p.span(), e))? {
+                    Some(range) => ports.push(range),
+                    None => {
+                        ports.clear();
+                        break;
+                    }
+                }
+            }
+            if !ports.is_empty() && !transport.has_ports() {
+                return Err(at(
+                    r.name.span(),
+                    format!(
+                        "rule `{}`: ports need transport tcp, udp or both, not {}",
+                        r.name.get_ref(),
+                        transport.label()
+                    ),
+                ));
+            }
+            rules.push(Rule {
+                name: r.name.into_inner(),
+                from: r.from.into_inner(),
+                to: r.to.into_inner(),
+                transport,
+                ports: Ports(ports),
+                protocols: r.protocols,
+                services: r.services,
+                section: r.section,
+                line,
+            });
+        }
+        Ok(Policy {
+            groups,
+            rules,
+            origin: file.display().to_string(),
+        })
+    }
+}
+
+/// Kinds that `--fail-on` can name.
+pub fn parse_fail_on(s: &str) -> Result<Vec<Kind>, String> {
+    s.split(',')
+        .map(|k| match k.trim() {
+            "unexpected" => Ok(Kind::Unexpected),
+            "mismatch" => Ok(Kind::Mismatch),
+            other => Err(format!(
+                "--fail-on takes unexpected, mismatch or both separated by a comma, not `{other}`"
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[group]]
+name = "internet"
+cidrs = ["0.0.0.0/0", "::/0"]
+
+[[group]]
+name = "mailbox"
+cidrs = ["10.1.1.10", "fd00:1:1::10/128"]
+
+[[rule]]
+name = "smtp-in"
+from = "internet"
+to = "mailbox"
+transport = "tcp"
+ports = ["25", "587"]
+protocols = ["smtp"]
+"#;
+
+    #[test]
+    fn loads_groups_and_rules() {
+        let p = Policy::parse(Path::new("p.toml"), GOOD).unwrap();
+        assert_eq!(p.rules.len(), 1);
+        assert_eq!(p.rules[0].line, 10);
+        assert!(p.rules[0].matches("internet", "mailbox", 6, 587));
+        assert!(!p.rules[0].matches("internet", "mailbox", 17, 25));
+        assert!(!p.rules[0].matches("mailbox", "internet", 6, 25));
+    }
+
+    fn err(text: &str) -> String {
+        Policy::parse(Path::new("p.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        assert_eq!(
+            err(&GOOD.replace("\"10.1.1.10\"", "\"10.1.1.300\"")),
+            "p.toml:8: `10.1.1.300` is not an IPv4 or IPv6 address or CIDR"
+        );
+        assert_eq!(
+            err(&GOOD.replace("to = \"mailbox\"", "to = \"mbx\"")),
+            "p.toml:13: rule `smtp-in`: group `mbx` is not defined"
+        );
+        assert_eq!(
+            err(&GOOD.replace("\"587\"", "\"587-25\"")),
+            "p.toml:15: range `587-25` runs backwards"
+        );
+        assert_eq!(
+            err(&GOOD.replace("\"tcp\"", "\"tcpp\"")),
+            "p.toml:14: transport `tcpp` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number"
+        );
+        assert!(
+            err(&GOOD.replace("name = \"mailbox\"", "name = \"internet\""))
+                .starts_with("p.toml:7: group `internet` is defined twice")
+        );
+        assert!(
+            err(&GOOD.replace("protocols", "protocol")).starts_with("p.toml:16: "),
+            "{}",
+            err(&GOOD.replace("protocols", "protocol"))
+        );
+        assert!(err("[[rule]\n").starts_with("p.toml:1: "));
+    }
+
+    #[test]
+    fn embedded_example_policy_loads() {
+        let p = Policy::parse(
+            Path::new("examples/policy.toml"),
+            include_str!("../../examples/policy.toml"),
+        )
+        .unwrap();
+        assert!(p.rules.len() > 10);
+    }
+}

@@ -1,0 +1,195 @@
+//! Grouped findings: unexpected and mismatched flows (audit) or denied flows (validate),
+//! aggregated by source, destination, transport, port and protocol, as a terminal table, CSV
+//! and JSON.
+
+use super::FlowFacts;
+use crate::report::time::rfc3339_into;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// What a group of flows shares.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    /// `unexpected`, `mismatch`, `deny`...
+    pub finding: String,
+    pub source: String,
+    pub destination: String,
+    pub transport: String,
+    /// 0 for protocols without ports.
+    pub port: u16,
+    pub protocol: String,
+    /// The rule involved (the mismatching rule, the denying firewall rule), or empty.
+    pub rule: String,
+}
+
+/// Counts of one group.
+#[derive(Debug, Clone)]
+pub struct Agg {
+    pub flows: u64,
+    pub bytes: u64,
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// `src:port -> dst:port` of the first flow, and why it was flagged.
+    pub example: String,
+}
+
+/// Findings of one run, in a stable order.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub groups: BTreeMap<Key, Agg>,
+}
+
+fn endpoint(ip: std::net::IpAddr, port: u16, has_ports: bool) -> String {
+    match (ip, has_ports) {
+        (std::net::IpAddr::V6(a), true) => format!("[{a}]:{port}"),
+        (a, true) => format!("{a}:{port}"),
+        (a, false) => a.to_string(),
+    }
+}
+
+fn time(ts: u64) -> String {
+    let mut b = [0u8; 30];
+    rfc3339_into(ts, &mut b).to_string()
+}
+
+impl Findings {
+    /// Count a flagged flow.
+    pub fn add(&mut self, key: Key, f: &FlowFacts<'_>, why: &str) {
+        let e = self.groups.entry(key).or_insert_with(|| Agg {
+            flows: 0,
+            bytes: 0,
+            first_ts: f.first_ts,
+            last_ts: f.last_ts,
+            example: format!(
+                "{} -> {}: {why}",
+                endpoint(f.src, f.sport, f.has_ports()),
+                endpoint(f.dst, f.dport, f.has_ports())
+            ),
+        });
+        e.flows += 1;
+        e.bytes += f.bytes;
+        e.first_ts = e.first_ts.min(f.first_ts);
+        e.last_ts = e.last_ts.max(f.last_ts);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.groups.values().map(|a| a.flows).sum()
+    }
+
+    /// A terminal table under `title`.
+    pub fn render(&self, title: &str) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n{title}: {} flows in {} groups",
+            self.flows(),
+            self.groups.len()
+        );
+        if self.groups.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<14} {:<14} {:<12} {:<10} {:>6} {:>10}  {:<20} {:<20} example",
+            "finding",
+            "source",
+            "destination",
+            "port",
+            "protocol",
+            "flows",
+            "bytes",
+            "first seen",
+            "last seen"
+        );
+        for (k, a) in &self.groups {
+            let port = if k.port == 0 {
+                k.transport.clone()
+            } else {
+                format!("{}/{}", k.port, k.transport)
+            };
+            let _ = writeln!(
+                s,
+                "  {:<10} {:<14} {:<14} {:<12} {:<10} {:>6} {:>10}  {:<20} {:<20} {}{}",
+                k.finding,
+                k.source,
+                k.destination,
+                port,
+                k.protocol,
+                a.flows,
+                a.bytes,
+                &time(a.first_ts)[..19],
+                &time(a.last_ts)[..19],
+                a.example,
+                if k.rule.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [rule {}]", k.rule)
+                }
+            );
+        }
+        s
+    }
+
+    /// CSV with a header row (RFC 4180 quoting).
+    pub fn write_csv(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            w,
+            "finding,source,destination,transport,port,protocol,rule,flows,bytes,first_seen,last_seen,example"
+        )?;
+        for (k, a) in &self.groups {
+            let cells = [
+                k.finding.clone(),
+                k.source.clone(),
+                k.destination.clone(),
+                k.transport.clone(),
+                if k.port == 0 {
+                    String::new()
+                } else {
+                    k.port.to_string()
+                },
+                k.protocol.clone(),
+                k.rule.clone(),
+                a.flows.to_string(),
+                a.bytes.to_string(),
+                time(a.first_ts),
+                time(a.last_ts),
+                a.example.clone(),
+            ];
+            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            writeln!(w, "{}", line.join(","))?;
+        }
+        w.flush()
+    }
+
+    /// For `--summary-json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.groups
+                .iter()
+                .map(|(k, a)| {
+                    serde_json::json!({
+                        "finding": k.finding, "source": k.source, "destination": k.destination,
+                        "transport": k.transport, "port": k.port, "protocol": k.protocol,
+                        "rule": k.rule, "flows": a.flows, "bytes": a.bytes,
+                        "first_seen": time(a.first_ts), "last_seen": time(a.last_ts),
+                        "example": a.example,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Quote a CSV cell when it needs it.
+pub fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,584 @@
+//! Ordered, first-match firewall rule sets for migration validation: a documented CSV format
+//! and the filter table of `iptables-save` output.
+
+use super::file::{PolicyError, Ports, Transport};
+use super::groups::Cidr;
+use super::FlowFacts;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+    /// iptables: continue in another chain.
+    Jump(usize),
+    /// iptables: back to the calling chain.
+    Return,
+    /// iptables: a target that does not decide (LOG, MARK...).
+    Continue,
+}
+
+/// One rule of an ordered rule set.
+#[derive(Debug, Clone)]
+pub struct FwRule {
+    pub name: String,
+    pub action: Action,
+    /// Empty: any address.
+    pub src: Vec<Cidr>,
+    pub dst: Vec<Cidr>,
+    pub transport: Transport,
+    pub sports: Ports,
+    pub dports: Ports,
+    /// False for iptables rules that match only ESTABLISHED/RELATED packets (never a new flow).
+    pub new_flows: bool,
+    /// Line in the rules file.
+    pub line: usize,
+}
+
+impl FwRule {
+    fn matches(&self, f: &FlowFacts<'_>) -> bool {
+        let in_any =
+            |nets: &[Cidr], ip: IpAddr| nets.is_empty() || nets.iter().any(|c| c.contains(ip));
+        self.new_flows
+            && in_any(&self.src, f.src)
+            && in_any(&self.dst, f.dst)
+            && self.transport.covers(f.proto)
+            && (!f.has_ports() || (self.dports.covers(f.dport) && self.sports.covers(f.sport)))
+    }
+}
+
+/// A chain of rules ending in a default action.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub name: String,
+    /// Indexes into `RuleSet::rules`.
+    pub rules: Vec<usize>,
+    /// What happens when no rule decides (built-in chains); `None` for user chains.
+    pub policy: Option<Action>,
+}
+
+/// A rule set: rules in order, the chain to start from, and its default.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub rules: Vec<FwRule>,
+    pub chains: Vec<Chain>,
+    pub start: usize,
+    pub origin: String,
+}
+
+/// Result of evaluating one flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The deciding rule, or `None` for the default policy.
+    pub rule: Option<usize>,
+    pub allowed: bool,
+    /// Jump rules that matched on the way (they count as hits too).
+    pub jumps: Vec<usize>,
+}
+
+impl RuleSet {
+    /// Name of a decision's rule for records and tables.
+    pub fn rule_name(&self, d: &Decision) -> String {
+        match d.rule {
+            Some(i) => self.rules[i].name.clone(),
+            None => format!("{} default policy", self.chains[self.start].name),
+        }
+    }
+
+    fn eval_chain(
+        &self,
+        chain: usize,
+        f: &FlowFacts<'_>,
+        depth: u32,
+        jumps: &mut Vec<usize>,
+    ) -> Option<(Option<usize>, bool)> {
+        if depth > 32 {
+            return None;
+        }
+        for &i in &self.chains[chain].rules {
+            let r = &self.rules[i];
+            if !r.matches(f) {
+                continue;
+            }
+            match r.action {
+                Action::Allow => return Some((Some(i), true)),
+                Action::Deny => return Some((Some(i), false)),
+                Action::Jump(c) => {
+                    jumps.push(i);
+                    if let Some(d) = self.eval_chain(c, f, depth + 1, jumps) {
+                        return Some(d);
+                    }
+                }
+                Action::Return => return None,
+                Action::Continue => {}
+            }
+        }
+        None
+    }
+
+    /// First-match evaluation of a flow as recorded.
+    pub fn decide(&self, f: &FlowFacts<'_>) -> Decision {
+        let mut jumps = Vec::new();
+        let (rule, allowed) = self
+            .eval_chain(self.start, f, 0, &mut jumps)
+            .unwrap_or((None, self.chains[self.start].policy == Some(Action::Allow)));
+        Decision {
+            rule,
+            allowed,
+            jumps,
+        }
+    }
+
+    /// Evaluate a flow; a mid-stream flow denied as recorded is tried the other way round.
+    /// Returns the decision and whether it was reversed.
+    pub fn judge(&self, f: &FlowFacts<'_>) -> (Decision, bool) {
+        let d = self.decide(f);
+        if !d.allowed && f.mid_stream {
+            let r = self.decide(&f.reversed());
+            if r.allowed {
+                return (r, true);
+            }
+        }
+        (d, false)
+    }
+
+    /// Load a rule set: iptables-save output when it holds a `*filter` line, else CSV.
+    pub fn load(file: &Path, chain: &str) -> Result<RuleSet, PolicyError> {
+        let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        if text.lines().any(|l| l.trim() == "*filter") {
+            parse_iptables(file, &text, chain)
+        } else {
+            parse_csv(file, &text)
+        }
+    }
+}
+
+fn cidr_list(s: &str) -> Result<Vec<Cidr>, String> {
+    let items: Vec<&str> = s.split([' ', ';', ',']).filter(|x| !x.is_empty()).collect();
+    if items.iter().any(|x| x.eq_ignore_ascii_case("any")) {
+        return Ok(Vec::new());
+    }
+    items.iter().map(|x| Cidr::parse(x)).collect()
+}
+
+/// Split one CSV line, honouring double quotes.
+fn csv_split(line: &str) -> Vec<String> {
+    let (mut cells, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    cells.push(cur);
+    cells.into_iter().map(|c| c.trim().to_string()).collect()
+}
+
+const CSV_HEADER: [&str; 6] = [
+    "name",
+    "action",
+    "source",
+    "destination",
+    "transport",
+    "ports",
+];
+
+/// CSV rules: a header `name,action,source,destination,transport,ports`, then one rule per
+/// line, first match wins, anything unmatched is denied. `#` starts a comment line.
+pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
+    let mut rules = Vec::new();
+    let mut header = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let cells = csv_split(t);
+        if !header {
+            let got: Vec<String> = cells.iter().map(|c| c.to_ascii_lowercase()).collect();
+            if got != CSV_HEADER {
+                return Err(PolicyError::at(
+                    file,
+                    line,
+                    format!("expected the header `{}`", CSV_HEADER.join(",")),
+                ));
+            }
+            header = true;
+            continue;
+        }
+        if cells.len() != 6 {
+            return Err(PolicyError::at(
+                file,
+                line,
+                format!("{} fields, expected 6", cells.len()),
+            ));
+        }
+        let bad = |p: String| PolicyError::at(file, line, p);
+        let action = match cells[1].to_ascii_lowercase().as_str() {
+            "allow" | "accept" | "permit" | "pass" => Action::Allow,
+            "deny" | "drop" | "reject" | "block" => Action::Deny,
+            other => return Err(bad(format!("action `{other}` is not allow or deny"))),
+        };
+        let transport = Transport::parse(&cells[4]).map_err(bad)?;
+        let mut dports = Vec::new();
+        for item in cells[5].split([' ', ';']).filter(|x| !x.is_empty()) {
+            match Ports::parse_item(item).map_err(bad)? {
+                Some(r) => dports.push(r),
+                None => {
+                    dports.clear();
+                    break;
+                }
+            }
+        }
+        rules.push(FwRule {
+            name: if cells[0].is_empty() {
+                format!("line {line}")
+            } else {
+                cells[0].clone()
+            },
+            action,
+            src: cidr_list(&cells[2]).map_err(bad)?,
+            dst: cidr_list(&cells[3]).map_err(bad)?,
+            transport,
+            sports: Ports::default(),
+            dports: Ports(dports),
+            new_flows: true,
+            line,
+        });
+    }
+    if !header {
+        return Err(PolicyError::at(
+            file,
+            1,
+            "no header line: not a CSV rule set",
+        ));
+    }
+    Ok(RuleSet {
+        chains: vec![Chain {
+            name: "rules".into(),
+            rules: (0..rules.len()).collect(),
+            policy: Some(Action::Deny),
+        }],
+        rules,
+        start: 0,
+        origin: file.display().to_string(),
+    })
+}
+
+/// Split an iptables-save line into words, honouring double quotes.
+fn words(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `80`, `1024:65535`, `25,587,6000:6010` (iptables syntax).
+fn ipt_ports(s: &str) -> Result<Ports, String> {
+    let mut v = Vec::new();
+    for item in s.split(',') {
+        let item = item.replace(':', "-");
+        let item = if item.starts_with('-') {
+            format!("1{item}")
+        } else {
+            item
+        };
+        let item = if item.ends_with('-') {
+            format!("{item}65535")
+        } else {
+            item
+        };
+        v.push(crate::signatures::parse_range(&item)?);
+    }
+    Ok(Ports(v))
+}
+
+/// The `*filter` table of `iptables-save` / `ip6tables-save`, evaluated from `start` (e.g.
+/// FORWARD for a firewall between networks, INPUT for a host firewall).
+pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, PolicyError> {
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut pending: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut in_filter = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = n + 1;
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(table) = t.strip_prefix('*') {
+            in_filter = table == "filter";
+            continue;
+        }
+        if !in_filter {
+            continue;
+        }
+        if t == "COMMIT" {
+            in_filter = false;
+        } else if let Some(decl) = t.strip_prefix(':') {
+            let mut it = decl.split_whitespace();
+            let name = it.next().unwrap_or_default().to_string();
+            let policy = match it.next() {
+                Some("ACCEPT") => Some(Action::Allow),
+                Some("DROP") | Some("REJECT") => Some(Action::Deny),
+                _ => None,
+            };
+            chains.push(Chain {
+                name,
+                rules: Vec::new(),
+                policy,
+            });
+        } else if t.starts_with("-A ") {
+            pending.push((line, words(t)));
+        } else {
+            return Err(PolicyError::at(
+                file,
+                line,
+                format!("not an iptables-save line: `{t}`"),
+            ));
+        }
+    }
+    let chain_index = |chains: &[Chain], name: &str| chains.iter().position(|c| c.name == name);
+    let mut rules = Vec::new();
+    for (line, w) in pending {
+        let bad = |p: String| PolicyError::at(file, line, p);
+        let chain = chain_index(&chains, &w[1])
+            .ok_or_else(|| bad(format!("chain `{}` is not declared", w[1])))?;
+        let mut r = FwRule {
+            name: String::new(),
+            action: Action::Continue,
+            src: Vec::new(),
+            dst: Vec::new(),
+            transport: Transport::Any,
+            sports: Ports::default(),
+            dports: Ports::default(),
+            new_flows: true,
+            line,
+        };
+        let mut i = 2;
+        let arg = |i: usize| {
+            w.get(i + 1)
+                .cloned()
+                .ok_or_else(|| bad(format!("`{}` needs a value", w[i])))
+        };
+        while i < w.len() {
+            let opt = w[i].as_str();
+            match opt {
+                "-s" | "--source" => r.src = cidr_list(&arg(i)?).map_err(bad)?,
+                "-d" | "--destination" => r.dst = cidr_list(&arg(i)?).map_err(bad)?,
+                "-p" | "--protocol" => r.transport = Transport::parse(&arg(i)?).map_err(bad)?,
+                "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
+                    r.dports = ipt_ports(&arg(i)?).map_err(bad)?
+                }
+                "--sport" | "--source-port" | "--sports" | "--source-ports" => {
+                    r.sports = ipt_ports(&arg(i)?).map_err(bad)?
+                }
+                "--state" | "--ctstate" => {
+                    r.new_flows = arg(i)?.split(',').any(|s| s == "NEW" || s == "UNTRACKED")
+                }
+                "--comment" => r.name = arg(i)?,
+                // Interfaces are not visible in a capture; modules are named by their options.
+                "-i" | "--in-interface" | "-o" | "--out-interface" | "-m" | "--match" => {}
+                "--reject-with" | "--log-prefix" | "--log-level" | "--set-mark" | "--tcp-flags" => {
+                    if opt == "--tcp-flags" {
+                        i += 1;
+                    }
+                }
+                "--syn" => {
+                    i += 1;
+                    continue;
+                }
+                "-j" | "--jump" | "-g" | "--goto" => {
+                    let target = arg(i)?;
+                    r.action = match target.as_str() {
+                        "ACCEPT" => Action::Allow,
+                        "DROP" | "REJECT" => Action::Deny,
+                        "RETURN" => Action::Return,
+                        other => match chain_index(&chains, other) {
+                            Some(c) if opt == "-j" || opt == "--jump" => Action::Jump(c),
+                            Some(_) => return Err(bad("`-g` (goto) is not supported".into())),
+                            None => Action::Continue,
+                        },
+                    };
+                }
+                "!" => return Err(bad("negated matches (`!`) are not supported".into())),
+                other => return Err(bad(format!("option `{other}` is not supported"))),
+            }
+            i += 2;
+        }
+        if r.name.is_empty() {
+            let pos = chains[chain].rules.len() + 1;
+            r.name = format!("{}#{pos}", w[1]);
+        }
+        chains[chain].rules.push(rules.len());
+        rules.push(r);
+    }
+    let start_i = chain_index(&chains, start).ok_or_else(|| {
+        PolicyError::at(file, 1, format!("no chain `{start}` in the filter table"))
+    })?;
+    if chains.is_empty() {
+        return Err(PolicyError::at(
+            file,
+            1,
+            "the filter table declares no chain",
+        ));
+    }
+    Ok(RuleSet {
+        rules,
+        chains,
+        start: start_i,
+        origin: file.display().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Confidence, Verdict};
+
+    fn v() -> Verdict {
+        Verdict {
+            protocol: "smtp".into(),
+            service: "smtp".into(),
+            confidence: Confidence::Payload,
+            evidence: String::new(),
+            port_mismatch: None,
+        }
+    }
+
+    fn facts<'a>(src: &str, dst: &str, proto: u8, dport: u16, v: &'a Verdict) -> FlowFacts<'a> {
+        FlowFacts {
+            src: src.parse().unwrap(),
+            sport: 40000,
+            dst: dst.parse().unwrap(),
+            dport,
+            proto,
+            mid_stream: false,
+            verdict: v,
+            first_ts: 0,
+            last_ts: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn csv_first_match_then_implicit_deny() {
+        let text = "# a rule set\nname,action,source,destination,transport,ports\nno-telnet,deny,any,any,tcp,23\nsmtp,allow,0.0.0.0/0,172.16.10.5,tcp,25\n\"web, all\",allow,any,10.1.1.0/24 fd00:1:1::/64,tcp,80;443\nrtp,allow,10.1.3.20,10.1.1.0/24,udp,1024-65535\n";
+        let rs = parse_csv(Path::new("r.csv"), text).unwrap();
+        let v = v();
+        let d = rs.decide(&facts("198.51.100.25", "172.16.10.5", 6, 25, &v));
+        assert_eq!((d.allowed, rs.rule_name(&d)), (true, "smtp".to_string()));
+        let d = rs.decide(&facts("10.1.10.21", "fd00:1:1::10", 6, 443, &v));
+        assert_eq!(rs.rule_name(&d), "web, all");
+        let d = rs.decide(&facts("10.1.3.20", "10.1.1.10", 17, 17000, &v));
+        assert!(d.allowed);
+        let d = rs.decide(&facts("198.51.100.25", "172.16.10.5", 6, 23, &v));
+        assert_eq!((d.allowed, d.rule), (false, Some(0)));
+        let d = rs.decide(&facts("198.51.100.25", "10.1.1.10", 6, 25, &v));
+        assert_eq!(
+            (d.allowed, rs.rule_name(&d)),
+            (false, "rules default policy".to_string())
+        );
+        let e = parse_csv(
+            Path::new("r.csv"),
+            "name,action,source,destination,transport,ports\nx,maybe,any,any,tcp,25\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.csv:2: action `maybe` is not allow or deny"
+        );
+        let e = parse_csv(
+            Path::new("r.csv"),
+            "name,action,source,destination,transport,ports\nx,allow,10.0.0.999,any,tcp,25\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("r.csv:2: `10.0.0.999`"), "{e}");
+    }
+
+    #[test]
+    fn iptables_save_filter_table() {
+        let text = r#"# Generated by iptables-save
+*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp --dport 8080 -j REDIRECT --to-ports 80
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:EXCHANGE - [0:0]
+-A FORWARD -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i eth0 -d 172.16.10.5/32 -p tcp -m tcp --dport 25 -m comment --comment "smtp to edge" -j ACCEPT
+-A FORWARD -d 10.1.1.0/24 -j EXCHANGE
+-A FORWARD -p udp -j LOG --log-prefix "udp "
+-A EXCHANGE -s 10.1.3.20/32 -p tcp -m multiport --dports 5060,5065:5068 -j ACCEPT
+-A EXCHANGE -p tcp --dport 3389 -j REJECT --reject-with tcp-reset
+-A EXCHANGE -j RETURN
+COMMIT
+"#;
+        let rs = parse_iptables(Path::new("fw"), text, "FORWARD").unwrap();
+        let v = v();
+        let d = rs.decide(&facts("198.51.100.25", "172.16.10.5", 6, 25, &v));
+        assert_eq!(
+            (d.allowed, rs.rule_name(&d)),
+            (true, "smtp to edge".to_string())
+        );
+        let d = rs.decide(&facts("10.1.3.20", "10.1.1.10", 6, 5066, &v));
+        assert_eq!(
+            (d.allowed, rs.rule_name(&d)),
+            (true, "EXCHANGE#1".to_string())
+        );
+        let d = rs.decide(&facts("10.1.4.5", "10.1.1.10", 6, 3389, &v));
+        assert_eq!(
+            (d.allowed, rs.rule_name(&d)),
+            (false, "EXCHANGE#2".to_string())
+        );
+        let d = rs.decide(&facts("10.1.4.5", "10.1.1.10", 17, 53, &v));
+        assert_eq!(
+            (d.allowed, rs.rule_name(&d)),
+            (false, "FORWARD default policy".to_string())
+        );
+        let e = parse_iptables(
+            Path::new("fw"),
+            "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -x 1 -j ACCEPT\nCOMMIT\n",
+            "FORWARD",
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "fw:3: option `-x` is not supported");
+        assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! Named address groups: IPv4 and IPv6 CIDRs, the most specific (longest prefix) match wins.
+
+use std::net::IpAddr;
+
+/// An IPv4 or IPv6 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    /// IPv4 addresses are kept as IPv4-mapped IPv6 so one comparison serves both.
+    net: u128,
+    /// Prefix length counted on the 128-bit form.
+    len: u8,
+    v6: bool,
+}
+
+fn to_u128(ip: IpAddr) -> (u128, bool) {
+    match ip {
+        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), false),
+        IpAddr::V6(a) => (u128::from(a), true),
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}
+
+impl Cidr {
+    /// Parse `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a host).
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address or CIDR"))?;
+        let (bits, v6) = to_u128(ip);
+        let max = if v6 { 128 } else { 32 };
+        let len = match len {
+            None => max,
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0-{max}"))?,
+        };
+        let len = if v6 { len } else { len + 96 };
+        Ok(Cidr {
+            net: bits & mask(len),
+            len,
+            v6,
+        })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (bits, v6) = to_u128(ip);
+        v6 == self.v6 && bits & mask(self.len) == self.net
+    }
+
+    /// Prefix length as written (0-32 for IPv4).
+    pub fn prefix(&self) -> u8 {
+        if self.v6 {
+            self.len
+        } else {
+            self.len - 96
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = if self.v6 {
+            IpAddr::V6(self.net.into())
+        } else {
+            IpAddr::V4(
+                std::net::Ipv6Addr::from(self.net)
+                    .to_ipv4_mapped()
+                    .expect("stored mapped"),
+            )
+        };
+        write!(f, "{ip}/{}", self.prefix())
+    }
+}
+
+/// Named groups of networks.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    names: Vec<String>,
+    cidrs: Vec<Vec<Cidr>>,
+    /// (network, group index), longest prefix first.
+    nets: Vec<(Cidr, usize)>,
+}
+
+impl Groups {
+    /// Add a group; returns false when the name exists already.
+    pub fn add(&mut self, name: &str, cidrs: Vec<Cidr>) -> bool {
+        if self.index(name).is_some() {
+            return false;
+        }
+        let i = self.names.len();
+        self.names.push(name.to_string());
+        self.nets.extend(cidrs.iter().map(|&c| (c, i)));
+        self.nets.sort_by_key(|(c, _)| std::cmp::Reverse(c.len));
+        self.cidrs.push(cidrs);
+        true
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// The most specific group holding `ip` (the first defined wins a tie).
+    pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
+        self.nets
+            .iter()
+            .find(|(c, _)| c.contains(ip))
+            .map(|&(_, i)| self.names[i].as_str())
+    }
+
+    /// The group of `ip`, or `any` when no group holds it.
+    pub fn name_of(&self, ip: IpAddr) -> &str {
+        self.lookup(ip).unwrap_or(ANY)
+    }
+
+    /// Groups in definition order with their networks.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Cidr])> {
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.cidrs.iter().map(Vec::as_slice))
+    }
+
+    pub fn cidrs_of(&self, name: &str) -> Option<&[Cidr]> {
+        self.index(name).map(|i| self.cidrs[i].as_slice())
+    }
+}
+
+/// The name that matches every address, in rules and for addresses outside every group.
+pub const ANY: &str = "any";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins_in_both_families() {
+        let mut g = Groups::default();
+        g.add(
+            "internet",
+            vec![
+                Cidr::parse("0.0.0.0/0").unwrap(),
+                Cidr::parse("::/0").unwrap(),
+            ],
+        );
+        g.add(
+            "lan",
+            vec![
+                Cidr::parse("10.0.0.0/8").unwrap(),
+                Cidr::parse("fd00::/8").unwrap(),
+            ],
+        );
+        g.add(
+            "mailbox",
+            vec![
+                Cidr::parse("10.1.1.10").unwrap(),
+                Cidr::parse("fd00:1:1::10").unwrap(),
+            ],
+        );
+        assert_eq!(g.lookup(ip("10.1.1.10")), Some("mailbox"));
+        assert_eq!(g.lookup(ip("10.1.1.11")), Some("lan"));
+        assert_eq!(g.lookup(ip("8.8.8.8")), Some("internet"));
+        assert_eq!(g.lookup(ip("fd00:1:1::10")), Some("mailbox"));
+        assert_eq!(g.lookup(ip("fd00:1:1::11")), Some("lan"));
+        assert_eq!(g.lookup(ip("2001:db8::1")), Some("internet"));
+        // An IPv4 /0 does not hold IPv6 addresses, nor IPv4-mapped ones.
+        let mut v4 = Groups::default();
+        v4.add("all4", vec![Cidr::parse("0.0.0.0/0").unwrap()]);
+        assert_eq!(v4.lookup(ip("::ffff:10.0.0.1")), None);
+        assert_eq!(v4.name_of(ip("2001:db8::1")), ANY);
+        assert!(!g.add("lan", vec![]));
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(
+            Cidr::parse("10.1.2.3/16").unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::1/32").unwrap().to_string(),
+            "2001:db8::/32"
+        );
+        assert_eq!(
+            Cidr::parse("192.0.2.1").unwrap().to_string(),
+            "192.0.2.1/32"
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("mailbox").is_err());
+        assert!(Cidr::parse("::/129").is_err());
+    }
+}

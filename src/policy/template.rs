@@ -1,0 +1,327 @@
+//! Policy templates built from the port reference (`signatures/ports.toml`): a template picks
+//! sections and versions, and the command line maps the reference's roles to networks.
+
+use super::groups::{Cidr, Groups, ANY};
+use super::learn::{toml_list, toml_str};
+use crate::signatures::{PortEntry, Signatures, Transport};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A named selection of the reference.
+#[derive(Debug)]
+pub struct Template {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// (section, version): entries of that section that list that version.
+    pub picks: &'static [(&'static str, &'static str)],
+    /// Clients reach RPC services only on the static range (59531-60554): client-facing and
+    /// any-to-any dynamic RPC entries are left out.
+    pub static_rpc: bool,
+}
+
+/// Every template, in the order `policy template --list` shows them.
+pub const TEMPLATES: &[Template] = &[
+    Template {
+        name: "exchange2016",
+        about: "Exchange 2016 without Edge: clients to Mailbox, mail flow to the Internet, DNS",
+        picks: &[("1", "2016"), ("2", "2016")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2016-edge",
+        about: "Exchange 2016 with a subscribed Edge Transport server",
+        picks: &[("1", "2016"), ("3", "2016")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2016-hybrid",
+        about: "Exchange 2016 hybrid with Exchange Online Protection (with or without Edge)",
+        picks: &[("1", "2016"), ("2", "2016"), ("4", "o365")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2016-um",
+        about: "Exchange 2016 without Edge, with Unified Messaging (SIP, worker processes, RTP)",
+        // UM rows of section 4 list 2013 and 2016; its hybrid rows list 2016 and o365.
+        picks: &[("1", "2016"), ("2", "2016"), ("4", "2013")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2013",
+        about: "Exchange 2013: Front End Transport on Client Access, Edge Transport",
+        picks: &[("6", "2013"), ("3", "2013")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2010",
+        about: "Exchange 2010: Hub, Client Access, Mailbox, UM, Edge, AD; dynamic RPC ranges",
+        picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
+        static_rpc: false,
+    },
+    Template {
+        name: "exchange2010-static-rpc",
+        about: "Exchange 2010 with static RPC ports for clients (59531-60554)",
+        picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
+        static_rpc: true,
+    },
+    Template {
+        name: "exchange2003",
+        about: "Exchange 2000/2003 single server",
+        picks: &[("8", "2000"), ("8", "2003")],
+        static_rpc: false,
+    },
+    Template {
+        name: "office365-clients",
+        about: "Office 365 / Outlook.com clients (IMAP, POP, SMTP submission)",
+        picks: &[("9", "o365")],
+        static_rpc: false,
+    },
+];
+
+/// Roles of the reference with what they stand for (the `--ROLE CIDR` options).
+pub const ROLES: &[(&str, &str)] = &[
+    (
+        "clients",
+        "Outlook, ActiveSync, browsers, IMAP/POP/SMTP clients",
+    ),
+    ("internet", "Internet hosts (default 0.0.0.0/0 and ::/0)"),
+    (
+        "mailbox",
+        "Exchange 2013/2016 Mailbox servers; Exchange 2010 Mailbox; Exchange 2000/2003 server",
+    ),
+    (
+        "cas",
+        "Exchange 2010 Client Access; Exchange 2013 Client Access (Front End Transport)",
+    ),
+    ("hub", "Exchange 2010 Hub Transport servers"),
+    ("edge", "Edge Transport servers"),
+    ("um", "Exchange 2010 Unified Messaging servers"),
+    ("ipgw", "IP PBX / VoIP gateways"),
+    ("dc", "domain controllers (LDAP, GC, Kerberos, DNS)"),
+    ("dns", "DNS servers for next-hop resolution"),
+    ("ocs", "Office Communications Server"),
+    (
+        "eop",
+        "Exchange Online / Exchange Online Protection, Office 365 endpoints",
+    ),
+    ("adrms", "AD Rights Management Services"),
+    ("admin", "administrator workstations"),
+    ("davmail", "DavMail gateways"),
+];
+
+pub fn find(name: &str) -> Option<&'static Template> {
+    TEMPLATES.iter().find(|t| t.name == name)
+}
+
+fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
+    if !t
+        .picks
+        .iter()
+        .any(|(s, v)| e.section == *s && e.versions.iter().any(|x| x == v))
+    {
+        return false;
+    }
+    if t.static_rpc && sigs.services[e.service].name == "msrpc-dynamic" {
+        let server_to_server = e.from != ANY && e.to != ANY && e.from != "clients";
+        return server_to_server;
+    }
+    true
+}
+
+fn transport_word(t: Transport) -> &'static str {
+    match t {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+        Transport::Both => "both",
+    }
+}
+
+/// The policy text of a template; `roles` maps role names to networks.
+pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr>>) -> String {
+    // One rule per (from, to, transport, ports); the services and sections it stands for.
+    type RuleKey = (String, String, &'static str, u16, u16);
+    /// (key, services, sections, notes)
+    type TplRule = (RuleKey, Vec<String>, Vec<String>, Vec<String>);
+    let mut rules: Vec<TplRule> = Vec::new();
+    let mut used_roles: Vec<String> = Vec::new();
+    let mut sections: Vec<&str> = Vec::new();
+    for e in sigs.ports.iter().filter(|e| picked(t, sigs, e)) {
+        let key = (
+            e.from.clone(),
+            e.to.clone(),
+            transport_word(e.transport),
+            e.lo,
+            e.hi,
+        );
+        let svc = sigs.services[e.service].name.clone();
+        for r in [&e.from, &e.to] {
+            if r != ANY && !used_roles.contains(r) {
+                used_roles.push(r.clone());
+            }
+        }
+        if !sections.contains(&e.section.as_str()) {
+            sections.push(&e.section);
+        }
+        match rules.iter_mut().find(|r| r.0 == key) {
+            Some(r) => {
+                for (list, item) in [
+                    (&mut r.1, &svc),
+                    (&mut r.2, &e.section),
+                    (&mut r.3, &e.note),
+                ] {
+                    if !item.is_empty() && !list.contains(item) {
+                        list.push(item.clone());
+                    }
+                }
+            }
+            None => rules.push((
+                key,
+                vec![svc],
+                vec![e.section.clone()],
+                if e.note.is_empty() {
+                    vec![]
+                } else {
+                    vec![e.note.clone()]
+                },
+            )),
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "# exwatch policy template `{}`: {}", t.name, t.about);
+    let _ = writeln!(
+        s,
+        "# Built from signatures/ports.toml, which encodes the reference ../shared/exchange-ports.md;\n# sections used: {}. Each rule cites its section.",
+        sections.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "# Payload checks follow the markers of section 11: a flow on an allowed port whose payload is\n# another protocol than the port's service is reported as `mismatch`."
+    );
+    if t.static_rpc {
+        let _ = writeln!(s, "# Static RPC (section 7): clients reach RPC Client Access and the Address Book on\n# 59531-60554 only; dynamic ranges are kept for server-to-server RPC (section 5).");
+    }
+    let _ = writeln!(s);
+    let mut groups = Groups::default();
+    for role in &used_roles {
+        let about = ROLES.iter().find(|(r, _)| r == role).map_or("", |(_, a)| a);
+        let cidrs: Vec<Cidr> = match roles.get(role) {
+            Some(c) => c.clone(),
+            None if role == "internet" => vec![
+                Cidr::parse("0.0.0.0/0").expect("valid"),
+                Cidr::parse("::/0").expect("valid"),
+            ],
+            None => Vec::new(),
+        };
+        let _ = writeln!(s, "# {role}: {about}");
+        if cidrs.is_empty() {
+            let _ = writeln!(
+                s,
+                "# no --{role} given: add its networks, or its rules never match"
+            );
+        }
+        let items: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "[[group]]\nname = {}\ncidrs = {}\n",
+            toml_str(role),
+            toml_list(&items)
+        );
+        groups.add(role, cidrs);
+    }
+    for ((from, to, transport, lo, hi), services, secs, notes) in &rules {
+        let ports = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        };
+        let cite: Vec<String> = secs.iter().map(|x| format!("section {x}")).collect();
+        let _ = writeln!(
+            s,
+            "# {}: {} ({})",
+            cite.join(", "),
+            services.join(", "),
+            notes.join("; ")
+        );
+        let _ = writeln!(s, "[[rule]]");
+        let _ = writeln!(
+            s,
+            "name = {}",
+            toml_str(&format!("s{}-{from}-{to}-{}", secs[0], services[0]))
+        );
+        let _ = writeln!(s, "from = {}\nto = {}", toml_str(from), toml_str(to));
+        let _ = writeln!(s, "transport = \"{transport}\"\nports = [\"{ports}\"]");
+        let _ = writeln!(s, "section = {}\n", toml_str(&secs.join(",")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::file::Policy;
+    use std::path::Path;
+
+    #[test]
+    fn every_template_loads_as_a_policy() {
+        let sigs = Signatures::embedded();
+        let mut roles = BTreeMap::new();
+        roles.insert(
+            "mailbox".to_string(),
+            vec![Cidr::parse("10.1.1.0/24").unwrap()],
+        );
+        for t in TEMPLATES {
+            let text = render(t, &sigs, &roles);
+            let p = Policy::parse(Path::new(t.name), &text)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", t.name));
+            assert!(!p.rules.is_empty(), "{}", t.name);
+            assert!(p.rules.iter().all(|r| !r.section.is_empty()), "{}", t.name);
+        }
+    }
+
+    /// Every numbered section of the reference is cited by some template.
+    #[test]
+    fn templates_cover_every_section_of_the_reference() {
+        let reference = include_str!("../../signatures/ports.toml");
+        let sigs = Signatures::embedded();
+        let texts: Vec<String> = TEMPLATES
+            .iter()
+            .map(|t| render(t, &sigs, &BTreeMap::new()))
+            .collect();
+        // Section numbers as the reference file has them, through ports.toml's header which
+        // says "sections 1-11"; read the reference itself when it is there.
+        let sections: Vec<String> = match std::fs::read_to_string("../shared/exchange-ports.md")
+            .or_else(|_| std::fs::read_to_string("/work/shared/exchange-ports.md"))
+        {
+            Ok(md) => md
+                .lines()
+                .filter_map(|l| l.strip_prefix("## "))
+                .filter_map(|l| l.split('.').next())
+                .filter(|n| n.parse::<u32>().is_ok())
+                .map(str::to_string)
+                .collect(),
+            Err(_) => (1..=11).map(|n| n.to_string()).collect(),
+        };
+        assert!(reference.contains("sections 1-11"));
+        assert_eq!(sections.len(), 11);
+        for sec in &sections {
+            let cited = texts.iter().any(|t| {
+                t.contains(&format!("# section {sec}:"))
+                    || t.contains(&format!(", section {sec}"))
+                    || t.contains(&format!("section {sec}:"))
+                    || (sec == "11" && t.contains("markers of section 11"))
+            });
+            assert!(cited, "section {sec} is in no template");
+        }
+        // And every port entry of sections 1-10 is in some template.
+        for e in sigs.ports.iter().filter(|e| e.section != "general") {
+            assert!(
+                TEMPLATES.iter().any(|t| picked(t, &sigs, e)),
+                "{}-{} {} of section {} is in no template",
+                e.lo,
+                e.hi,
+                sigs.services[e.service].name,
+                e.section
+            );
+        }
+    }
+}
