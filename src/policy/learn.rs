@@ -42,6 +42,8 @@ pub struct Learner {
 #[derive(Debug, Clone)]
 pub struct LearnedRule {
     pub rule: Rule,
+    /// The services the rule stands for.
+    pub services: Vec<String>,
     pub comment: String,
 }
 
@@ -91,8 +93,33 @@ impl Learner {
         }
     }
 
-    /// The learned rules in a stable order.
+    /// The learned rules in a stable order: one per groups, transport and service, then the
+    /// services that share the same ports merged into one rule.
     pub fn rules(&self) -> Vec<LearnedRule> {
+        let mut merged: Vec<LearnedRule> = Vec::new();
+        for l in self.rules_per_service() {
+            let same = |m: &&mut LearnedRule| {
+                (&m.rule.from, &m.rule.to, m.rule.transport, &m.rule.ports)
+                    == (&l.rule.from, &l.rule.to, l.rule.transport, &l.rule.ports)
+            };
+            match merged.iter_mut().find(same) {
+                Some(m) => {
+                    for svc in &l.services {
+                        m.rule.name = format!("{}+{svc}", m.rule.name);
+                    }
+                    m.services.extend(l.services);
+                    m.rule.protocols.extend(l.rule.protocols);
+                    m.rule.protocols.sort();
+                    m.rule.protocols.dedup();
+                    m.comment = format!("{}\n# {}", m.comment, l.comment);
+                }
+                None => merged.push(l),
+            }
+        }
+        merged
+    }
+
+    fn rules_per_service(&self) -> Vec<LearnedRule> {
         self.seen
             .iter()
             .map(|(k, e)| {
@@ -102,7 +129,7 @@ impl Learner {
                     p => Transport::Proto(p),
                 };
                 let (ports, widened) = compact(&e.ports);
-                let mut comment = format!("{} flows, {} bytes", e.flows, e.bytes);
+                let mut comment = format!("{}: {} flows, {} bytes", k.service, e.flows, e.bytes);
                 if !e.protocols.is_empty() {
                     let seen: Vec<String> = e
                         .protocols
@@ -133,6 +160,7 @@ impl Learner {
                         section: "learned".into(),
                         line: 0,
                     },
+                    services: vec![k.service.clone()],
                     comment,
                 }
             })
@@ -149,7 +177,10 @@ impl Learner {
         );
         let _ = writeln!(s, "# Addresses outside every group are `any`.\n");
         write_groups(&mut s, &self.groups);
-        for LearnedRule { rule: r, comment } in self.rules() {
+        for LearnedRule {
+            rule: r, comment, ..
+        } in self.rules()
+        {
             let _ = writeln!(s, "# {comment}");
             let _ = writeln!(s, "[[rule]]");
             let _ = writeln!(s, "name = {}", toml_str(&r.name));
