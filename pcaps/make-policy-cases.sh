@@ -54,6 +54,11 @@ case_ 18:02:00 http-exchange-plain.pcap "tcp port 56822" "$A_C/32:$GW/32,$A_S/32
 case_ 18:03:00 smtp-plain-25.pcap "tcp port 25" "$A_C/32:$CL1/32,$A_S/32:$MBX1/32" 25:443
 # 5. EdgeSync the right way round (Mailbox -> Edge), for contrast.
 case_ 18:04:00 edgesync-50636.pcap "tcp port 50636" "$B_C/32:$MBX1/32,$B_S/32:$EDGE/32"
+# 6. EdgeSync (Mailbox -> Edge) seen mid-stream: the handshake is cut off, and the client's
+#    port is remapped to 3268 (a service port), so the port heuristic takes the Mailbox server
+#    for the responder; a policy must judge it the way the rules allow and say so.
+case_ 18:05:00 edgesync-50636.pcap "tcp port 50636 and tcp[tcpflags] & tcp-syn == 0" \
+    "$B_C/32:$MBX1/32,$B_S/32:$EDGE/32" 41658:3268
 
 mergecap -F pcap -w "$TMP/out.pcap" "$TMP"/part-*.pcap
 mv "$TMP/out.pcap" "$OUT"

@@ -139,7 +139,7 @@ fn allowed_mail_flow_and_the_demo_findings() {
 fn edgesync_directions_rdp_into_edge_http_on_sip_smtp_on_an_odd_port() {
     let r = run("audit", &["--policy", &example_policy(), "-q"], &[&cases()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.records.len(), 5);
+    assert_eq!(r.records.len(), 6);
     // EdgeSync: Mailbox -> Edge is allowed, Edge -> Mailbox is not.
     assert_eq!(
         verdict(flow(&r.records, MBX1, EDGE, 50636)),
