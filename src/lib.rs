@@ -2,7 +2,8 @@
 //!
 //! Pipeline: `capture` (pcap files, stdin) -> `decode` (frames to packet views) -> `flow`
 //! (bidirectional flows, TCP state, expiry) -> `classify` (payload detectors, port hints) ->
-//! `report` (ECS records, summary). `pipeline` wires a reader to sharded workers and one sink.
+//! `policy` (allow policies, firewall rule sets, learning, templates) -> `report` (ECS records,
+//! summary). `pipeline` wires a reader to sharded workers and one sink.
 
 pub mod capture;
 pub mod classify;
