@@ -94,7 +94,8 @@ impl RuleSet {
         depth: u32,
         jumps: &mut Vec<usize>,
     ) -> Option<(Option<usize>, bool)> {
-        if depth > 32 {
+        // Chains that jump in circles end here (iptables itself refuses them).
+        if depth > 32 || jumps.len() > 4096 {
             return None;
         }
         for &i in &self.chains[chain].rules {
@@ -580,5 +581,38 @@ COMMIT
         .unwrap_err();
         assert_eq!(e.to_string(), "fw:3: option `-x` is not supported");
         assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
+        // A chain that jumps to itself ends.
+        let looped = "*filter\n:FORWARD DROP [0:0]\n:L - [0:0]\n-A FORWARD -j L\n-A L -j L\n-A L -j L\nCOMMIT\n";
+        let rs = parse_iptables(Path::new("fw"), looped, "FORWARD").unwrap();
+        assert!(!rs.decide(&facts("10.0.0.1", "10.0.0.2", 6, 25, &v)).allowed);
+    }
+
+    /// Rule and policy files with bytes flipped: an error or a rule set, never a panic.
+    #[test]
+    fn damaged_files_do_not_panic() {
+        let seeds = [
+            include_str!("../../tests/policy/forgets-um-media.csv"),
+            include_str!("../../tests/policy/forgets-um-media.iptables"),
+            include_str!("../../examples/policy.toml"),
+        ];
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as usize
+        };
+        for text in seeds {
+            for _ in 0..300 {
+                let mut b = text.as_bytes().to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = next() % b.len();
+                    let alphabet = b" -:,/\"!#*0123456789az\n";
+                    b[at] = alphabet[next() % alphabet.len()];
+                }
+                let t = String::from_utf8_lossy(&b);
+                let _ = parse_csv(Path::new("f"), &t);
+                let _ = parse_iptables(Path::new("f"), &t, "FORWARD");
+                let _ = crate::policy::file::Policy::parse(Path::new("f"), &t);
+            }
+        }
     }
 }
