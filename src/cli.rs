@@ -349,7 +349,15 @@ fn policy(p: PolicyCommand) -> i32 {
                 }
                 roles.insert(role.to_string(), v);
             }
-            print!("{}", template::render(tpl, &Signatures::embedded(), &roles));
+            let sigs = Signatures::embedded();
+            let used = template::roles_of(tpl, &sigs);
+            for role in roles.keys().filter(|r| !used.contains(r)) {
+                eprintln!(
+                    "exwatch: note: template `{}` has no rule for --{role}",
+                    tpl.name
+                );
+            }
+            print!("{}", template::render(tpl, &sigs, &roles));
             exit::OK
         }
     }

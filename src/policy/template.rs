@@ -17,6 +17,10 @@ pub struct Template {
     /// Clients reach RPC services only on the static range (59531-60554): client-facing and
     /// any-to-any dynamic RPC entries are left out.
     pub static_rpc: bool,
+    /// Add the reference's Active Directory access rows (section 5, "from every role": LDAP,
+    /// GC, Kerberos, DNS, RPC net logon to domain controllers). The reference states them for
+    /// Exchange 2010, but every Exchange version needs them; they keep their citation.
+    pub ad_access: bool,
 }
 
 /// Every template, in the order `policy template --list` shows them.
@@ -26,18 +30,21 @@ pub const TEMPLATES: &[Template] = &[
         about: "Exchange 2016 without Edge: clients to Mailbox, mail flow to the Internet, DNS",
         picks: &[("1", "2016"), ("2", "2016")],
         static_rpc: false,
+        ad_access: true,
     },
     Template {
         name: "exchange2016-edge",
         about: "Exchange 2016 with a subscribed Edge Transport server",
         picks: &[("1", "2016"), ("3", "2016")],
         static_rpc: false,
+        ad_access: true,
     },
     Template {
         name: "exchange2016-hybrid",
         about: "Exchange 2016 hybrid with Exchange Online Protection (with or without Edge)",
         picks: &[("1", "2016"), ("2", "2016"), ("4", "o365")],
         static_rpc: false,
+        ad_access: true,
     },
     Template {
         name: "exchange2016-um",
@@ -45,36 +52,42 @@ pub const TEMPLATES: &[Template] = &[
         // UM rows of section 4 list 2013 and 2016; its hybrid rows list 2016 and o365.
         picks: &[("1", "2016"), ("2", "2016"), ("4", "2013")],
         static_rpc: false,
+        ad_access: true,
     },
     Template {
         name: "exchange2013",
         about: "Exchange 2013: Front End Transport on Client Access, Edge Transport",
         picks: &[("6", "2013"), ("3", "2013")],
         static_rpc: false,
+        ad_access: true,
     },
     Template {
         name: "exchange2010",
         about: "Exchange 2010: Hub, Client Access, Mailbox, UM, Edge, AD; dynamic RPC ranges",
         picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
         static_rpc: false,
+        ad_access: false,
     },
     Template {
         name: "exchange2010-static-rpc",
         about: "Exchange 2010 with static RPC ports for clients (59531-60554)",
         picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
         static_rpc: true,
+        ad_access: false,
     },
     Template {
         name: "exchange2003",
         about: "Exchange 2000/2003 single server",
         picks: &[("8", "2000"), ("8", "2003")],
         static_rpc: false,
+        ad_access: false,
     },
     Template {
         name: "office365-clients",
         about: "Office 365 / Outlook.com clients (IMAP, POP, SMTP submission)",
         picks: &[("9", "o365")],
         static_rpc: false,
+        ad_access: false,
     },
 ];
 
@@ -114,6 +127,9 @@ pub fn find(name: &str) -> Option<&'static Template> {
 }
 
 fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
+    if t.ad_access && e.section == "5" && e.to == "dc" {
+        return true;
+    }
     if !t
         .picks
         .iter()
@@ -126,6 +142,19 @@ fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
         return server_to_server;
     }
     true
+}
+
+/// The roles a template's rules name (besides `any`), in first-use order.
+pub fn roles_of(t: &Template, sigs: &Signatures) -> Vec<String> {
+    let mut used: Vec<String> = Vec::new();
+    for e in sigs.ports.iter().filter(|e| picked(t, sigs, e)) {
+        for r in [&e.from, &e.to] {
+            if r != ANY && !used.contains(r) {
+                used.push(r.clone());
+            }
+        }
+    }
+    used
 }
 
 fn transport_word(t: Transport) -> &'static str {
@@ -143,7 +172,7 @@ pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr
     /// (key, services, sections, notes)
     type TplRule = (RuleKey, Vec<String>, Vec<String>, Vec<String>);
     let mut rules: Vec<TplRule> = Vec::new();
-    let mut used_roles: Vec<String> = Vec::new();
+    let used_roles = roles_of(t, sigs);
     let mut sections: Vec<&str> = Vec::new();
     for e in sigs.ports.iter().filter(|e| picked(t, sigs, e)) {
         let key = (
@@ -154,11 +183,6 @@ pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr
             e.hi,
         );
         let svc = sigs.services[e.service].name.clone();
-        for r in [&e.from, &e.to] {
-            if r != ANY && !used_roles.contains(r) {
-                used_roles.push(r.clone());
-            }
-        }
         if !sections.contains(&e.section.as_str()) {
             sections.push(&e.section);
         }
@@ -275,6 +299,17 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}\n{text}", t.name));
             assert!(!p.rules.is_empty(), "{}", t.name);
             assert!(p.rules.iter().all(|r| !r.section.is_empty()), "{}", t.name);
+        }
+    }
+
+    /// Every role of the port reference can be given on the command line.
+    #[test]
+    fn every_role_has_an_option() {
+        let sigs = Signatures::embedded();
+        for e in &sigs.ports {
+            for r in [&e.from, &e.to] {
+                assert!(r == ANY || ROLES.iter().any(|(n, _)| n == r), "role {r}");
+            }
         }
     }
 
