@@ -93,9 +93,9 @@ impl Findings {
         if self.groups.is_empty() {
             return s;
         }
-        let _ = writeln!(
-            s,
-            "  {:<10} {:<14} {:<14} {:<12} {:<10} {:>6} {:>10}  {:<20} {:<20} example",
+        // Rows as cells, then columns as wide as their widest cell (IPv6 addresses, long
+        // group names).
+        let mut rows: Vec<[String; 10]> = vec![[
             "finding",
             "source",
             "destination",
@@ -104,33 +104,52 @@ impl Findings {
             "flows",
             "bytes",
             "first seen",
-            "last seen"
-        );
+            "last seen",
+            "rule",
+        ]
+        .map(String::from)];
         for (k, a) in &self.groups {
             let port = if k.port == 0 {
                 k.transport.clone()
             } else {
                 format!("{}/{}", k.port, k.transport)
             };
-            let _ = writeln!(
-                s,
-                "  {:<10} {:<14} {:<14} {:<12} {:<10} {:>6} {:>10}  {:<20} {:<20} {}{}",
-                k.finding,
-                k.source,
-                k.destination,
+            rows.push([
+                k.finding.clone(),
+                k.source.clone(),
+                k.destination.clone(),
                 port,
-                k.protocol,
-                a.flows,
-                a.bytes,
-                &time(a.first_ts)[..19],
-                &time(a.last_ts)[..19],
-                a.example,
+                k.protocol.clone(),
+                a.flows.to_string(),
+                a.bytes.to_string(),
+                time(a.first_ts)[..19].to_string(),
+                time(a.last_ts)[..19].to_string(),
                 if k.rule.is_empty() {
-                    String::new()
+                    "-".into()
                 } else {
-                    format!(" [rule {}]", k.rule)
+                    k.rule.clone()
+                },
+            ]);
+        }
+        let mut width = [0usize; 10];
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let examples =
+            std::iter::once("example").chain(self.groups.values().map(|a| a.example.as_str()));
+        for (r, example) in rows.iter().zip(examples) {
+            s.push(' ');
+            for (i, (c, w)) in r.iter().zip(width).enumerate() {
+                // Counts are right-aligned, text left-aligned.
+                if i == 5 || i == 6 {
+                    let _ = write!(s, " {c:>w$}");
+                } else {
+                    let _ = write!(s, " {c:<w$}");
                 }
-            );
+            }
+            let _ = writeln!(s, "  {example}");
         }
         s
     }

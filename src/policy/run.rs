@@ -88,10 +88,7 @@ impl FlowJudge for PolicyRun {
                     protocol: f.verdict.protocol.clone(),
                     rule: rule.clone(),
                 };
-                let why = format!(
-                    "{} ({}) denied by {rule}",
-                    f.verdict.protocol, f.verdict.service
-                );
+                let why = format!("{} ({})", f.verdict.protocol, f.verdict.service);
                 self.denied.add(key, f, &why);
             }
             notes.firewall = Some(FirewallVerdict {
