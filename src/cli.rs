@@ -267,6 +267,10 @@ fn learn(l: LearnArgs) -> i32 {
     };
     run.learner = Some(Learner::new(groups));
     let code = execute(&l.audit, &mut run, Mode::Learn(l.output == "-"));
+    if matches!(code, exit::USAGE | exit::SIGNATURES | exit::OUTPUT) {
+        // Nothing was learned (or the records already failed): write no policy.
+        return code;
+    }
     let learner = run.learner.as_ref().expect("set above");
     let sources = l.audit.captures.join(" ");
     let mut written = open_output(&l.output).and_then(|mut w| {
