@@ -48,6 +48,9 @@ impl Transport {
             "gre" => Transport::Proto(47),
             "esp" => Transport::Proto(50),
             "ah" => Transport::Proto(51),
+            "igmp" => Transport::Proto(2),
+            "ospf" => Transport::Proto(89),
+            "sctp" => Transport::Proto(132),
             other => Transport::Proto(other.parse::<u8>().map_err(|_| {
                 format!("transport `{s}` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number")
             })?),
@@ -384,6 +387,19 @@ protocols = ["smtp"]
             err(&GOOD.replace("protocols", "protocol"))
         );
         assert!(err("[[rule]\n").starts_with("p.toml:1: "));
+    }
+
+    /// Every transport name a record or a learned policy can carry parses back.
+    #[test]
+    fn transport_labels_parse_back() {
+        for p in 0..=255u8 {
+            let t = match p {
+                6 => Transport::Tcp,
+                17 => Transport::Udp,
+                p => Transport::Proto(p),
+            };
+            assert_eq!(Transport::parse(&t.label()), Ok(t), "{p}");
+        }
     }
 
     #[test]
