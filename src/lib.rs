@@ -10,5 +10,6 @@ pub mod cli;
 pub mod decode;
 pub mod flow;
 pub mod pipeline;
+pub mod privilege;
 pub mod report;
 pub mod signatures;

@@ -52,6 +52,7 @@ const OWN_EXWATCH: &[&str] = &[
     "payload_bytes",
     "rtt_ms",
     "port_mismatch",
+    "interim",
 ];
 
 fn top(path: &str) -> &str {
@@ -149,7 +150,14 @@ fn write_record(
     w.begin("event")
         .str("kind", "event")
         .val("category", Val::Strs(&["network"]))
-        .val("type", Val::Strs(&["connection"]))
+        .val(
+            "type",
+            Val::Strs(if reason == EndReason::ActiveTimeout {
+                &["connection", "info"]
+            } else {
+                &["connection"]
+            }),
+        )
         .str("dataset", "exwatch.flow")
         .str("start", start)
         .str("end", end)
@@ -197,6 +205,9 @@ fn write_record(
         .str("conn_state", flow.conn_state())
         .val("mid_stream", Val::Bool(flow.mid_stream))
         .str("end_reason", reason.label());
+    if reason == EndReason::ActiveTimeout {
+        w.val("interim", Val::Bool(true));
+    }
     w.begin("payload_bytes")
         .u64("source", o.payload_bytes)
         .u64("destination", r.payload_bytes)
