@@ -1,10 +1,10 @@
 //! Command line: raw flags (clap) become one validated configuration before anything runs.
 
+use crate::capture::live::{LiveCapture, LiveError, LiveOptions};
 use crate::capture::CaptureError;
 use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
-use crate::capture::live::{LiveCapture, LiveError, LiveOptions};
 use crate::pipeline::{control, run, AuditConfig, AuditOutcome, Input, Output};
 use crate::signatures::Signatures;
 use clap::{Args, Parser, Subcommand};
@@ -352,7 +352,12 @@ fn audit(a: AuditArgs) -> i32 {
         .summary_json
         .as_deref()
         .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
-    finish(&a.run, &outcome, p.records_to_stdout || p.summary_to_stdout, summary_out)
+    finish(
+        &a.run,
+        &outcome,
+        p.records_to_stdout || p.summary_to_stdout,
+        summary_out,
+    )
 }
 
 fn live(l: LiveArgs) -> i32 {
@@ -427,7 +432,12 @@ fn live(l: LiveArgs) -> i32 {
     let outcome = run(&p.cfg, input, &mut *p.out, &mut reopen_summary);
     drop(p.out);
     let summary_out = summary_out.map(Ok);
-    finish(&l.run, &outcome, p.records_to_stdout || p.summary_to_stdout, summary_out)
+    finish(
+        &l.run,
+        &outcome,
+        p.records_to_stdout || p.summary_to_stdout,
+        summary_out,
+    )
 }
 
 /// Report write errors, print and write the summary, and choose the exit code.

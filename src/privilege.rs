@@ -25,7 +25,8 @@ fn lookup(name: &str) -> Result<(libc::uid_t, libc::gid_t), PrivilegeError> {
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: valid C string, passwd struct and buffer of the stated length; `out` is set to
     // `&mut pw` on success, or null when there is no such user.
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let rc =
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
     if rc != 0 || out.is_null() {
         return Err(no_user());
     }

@@ -124,10 +124,15 @@ pub enum ToWorker {
     Batch(Batch),
     /// No packet for this worker lately (live capture): the capture clock has moved on to
     /// `clock`, so idle flows expire and finished records go out now.
-    Tick { clock: u64 },
+    Tick {
+        clock: u64,
+    },
     /// End of input: the final capture clock decides which open flows count as idle; the
     /// others end with `reason` (end of input, or shutdown of a live capture).
-    Finish { clock: u64, reason: EndReason },
+    Finish {
+        clock: u64,
+        reason: EndReason,
+    },
 }
 
 /// Messages from workers to the sink.
@@ -254,7 +259,12 @@ pub fn run(
     }
     summary.read = read_stats;
     if live {
-        summary.live = Some(counters.live_stats());
+        let stats = counters.live_stats();
+        if cfg.stats_interval.is_some() {
+            // The last word on drops, however short the run.
+            eprintln!("{}", stats.line(summary.read.packets_read));
+        }
+        summary.live = Some(stats);
     }
     AuditOutcome {
         summary,

@@ -85,7 +85,10 @@ impl Worker {
                     self.expire();
                     self.send(&sink);
                 }
-                ToWorker::Finish { clock, reason: open } => {
+                ToWorker::Finish {
+                    clock,
+                    reason: open,
+                } => {
                     self.clock = self.clock.max(clock);
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {

@@ -284,7 +284,11 @@ impl Summary {
             self.evictions
         );
         if self.interim_records > 0 {
-            let _ = writeln!(s, "  interim records (active timeout) {}", self.interim_records);
+            let _ = writeln!(
+                s,
+                "  interim records (active timeout) {}",
+                self.interim_records
+            );
         }
         if let Some(l) = &self.live {
             let c = &l.capture;
