@@ -344,6 +344,33 @@ pub(crate) mod tests {
     /// The flow table's memory per flow is dominated by this; keep it in one cache-line pair
     /// (the throughput benchmark's target is 256 bytes per tracked flow in all).
     #[test]
+    fn active_boundary_is_crossed_once_per_interval() {
+        let s = 1_000_000_000;
+        let p = pkt(1, 1000, 2, 80, 0x02, 10 * s);
+        let mut f = Flow::new(&p, known);
+        f.update(&p);
+        assert!(
+            !f.crosses_active_boundary(10 * s + s / 2, s),
+            "within the first interval"
+        );
+        assert!(f.crosses_active_boundary(11 * s, s), "at the boundary");
+        f.update(&pkt(1, 1000, 2, 80, 0x10, 11 * s));
+        assert!(!f.crosses_active_boundary(11 * s + 1, s), "already past it");
+        assert!(
+            f.crosses_active_boundary(15 * s, s),
+            "several intervals later: once"
+        );
+        assert!(
+            !f.crosses_active_boundary(15 * s, 0),
+            "0 = no interim records"
+        );
+        assert!(
+            !f.crosses_active_boundary(5 * s, s),
+            "an older packet never"
+        );
+    }
+
+    #[test]
     fn flow_stays_small() {
         assert!(
             std::mem::size_of::<Flow>() <= 176,
