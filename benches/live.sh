@@ -5,16 +5,20 @@
 # every packet tcpreplay sent and reported no drop of any kind (kernel, interface, exwatch's
 # own). Prints a Markdown table; the highest passing rate of each tool is the figure.
 #
+# Both tools get the same kernel buffer, small enough (BUF_MIB, default 8 MiB: some 35,000
+# packets of this capture) that a step measures a sustained rate, not the buffer's size.
+#
 # Usage (root): benches/live.sh [PACKETS] [RATES...]   (make bench-live)
-#   PACKETS: packets replayed per step (default 300000, from bench-out/bench.pcap)
-#   RATES:   packets/s steps (default 25000 50000 100000 200000 400000 topspeed)
+#   PACKETS: packets replayed per step (default 1000000, from bench-out/bench.pcap)
+#   RATES:   packets/s steps (default 50000 100000 200000 300000 topspeed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "benches/live.sh: needs root (network namespaces)" >&2; exit 1; }
-PACKETS=${1:-300000}
+PACKETS=${1:-1000000}
+BUF_MIB=${BUF_MIB:-8}
 shift || true
 RATES=("$@")
-[ ${#RATES[@]} -gt 0 ] || RATES=(25000 50000 100000 200000 400000 topspeed)
+[ ${#RATES[@]} -gt 0 ] || RATES=(50000 100000 200000 300000 topspeed)
 BIN=target/release/exwatch
 BENCH=bench-out/bench.pcap
 mkdir -p bench-out
@@ -52,10 +56,10 @@ replay() {
 }
 
 run_exwatch() {
-    ip netns exec "$SRV" "$BIN" live -i "${SRV}0" --buffer-size 64 --stats-interval 0 -q \
+    ip netns exec "$SRV" "$BIN" live -i "${SRV}0" --buffer-size "$BUF_MIB" --stats-interval 0 -q \
         --summary-json "$W/sum.json" 2>"$W/ex.err" &
     local pid=$!
-    until grep -q "capturing on" "$W/ex.err"; do sleep 0.05; done
+    until grep -qs "capturing on" "$W/ex.err"; do sleep 0.05; done
     read -r sent rate < <(replay "$1")
     sleep 1
     kill -TERM "$pid"; wait "$pid" || true
@@ -69,9 +73,9 @@ EOF
 }
 
 run_tcpdump() {
-    ip netns exec "$SRV" tcpdump -i "${SRV}0" -w /dev/null -n 2>"$W/td.err" &
+    ip netns exec "$SRV" tcpdump -i "${SRV}0" -B $((BUF_MIB * 1024)) -w /dev/null -n 2>"$W/td.err" &
     local pid=$!
-    until grep -q "listening on" "$W/td.err"; do sleep 0.05; done
+    until grep -qs "listening on" "$W/td.err"; do sleep 0.05; done
     read -r sent rate < <(replay "$1")
     sleep 1
     kill -INT "$pid"; wait "$pid" || true
@@ -93,5 +97,6 @@ for rate in "${RATES[@]}"; do
     done
 done
 echo
+echo "$PACKETS packets per step, kernel buffer $BUF_MIB MiB for both tools, exwatch with $(nproc) workers"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "exwatch $(git rev-parse --short HEAD), $(tcpdump --version 2>&1 | head -2 | tr '\n' ' ')"
