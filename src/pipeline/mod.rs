@@ -338,3 +338,46 @@ impl Sink<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signatures::Signatures;
+
+    fn config(capture: &str, verdict_events: bool) -> AuditConfig {
+        AuditConfig {
+            captures: vec![format!("{}/pcaps/{capture}", env!("CARGO_MANIFEST_DIR"))],
+            workers: 2,
+            max_flows: 1000,
+            timeouts: Timeouts::default(),
+            frag: FragLimits::default(),
+            classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
+            write_records: true,
+            progress: false,
+            verdict_events,
+            stats_interval: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_reached_while_alive_reach_the_sink_once_per_flow() {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let a = run_audit(&config("http-exchange-plain.pcap", true), &mut on);
+        let b = run_audit(&config("http-exchange-plain.pcap", false), &mut off);
+        assert_eq!(b.summary.live_verdicts, 0, "off unless asked for");
+        // Every flow here carries HTTP, decided while the connection is open; each at most once.
+        assert!(a.summary.live_verdicts > 0);
+        assert!(a.summary.live_verdicts <= a.summary.flows);
+        // Workers hand flows over in any order: compare the records as sets.
+        let lines = |v: &[u8]| {
+            let mut l: Vec<Vec<u8>> = v.split(|&c| c == b'\n').map(<[u8]>::to_vec).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(
+            lines(&on),
+            lines(&off),
+            "reporting verdicts changes no record"
+        );
+    }
+}
