@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: deps build demo test lint bench bench-throughput fuzz golden check-signatures record
+.PHONY: deps deps-live build bench-live demo test lint bench bench-throughput fuzz golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -12,6 +12,18 @@ deps:
 		echo "libpcap not found: installing libpcap-dev and pkg-config with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends libpcap-dev pkg-config; \
+	fi
+
+# The peers of tests/live.rs (as root; elsewhere those tests skip and say why).
+LIVE_TOOLS := ip:iproute2 tcpdump:tcpdump tcpreplay:tcpreplay nginx:nginx-light curl:curl sipp:sip-tester ethtool:ethtool
+deps-live:
+	@if [ "$$(id -u)" = 0 ]; then \
+		missing=""; \
+		for t in $(LIVE_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "live capture tests: installing$$missing with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		fi; \
 	fi
 
 build: deps
@@ -22,7 +34,7 @@ demo: build
 	@echo
 	@echo "records written to demo-records.ndjson ($$(wc -l < demo-records.ndjson) flows)"
 
-test: deps check-signatures
+test: deps deps-live check-signatures
 	$(CARGO) test --release --all-targets
 
 lint: deps
@@ -41,6 +53,10 @@ bench: deps
 
 bench-throughput: build
 	python3 benches/throughput.py
+
+# Highest tcpreplay rate onto a veth with no drop of any kind, exwatch live beside tcpdump (root).
+bench-live: build deps-live
+	bash benches/live.sh
 
 fuzz:
 	@echo "see fuzz/README.md: cargo +nightly fuzz run <target>"

@@ -1,10 +1,11 @@
 //! Command line: raw flags (clap) become one validated configuration before anything runs.
 
+use crate::capture::live::{LiveCapture, LiveError, LiveOptions};
 use crate::capture::CaptureError;
 use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
-use crate::pipeline::{run_audit_judged, AuditConfig};
+use crate::pipeline::{control, run, AuditConfig, AuditOutcome, Input, Output};
 use crate::policy::file::{parse_fail_on, Policy, PolicyError};
 use crate::policy::firewall::RuleSet;
 use crate::policy::groups::Cidr;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -24,6 +26,8 @@ pub mod exit {
     pub const OUTPUT: i32 = 1;
     /// Bad command line (clap uses 2 as well).
     pub const USAGE: i32 = 2;
+    /// The interface could not be opened for capture (live).
+    pub const CAPTURE_OPEN: i32 = 3;
     /// Signature files are invalid.
     pub const SIGNATURES: i32 = 6;
     /// `audit --fail-on`: the policy found flows of the named kinds.
@@ -32,6 +36,8 @@ pub mod exit {
     pub const WOULD_DENY: i32 = 8;
     /// A policy, groups or rules file is invalid (the message names file and line).
     pub const POLICY_FILE: i32 = 9;
+    /// `--user`: the process could not become that user (live).
+    pub const PRIVILEGES: i32 = 11;
 }
 
 #[derive(Parser, Debug)]
@@ -49,6 +55,9 @@ pub struct Cli {
 pub enum Command {
     /// Classify the flows of capture files (pcap, pcapng, or - for standard input).
     Audit(AuditArgs),
+    /// Classify the flows seen on a network interface (a SPAN or mirror port) until SIGINT or
+    /// SIGTERM.
+    Live(LiveArgs),
     /// Would an ordered firewall rule set (CSV or iptables-save) let the captured flows through?
     Validate(ValidateArgs),
     /// Write the smallest policy that allows every flow of the captures.
@@ -145,6 +154,41 @@ pub struct AuditArgs {
     /// Capture files, read in the order given; `-` reads standard input.
     #[arg(required = true, value_name = "CAPTURE")]
     pub captures: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// The interface to capture on.
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    pub interface: String,
+    /// Capture filter (tcpdump/BPF syntax).
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Bytes captured per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    pub snaplen: i32,
+    /// Put the interface in promiscuous mode.
+    #[arg(long)]
+    pub promisc: bool,
+    /// Kernel capture buffer, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub buffer_size: i32,
+    /// Print capture statistics (received, kernel, interface and own drops) to standard
+    /// error every SECS seconds; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub stats_interval: f64,
+    /// After opening the capture and the output files, run as this user.
+    #[arg(long, short = 'Z', value_name = "USER")]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options shared by `audit` and `live`: the same pipeline and the same records.
+#[derive(Args, Debug)]
+pub struct RunArgs {
     /// Write one JSON record per flow (NDJSON) to PATH; `-` for standard output.
     #[arg(long, value_name = "PATH")]
     pub json: Option<String>,
@@ -172,6 +216,10 @@ pub struct AuditArgs {
     /// How long a closed TCP flow (FIN both ways, or RST) lingers for stray packets, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub tcp_close_timeout: f64,
+    /// Interim record of a flow still alive every SECS seconds of capture time; 0 = none
+    /// (default: 60 for live, none for audit).
+    #[arg(long, value_name = "SECS")]
+    pub active_timeout: Option<f64>,
     /// Memory for IP fragment reassembly, MiB.
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub frag_memory: usize,
@@ -214,6 +262,7 @@ pub fn main() -> i32 {
         Command::Validate(v) => validate(v),
         Command::Learn(l) => learn(l),
         Command::Policy(p) => policy(p),
+        Command::Live(l) => live(l),
     }
 }
 
@@ -223,7 +272,7 @@ fn policy_error(e: &PolicyError) -> i32 {
 }
 
 /// The judge of an audit: the policy when `--policy` is given.
-fn audit_judge(a: &AuditArgs) -> Result<PolicyRun, i32> {
+fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
     let mut run = PolicyRun::default();
     if let Some(p) = &a.policy {
         run.policy = Some(Policy::load(p).map_err(|e| policy_error(&e))?);
@@ -232,14 +281,14 @@ fn audit_judge(a: &AuditArgs) -> Result<PolicyRun, i32> {
 }
 
 fn audit(a: AuditArgs) -> i32 {
-    match audit_judge(&a) {
-        Ok(mut run) => execute(&a, &mut run, Mode::Audit),
+    match audit_judge(&a.run) {
+        Ok(mut judge) => run_files(&a, &mut judge, Mode::Audit),
         Err(code) => code,
     }
 }
 
 fn validate(v: ValidateArgs) -> i32 {
-    let mut run = match audit_judge(&v.audit) {
+    let mut run = match audit_judge(&v.audit.run) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -253,11 +302,11 @@ fn validate(v: ValidateArgs) -> i32 {
             Err(e) => return policy_error(&e),
         }
     }
-    execute(&v.audit, &mut run, Mode::Validate)
+    run_files(&v.audit, &mut run, Mode::Validate)
 }
 
 fn learn(l: LearnArgs) -> i32 {
-    let mut run = match audit_judge(&l.audit) {
+    let mut run = match audit_judge(&l.audit.run) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -266,7 +315,7 @@ fn learn(l: LearnArgs) -> i32 {
         Err(e) => return policy_error(&e),
     };
     run.learner = Some(Learner::new(groups));
-    let code = execute(&l.audit, &mut run, Mode::Learn(l.output == "-"));
+    let code = run_files(&l.audit, &mut run, Mode::Learn(l.output == "-"));
     if matches!(code, exit::USAGE | exit::SIGNATURES | exit::OUTPUT) {
         // Nothing was learned (or the records already failed): write no policy.
         return code;
@@ -396,11 +445,84 @@ fn open_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
     }
 }
 
-fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
-    let fail_on = match a.fail_on.as_deref().map(parse_fail_on).transpose() {
-        Ok(f) => f.unwrap_or_default(),
-        Err(e) => return usage(&e),
-    };
+/// An output file (or standard output for `-`) that can be reopened on SIGHUP.
+struct FileOutput {
+    path: Option<PathBuf>,
+    /// Reopen (and, for live records, first open) in append mode: a restarted service or a
+    /// SIGHUP without rotation never truncates records already written.
+    append: bool,
+    w: std::io::BufWriter<Box<dyn Write + Send>>,
+}
+
+impl FileOutput {
+    /// Open `path`; `-` is standard output.
+    fn open(path: &str, append: bool) -> std::io::Result<Self> {
+        let (path, inner): (_, Box<dyn Write + Send>) = if path == "-" {
+            (None, Box::new(std::io::stdout()))
+        } else {
+            let p = PathBuf::from(path);
+            let f = Self::file(&p, append)?;
+            (Some(p), Box::new(f))
+        };
+        Ok(FileOutput {
+            path,
+            append,
+            w: std::io::BufWriter::with_capacity(1 << 16, inner),
+        })
+    }
+
+    fn file(p: &std::path::Path, append: bool) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .append(append)
+            .truncate(!append)
+            .open(p)
+    }
+}
+
+impl Write for FileOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.w.write(b)
+    }
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+impl Output for FileOutput {
+    fn reopen(&mut self) -> std::io::Result<()> {
+        self.w.flush()?;
+        if let Some(p) = &self.path {
+            // Opened first, swapped after: on failure the old file keeps the records.
+            let f = Self::file(p, self.append)?;
+            self.w = std::io::BufWriter::with_capacity(1 << 16, Box::new(f));
+        }
+        Ok(())
+    }
+}
+
+/// What `audit` and `live` share once the options are checked.
+struct Prepared {
+    cfg: AuditConfig,
+    out: Box<dyn Output>,
+    /// Something else goes to standard output: the summary text goes to standard error.
+    text_to_stderr: bool,
+}
+
+/// Check the shared options and open the records file.
+fn prepare(
+    a: &RunArgs,
+    active_default: f64,
+    append: bool,
+    learn_to_stdout: bool,
+) -> Result<Prepared, i32> {
+    if let Some(Err(e)) = a.fail_on.as_deref().map(parse_fail_on) {
+        return Err(usage(&e));
+    }
     for (name, v) in [
         ("--tcp-timeout", a.tcp_timeout),
         ("--syn-timeout", a.syn_timeout),
@@ -409,19 +531,22 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
         ("--tcp-close-timeout", a.tcp_close_timeout),
     ] {
         if !(v.is_finite() && v > 0.0 && v < 1e9) {
-            return usage(&format!(
+            return Err(usage(&format!(
                 "{name} must be a positive number of seconds, not {v}"
-            ));
+            )));
         }
     }
+    let active = a.active_timeout.unwrap_or(active_default);
+    if !(active.is_finite() && (0.0..1e9).contains(&active)) {
+        return Err(usage(&format!(
+            "--active-timeout must be 0 or a positive number of seconds, not {active}"
+        )));
+    }
     if a.max_flows == 0 {
-        return usage("--max-flows must be at least 1");
+        return Err(usage("--max-flows must be at least 1"));
     }
     if a.threads == Some(0) {
-        return usage("--threads must be at least 1");
-    }
-    if a.captures.iter().filter(|c| *c == "-").count() > 1 {
-        return usage("standard input (-) can be read only once");
+        return Err(usage("--threads must be at least 1"));
     }
     let sigs = match &a.signatures {
         None => Signatures::embedded(),
@@ -429,39 +554,33 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("exwatch: signatures: {e}");
-                return exit::SIGNATURES;
+                return Err(exit::SIGNATURES);
             }
         },
     };
     let records_to_stdout = a.json.as_deref() == Some("-");
     let summary_to_stdout = a.summary_json.as_deref() == Some("-");
-    let learn_to_stdout = mode == Mode::Learn(true);
     let csv_to_stdout = a.csv.as_deref() == Some("-");
-    if [
+    let to_stdout = [
         records_to_stdout,
         summary_to_stdout,
         learn_to_stdout,
         csv_to_stdout,
-    ]
-    .iter()
-    .filter(|&&b| b)
-    .count()
-        > 1
-    {
-        return usage(
+    ];
+    if to_stdout.iter().filter(|&&b| b).count() > 1 {
+        return Err(usage(
             "only one of --json, --summary-json, --csv and the learned policy can write to standard output",
-        );
+        ));
     }
-    let text_to_stderr = records_to_stdout || summary_to_stdout || learn_to_stdout || csv_to_stdout;
-    let mut out: Box<dyn Write + Send> = match &a.json {
-        Some(p) => match open_output(p) {
-            Ok(w) => w,
+    let out: Box<dyn Output> = match &a.json {
+        Some(p) => match FileOutput::open(p, append) {
+            Ok(w) => Box::new(w),
             Err(e) => {
                 eprintln!("exwatch: {p}: cannot create: {e}");
-                return exit::OUTPUT;
+                return Err(exit::OUTPUT);
             }
         },
-        None => Box::new(std::io::sink()),
+        None => Box::new(Discard),
     };
     let workers = a
         .threads
@@ -472,7 +591,7 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
         _ => std::io::stderr().is_terminal() && !a.quiet,
     };
     let cfg = AuditConfig {
-        captures: a.captures.clone(),
+        captures: Vec::new(),
         workers,
         max_flows: a.max_flows,
         timeouts: Timeouts::new(
@@ -481,7 +600,8 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
             a.udp_timeout,
             a.other_timeout,
             a.tcp_close_timeout,
-        ),
+        )
+        .with_active(active),
         frag: FragLimits {
             max_bytes: a.frag_memory.max(1) << 20,
             ..FragLimits::default()
@@ -489,9 +609,159 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
         classifier: Arc::new(Classifier::new(Arc::new(sigs))),
         write_records: a.json.is_some(),
         progress,
+        verdict_events: false,
+        stats_interval: None,
     };
-    let outcome = run_audit_judged(&cfg, &mut out, run);
-    drop(out);
+    Ok(Prepared {
+        cfg,
+        out,
+        text_to_stderr: to_stdout.contains(&true),
+    })
+}
+
+/// No `--json`: records are built for nothing.
+struct Discard;
+
+impl Write for Discard {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Output for Discard {
+    fn reopen(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Read capture files through the pipeline, judged by `judge`, and report for `mode`.
+fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode) -> i32 {
+    if a.captures.iter().filter(|c| *c == "-").count() > 1 {
+        return usage("standard input (-) can be read only once");
+    }
+    let mut p = match prepare(&a.run, 0.0, false, mode == Mode::Learn(true)) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    p.cfg.captures = a.captures.clone();
+    let input = Input::Files(a.captures.clone());
+    let outcome = run(&p.cfg, input, &mut *p.out, &mut || Ok(()), judge);
+    drop(p.out);
+    let summary_out = a
+        .run
+        .summary_json
+        .as_deref()
+        .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
+    finish(&a.run, &outcome, p.text_to_stderr, summary_out, judge, mode)
+}
+
+fn live(l: LiveArgs) -> i32 {
+    let stats_every = l.stats_interval;
+    if !(stats_every.is_finite() && (0.0..1e9).contains(&stats_every)) {
+        return usage(&format!(
+            "--stats-interval must be 0 or a positive number of seconds, not {stats_every}"
+        ));
+    }
+    if l.snaplen <= 0 {
+        return usage("--snaplen must be at least 1");
+    }
+    if !(1..=2047).contains(&l.buffer_size) {
+        return usage("--buffer-size must be between 1 and 2047 MiB");
+    }
+    let mut judge = match audit_judge(&l.run) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let mut p = match prepare(&l.run, 60.0, true, false) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    // With a policy, flows are judged as soon as their payload verdict is known, so that
+    // unexpected and mismatched flows raise an alert record while they are still alive.
+    p.cfg.verdict_events = judge.policy.is_some();
+    p.cfg.progress = false;
+    p.cfg.stats_interval = (stats_every > 0.0).then(|| Duration::from_secs_f64(stats_every));
+    // The summary file is opened now, while we may still create it; it is written at the end.
+    let mut summary_out = match l.run.summary_json.as_deref() {
+        Some(path) => match FileOutput::open(path, false) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("exwatch: {path}: cannot create: {e}");
+                return exit::OUTPUT;
+            }
+        },
+        None => None,
+    };
+    let opts = LiveOptions {
+        interface: l.interface.clone(),
+        bpf: l.bpf.clone(),
+        snaplen: l.snaplen,
+        promisc: l.promisc,
+        buffer_size: l.buffer_size << 20,
+    };
+    let cap = match LiveCapture::open(&opts) {
+        Ok(c) => c,
+        Err(e @ LiveError::Filter { .. }) => return usage(&e.to_string()),
+        Err(e) => {
+            eprintln!("exwatch: {e}");
+            return exit::CAPTURE_OPEN;
+        }
+    };
+    if let Some(user) = &l.user {
+        if let Err(e) = crate::privilege::drop_to(user) {
+            eprintln!("exwatch: {e}");
+            return exit::PRIVILEGES;
+        }
+    }
+    // Tests and service managers wait for this line: the capture is open from here on.
+    eprintln!(
+        "exwatch: capturing on {} (link type {}){}",
+        cap.name(),
+        cap.linktype(),
+        l.user
+            .as_deref()
+            .map_or(String::new(), |u| format!(" as user {u}"))
+    );
+    if let Err(e) = control::install() {
+        eprintln!("exwatch: installing signal handlers: {e}");
+        return exit::OUTPUT;
+    }
+    let mut reopen_summary = || match &mut summary_out {
+        Some(w) => w.reopen(),
+        None => Ok(()),
+    };
+    let input = Input::Live(Box::new(cap));
+    let outcome = run(&p.cfg, input, &mut *p.out, &mut reopen_summary, &mut judge);
+    drop(p.out);
+    let summary_out = summary_out.map(Ok);
+    finish(
+        &l.run,
+        &outcome,
+        p.text_to_stderr,
+        summary_out,
+        &mut judge,
+        Mode::Audit,
+    )
+}
+
+/// Report write errors, print and write the summary and the findings, and choose the exit code.
+fn finish(
+    a: &RunArgs,
+    outcome: &AuditOutcome,
+    summary_to_stderr: bool,
+    summary_out: Option<Result<FileOutput, (&str, std::io::Error)>>,
+    judge: &mut PolicyRun,
+    mode: Mode,
+) -> i32 {
+    let fail_on = a
+        .fail_on
+        .as_deref()
+        .map(parse_fail_on)
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let mut code = exit::OK;
     if let Some(e) = &outcome.write_error {
         eprintln!("exwatch: writing records: {e}");
@@ -499,13 +769,13 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
     }
     if !a.quiet {
         let mut text = outcome.summary.render();
-        if run.policy.is_some() {
-            text.push_str(&policy_report(run));
+        if judge.policy.is_some() {
+            text.push_str(&policy_report(judge));
         }
         if mode == Mode::Validate {
-            text.push_str(&run.render_firewall());
+            text.push_str(&judge.render_firewall());
         }
-        if text_to_stderr {
+        if summary_to_stderr {
             eprint!("{text}");
         } else {
             print!("{text}");
@@ -513,37 +783,38 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
     }
     if let Some(p) = &a.csv {
         let findings = if mode == Mode::Validate {
-            &run.denied
+            &judge.denied
         } else {
-            &run.findings
+            &judge.findings
         };
         if let Err(e) = open_output(p).and_then(|mut w| findings.write_csv(&mut w)) {
             eprintln!("exwatch: {p}: cannot write CSV: {e}");
             code = exit::OUTPUT;
         }
     }
-    if let Some(p) = &a.summary_json {
+    if let Some(w) = summary_out {
+        let path = a.summary_json.as_deref().unwrap_or("-");
         let mut json = outcome.summary.to_json();
         if let Some(obj) = json.as_object_mut() {
-            if run.policy.is_some() {
-                let [allowed, unexpected, mismatch] = run.verdicts;
+            if judge.policy.is_some() {
+                let [allowed, unexpected, mismatch] = judge.verdicts;
                 obj.insert(
                     "policy".into(),
                     serde_json::json!({"allowed": allowed, "unexpected": unexpected,
-                        "mismatch": mismatch, "findings": run.findings.to_json()}),
+                        "mismatch": mismatch, "findings": judge.findings.to_json()}),
                 );
             }
-            if run.firewall.is_some() {
-                obj.insert("firewall".into(), run.firewall_json());
+            if judge.firewall.is_some() {
+                obj.insert("firewall".into(), judge.firewall_json());
             }
         }
-        let written = open_output(p).and_then(|mut w| {
+        let written = w.map_err(|(_, e)| e).and_then(|mut w| {
             serde_json::to_writer_pretty(&mut w, &json)?;
             w.write_all(b"\n")?;
             w.flush()
         });
         if let Err(e) = written {
-            eprintln!("exwatch: {p}: cannot write summary: {e}");
+            eprintln!("exwatch: {path}: cannot write summary: {e}");
             code = exit::OUTPUT;
         }
     }
@@ -556,10 +827,10 @@ fn execute(a: &AuditArgs, run: &mut PolicyRun, mode: Mode) -> i32 {
             .unwrap_or(exit::OK);
     }
     if code == exit::OK {
-        let flagged = |k: Kind| run.verdicts[k as usize] > 0;
+        let flagged = |k: Kind| judge.verdicts[k as usize] > 0;
         if fail_on.iter().any(|&k| flagged(k)) {
             code = exit::POLICY_FINDINGS;
-        } else if mode == Mode::Validate && !run.denied.is_empty() {
+        } else if mode == Mode::Validate && !judge.denied.is_empty() {
             code = exit::WOULD_DENY;
         }
     }

@@ -12,5 +12,6 @@ pub mod decode;
 pub mod flow;
 pub mod pipeline;
 pub mod policy;
+pub mod privilege;
 pub mod report;
 pub mod signatures;

@@ -1,5 +1,7 @@
-//! Capture stage: packets from pcap/pcapng files or standard input, read through libpcap.
+//! Capture stage: packets from pcap/pcapng files, standard input or a live interface, read
+//! through libpcap.
 
+pub mod live;
 pub mod offline;
 
 pub use offline::{CaptureError, OfflineCapture};

@@ -19,6 +19,9 @@ pub enum CaptureError {
         read: u64,
         reason: String,
     },
+    /// A live capture failed while running (the interface went away...).
+    #[error(transparent)]
+    Live(#[from] super::live::LiveError),
 }
 
 impl CaptureError {
@@ -28,6 +31,7 @@ impl CaptureError {
             CaptureError::Open { .. } => 3,
             CaptureError::Empty { .. } | CaptureError::NotCapture { .. } => 4,
             CaptureError::Damaged { .. } => 5,
+            CaptureError::Live(_) => 10,
         }
     }
 }

@@ -57,6 +57,13 @@ pub enum EndReason {
     Eviction,
     /// Still open when the input ended.
     EndOfInput,
+    /// Still open when a live capture was stopped (SIGINT, SIGTERM).
+    Shutdown,
+    /// Not an end: an interim record of a flow still alive after each `--active-timeout`.
+    ActiveTimeout,
+    /// Not an end: an alert record, written when the policy first finds a live flow
+    /// unexpected or mismatched.
+    Alert,
 }
 
 impl EndReason {
@@ -66,7 +73,15 @@ impl EndReason {
             EndReason::Closed => "closed",
             EndReason::Eviction => "eviction",
             EndReason::EndOfInput => "end-of-input",
+            EndReason::Shutdown => "shutdown",
+            EndReason::ActiveTimeout => "active-timeout",
+            EndReason::Alert => "alert",
         }
+    }
+
+    /// The record is written while the flow is still alive; its final record follows.
+    pub fn is_interim(&self) -> bool {
+        matches!(self, EndReason::ActiveTimeout | EndReason::Alert)
     }
 }
 
@@ -88,6 +103,8 @@ pub const CLASSES: usize = 5;
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub by_class: [u64; CLASSES],
+    /// Interim record interval for flows still alive (`--active-timeout`); 0 = none.
+    pub active: u64,
 }
 
 impl Timeouts {
@@ -95,6 +112,15 @@ impl Timeouts {
         let ns = |s: f64| (s * 1e9) as u64;
         Timeouts {
             by_class: [ns(syn_s), ns(tcp_s), ns(close_s), ns(udp_s), ns(other_s)],
+            active: 0,
+        }
+    }
+
+    /// The same timeouts with interim records every `secs` seconds (0 = none).
+    pub fn with_active(self, secs: f64) -> Self {
+        Timeouts {
+            active: (secs * 1e9) as u64,
+            ..self
         }
     }
 }
@@ -195,6 +221,27 @@ impl Flow {
         } else {
             RESP
         }
+    }
+
+    /// A copy for an interim record or a verdict while the flow lives on: counters and
+    /// detection, without the inspection state or the table's links.
+    pub fn snapshot(&self) -> Flow {
+        Flow {
+            detection: self.detection.clone(),
+            inspect: None,
+            prev: u32::MAX,
+            next: u32::MAX,
+            ..*self
+        }
+    }
+
+    /// Whether a packet at `ts` is the first of the flow at or past an active-timeout
+    /// boundary (`first_ts + k * active`): then the flow as it was before that packet gets an
+    /// interim record. Depends only on capture times, so audit and live agree.
+    pub fn crosses_active_boundary(&self, ts: u64, active: u64) -> bool {
+        active > 0
+            && ts > self.last_ts
+            && (ts - self.first_ts) / active > (self.last_ts - self.first_ts) / active
     }
 
     /// Account one packet.
@@ -305,6 +352,33 @@ pub(crate) mod tests {
 
     /// The flow table's memory per flow is dominated by this; keep it in one cache-line pair
     /// (the throughput benchmark's target is 256 bytes per tracked flow in all).
+    #[test]
+    fn active_boundary_is_crossed_once_per_interval() {
+        let s = 1_000_000_000;
+        let p = pkt(1, 1000, 2, 80, 0x02, 10 * s);
+        let mut f = Flow::new(&p, known);
+        f.update(&p);
+        assert!(
+            !f.crosses_active_boundary(10 * s + s / 2, s),
+            "within the first interval"
+        );
+        assert!(f.crosses_active_boundary(11 * s, s), "at the boundary");
+        f.update(&pkt(1, 1000, 2, 80, 0x10, 11 * s));
+        assert!(!f.crosses_active_boundary(11 * s + 1, s), "already past it");
+        assert!(
+            f.crosses_active_boundary(15 * s, s),
+            "several intervals later: once"
+        );
+        assert!(
+            !f.crosses_active_boundary(15 * s, 0),
+            "0 = no interim records"
+        );
+        assert!(
+            !f.crosses_active_boundary(5 * s, s),
+            "an older packet never"
+        );
+    }
+
     #[test]
     fn flow_stays_small() {
         assert!(

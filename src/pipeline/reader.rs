@@ -1,16 +1,28 @@
-//! The reader thread: capture files in order, decode, reassemble fragments, shard by flow hash.
+//! The reader thread: capture files in order, or a live interface, decode, reassemble
+//! fragments, shard by flow hash.
 
-use super::{AuditConfig, Batch, ToWorker, BATCH_PACKETS, MAX_COPY};
-use crate::capture::{CaptureError, OfflineCapture};
+use super::{control, AuditConfig, Batch, Counters, Input, ToWorker, BATCH_PACKETS, MAX_COPY};
+use crate::capture::live::{LiveCapture, Next};
+use crate::capture::{CaptureError, OfflineCapture, RawPacket};
 use crate::decode::frag::{Offer, Reassembler};
 use crate::decode::{self, link, Decoded, IpPair, Undecodable, L4};
+use crate::flow::EndReason;
 use crate::flow::{FlowKey, FlowPacket};
 use crate::report::summary::ReadStats;
-use crossbeam::channel::{Receiver, Sender};
+use crossbeam::channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Live capture: partial batches go to the workers, and quiet workers get a clock tick, this
+/// often, so records do not wait for a batch to fill on a slow link.
+const TICK: Duration = Duration::from_millis(100);
+/// On a quiet link the capture clock follows the wall clock this far behind, so that a
+/// packet stamped just before a read timeout but read after it is never older than the clock.
+const WALL_LAG_NS: u64 = 1_000_000_000;
 
 /// Reads every capture and feeds the workers.
-pub struct Reader<'c> {
-    cfg: &'c AuditConfig,
+pub struct Reader {
     txs: Vec<Sender<ToWorker>>,
     pool: Receiver<super::Batch>,
     batches: Vec<Batch>,
@@ -18,10 +30,11 @@ pub struct Reader<'c> {
     reasm: Reassembler,
     clock: u64,
     progress: Option<indicatif::ProgressBar>,
+    counters: Arc<Counters>,
 }
 
-impl<'c> Reader<'c> {
-    pub fn new(cfg: &'c AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<Batch>) -> Self {
+impl Reader {
+    pub fn new(cfg: &AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<Batch>) -> Self {
         let batches = (0..txs.len()).map(|_| Batch::new()).collect();
         let progress = cfg.progress.then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
@@ -34,7 +47,6 @@ impl<'c> Reader<'c> {
             pb
         });
         Reader {
-            cfg,
             txs,
             pool,
             batches,
@@ -42,13 +54,42 @@ impl<'c> Reader<'c> {
             reasm: Reassembler::new(cfg.frag),
             clock: 0,
             progress,
+            counters: Arc::default(),
         }
     }
 
-    /// Read all captures; returns what was read and the captures that failed.
-    pub fn run(mut self) -> (ReadStats, Vec<CaptureError>) {
+    /// Share the live counters with the sink (statistics lines).
+    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// Read the input to its end (or until SIGINT/SIGTERM for a live capture); returns what
+    /// was read and the captures that failed.
+    pub fn run(mut self, input: Input) -> (ReadStats, Vec<CaptureError>) {
+        let (errors, reason) = match input {
+            Input::Files(specs) => (self.read_files(&specs), EndReason::EndOfInput),
+            Input::Live(cap) => (self.read_live(*cap), EndReason::Shutdown),
+        };
+        let incomplete = self.reasm.finish();
+        self.count_undecodable(Undecodable::FragmentIncomplete, u64::from(incomplete));
+        for i in 0..self.txs.len() {
+            self.flush(i);
+            // A worker that is gone has panicked; its scope join reports that.
+            let _ = self.txs[i].send(ToWorker::Finish {
+                clock: self.clock,
+                reason,
+            });
+        }
+        if let Some(pb) = &self.progress {
+            pb.finish_and_clear();
+        }
+        (self.stats, errors)
+    }
+
+    fn read_files(&mut self, specs: &[String]) -> Vec<CaptureError> {
         let mut errors = Vec::new();
-        for spec in &self.cfg.captures {
+        for spec in specs {
             match OfflineCapture::open(spec) {
                 Ok(cap) => {
                     if let Err(e) = self.read_capture(cap) {
@@ -66,27 +107,72 @@ impl<'c> Reader<'c> {
                 }
             }
         }
-        let incomplete = self.reasm.finish();
-        self.count_undecodable(Undecodable::FragmentIncomplete, u64::from(incomplete));
+        errors
+    }
+
+    /// Read an interface until a stop is requested or the capture fails. On a quiet link
+    /// the clock follows the wall clock, so idle flows still expire.
+    fn read_live(&mut self, mut cap: LiveCapture) -> Vec<CaptureError> {
+        let lt = cap.linktype();
+        self.warn_linktype(lt, cap.name());
+        let mut errors = Vec::new();
+        let mut next_tick = Instant::now() + TICK;
+        while !control::stop_requested() {
+            match cap.next_packet() {
+                Ok(Next::Packet(raw)) => self.packet(lt, raw),
+                Ok(Next::Quiet) => {
+                    let wall = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    self.clock = self.clock.max(wall.saturating_sub(WALL_LAG_NS));
+                }
+                Err(e) => {
+                    eprintln!("exwatch: {e}");
+                    errors.push(CaptureError::Live(e));
+                    break;
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.tick();
+                self.publish(&mut cap);
+                next_tick = Instant::now() + TICK;
+            }
+        }
+        self.publish(&mut cap);
+        errors
+    }
+
+    /// Partial batches out, and a clock tick to every worker that had none.
+    fn tick(&mut self) {
         for i in 0..self.txs.len() {
-            self.flush(i);
-            // A worker that is gone has panicked; its scope join reports that.
-            let _ = self.txs[i].send(ToWorker::Finish { clock: self.clock });
+            if self.batches[i].pkts.is_empty() {
+                self.send(i, ToWorker::Tick { clock: self.clock });
+            } else {
+                self.flush(i);
+            }
         }
-        if let Some(pb) = &self.progress {
-            pb.finish_and_clear();
+    }
+
+    fn publish(&mut self, cap: &mut LiveCapture) {
+        let s = cap.stats();
+        let c = &self.counters;
+        c.packets_read.store(self.stats.packets_read, Relaxed);
+        c.received.store(s.received, Relaxed);
+        c.kernel_drops.store(s.kernel_drops, Relaxed);
+        c.interface_drops.store(s.interface_drops, Relaxed);
+    }
+
+    fn warn_linktype(&self, lt: i32, name: &str) {
+        if !link::supported(lt) {
+            eprintln!(
+                "exwatch: {name}: link type {lt} is not supported; its packets are counted as undecodable"
+            );
         }
-        (self.stats, errors)
     }
 
     fn read_capture(&mut self, mut cap: OfflineCapture) -> Result<(), CaptureError> {
         let lt = cap.linktype();
-        if !link::supported(lt) {
-            eprintln!(
-                "exwatch: {}: link type {lt} is not supported; its packets are counted as undecodable",
-                cap.name()
-            );
-        }
+        self.warn_linktype(lt, cap.name());
         let name = cap.name().to_string();
         if let Some(pb) = &self.progress {
             pb.set_message(name.clone());
@@ -96,11 +182,7 @@ impl<'c> Reader<'c> {
                 Some(r) => r,
                 None => return Ok(()),
             };
-            let ts = raw.ts;
-            self.stats.packets_read += 1;
-            if ts > self.clock {
-                self.clock = ts;
-            }
+            self.packet(lt, raw);
             if self.stats.packets_read & 0xffff == 0 {
                 if let Some(pb) = &self.progress {
                     pb.set_position(self.stats.packets_read);
@@ -109,34 +191,40 @@ impl<'c> Reader<'c> {
                     pb.set_message(format!("({:.0} k/s) {name}", rate / 1e3));
                 }
             }
-            // Borrow juggling: decode borrows the capture's buffer, dispatch borrows self.
-            match decode::decode(lt, raw.data) {
-                Err(u) => self.count_undecodable(u, 1),
-                Ok(Decoded::Packet(p)) => {
-                    self.stats.decoded += 1;
-                    self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, ts, 1, p.ip_len);
+        }
+    }
+
+    /// Decode one frame and hand it (or the datagram it completes) to its worker.
+    fn packet(&mut self, lt: i32, raw: RawPacket<'_>) {
+        let ts = raw.ts;
+        self.stats.packets_read += 1;
+        if ts > self.clock {
+            self.clock = ts;
+        }
+        match decode::decode(lt, raw.data) {
+            Err(u) => self.count_undecodable(u, 1),
+            Ok(Decoded::Packet(p)) => {
+                self.stats.decoded += 1;
+                self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, ts, 1, p.ip_len);
+            }
+            Ok(Decoded::Fragment(f)) => {
+                let offer = self.reasm.offer(&f, ts);
+                for (u, n) in self.reasm.take_dropped() {
+                    self.count_undecodable(u, u64::from(n));
                 }
-                Ok(Decoded::Fragment(f)) => {
-                    let offer = self.reasm.offer(&f, ts);
-                    for (u, n) in self.reasm.take_dropped() {
-                        self.count_undecodable(u, u64::from(n));
-                    }
-                    match offer {
-                        Offer::Held => {}
-                        Offer::Refused(u, held) => self.count_undecodable(u, u64::from(held) + 1),
-                        Offer::Complete(d) => {
-                            self.stats.datagrams_reassembled += 1;
-                            let wire = d.data.len() as u32;
-                            match decode::decode_l4(d.proto, &d.data, wire) {
-                                Ok(l4) => {
-                                    self.stats.decoded += u64::from(d.packets);
-                                    let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
-                                    self.dispatch(
-                                        &d.ip, d.vlan, d.proto, &l4, ts, d.packets, bytes,
-                                    );
-                                }
-                                Err(u) => self.count_undecodable(u, u64::from(d.packets)),
+                match offer {
+                    Offer::Held => {}
+                    Offer::Refused(u, held) => self.count_undecodable(u, u64::from(held) + 1),
+                    Offer::Complete(d) => {
+                        self.stats.datagrams_reassembled += 1;
+                        let wire = d.data.len() as u32;
+                        match decode::decode_l4(d.proto, &d.data, wire) {
+                            Ok(l4) => {
+                                self.stats.decoded += u64::from(d.packets);
+                                let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
+                                self.dispatch(&d.ip, d.vlan, d.proto, &l4, ts, d.packets, bytes);
                             }
+                            Err(u) => self.count_undecodable(u, u64::from(d.packets)),
                         }
                     }
                 }
@@ -214,6 +302,22 @@ impl<'c> Reader<'c> {
         let fresh = self.pool.try_recv().unwrap_or_else(|_| Batch::new());
         let mut full = std::mem::replace(&mut self.batches[shard], fresh);
         full.clock = self.clock;
-        let _ = self.txs[shard].send(ToWorker::Batch(full));
+        self.send(shard, ToWorker::Batch(full));
+    }
+
+    /// Hand a message to a worker, waiting while its queue is full: a lagging worker slows
+    /// the reader rather than losing packets here. On a live link the kernel buffer then
+    /// fills, and what it cannot hold libpcap counts as kernel drops. Each wait is counted.
+    fn send(&mut self, shard: usize, msg: ToWorker) {
+        let msg = match self.txs[shard].try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(m)) => {
+                self.counters.queue_full_waits.fetch_add(1, Relaxed);
+                m
+            }
+            // A worker that is gone has panicked; its scope join reports that.
+            Err(TrySendError::Disconnected(_)) => return,
+        };
+        let _ = self.txs[shard].send(msg);
     }
 }

@@ -1,6 +1,6 @@
 //! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
 
-use super::{Batch, ToSink, ToWorker};
+use super::{Batch, Counters, ToSink, ToWorker};
 use crate::classify::detectors::REGISTRY;
 use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::Classifier;
@@ -10,6 +10,7 @@ use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowPacket, Timeouts};
 use crate::report::summary::WorkerStats;
 use crossbeam::channel::{Receiver, Sender};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,10 @@ pub struct Worker {
     finished: Vec<(Flow, EndReason)>,
     stats: WorkerStats,
     expired: Vec<(Flow, EndReason)>,
+    /// Snapshots of flows whose verdict was just reached, when `notify_verdicts`.
+    decided: Vec<Flow>,
+    notify_verdicts: bool,
+    counters: Arc<Counters>,
 }
 
 impl Worker {
@@ -37,7 +42,18 @@ impl Worker {
             finished: Vec::with_capacity(FLUSH_FLOWS),
             stats: WorkerStats::new(),
             expired: Vec::new(),
+            decided: Vec::new(),
+            notify_verdicts: false,
+            counters: Arc::default(),
         }
+    }
+
+    /// Share the live counters (flow-table-full evictions) and, with `notify_verdicts`,
+    /// report each verdict reached while its flow is alive.
+    pub fn with_counters(mut self, counters: Arc<Counters>, notify_verdicts: bool) -> Self {
+        self.counters = counters;
+        self.notify_verdicts = notify_verdicts;
+        self
     }
 
     /// Process messages until the reader says the input has ended.
@@ -64,7 +80,15 @@ impl Worker {
                     let _ = pool.send(b);
                     self.flush_if_full(&sink);
                 }
-                ToWorker::Finish { clock } => {
+                ToWorker::Tick { clock } => {
+                    self.clock = self.clock.max(clock);
+                    self.expire();
+                    self.send(&sink);
+                }
+                ToWorker::Finish {
+                    clock,
+                    reason: open,
+                } => {
                     self.clock = self.clock.max(clock);
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {
@@ -73,7 +97,7 @@ impl Worker {
                         let reason = if self.table.is_idle(&f, self.clock) {
                             idle_reason(&f)
                         } else {
-                            EndReason::EndOfInput
+                            open
                         };
                         self.emit(f, reason);
                         self.flush_if_full(&sink);
@@ -106,12 +130,20 @@ impl Worker {
                 slot = None;
             }
         }
+        if let Some(s) = slot {
+            let f = self.table.get(s);
+            if f.crosses_active_boundary(p.ts, self.table.timeouts.active) {
+                // The flow as it stood before this packet: cumulative counters since its start.
+                self.finished.push((f.snapshot(), EndReason::ActiveTimeout));
+            }
+        }
         let s = match slot {
             Some(s) => s,
             None => {
                 if self.table.is_full() {
                     if let Some(old) = self.table.evict_oldest() {
                         self.stats.evictions += 1;
+                        self.counters.flow_table_full.fetch_add(1, Relaxed);
                         self.emit(old, EndReason::Eviction);
                     }
                 }
@@ -156,7 +188,10 @@ impl Worker {
             server,
             client,
         );
-        settle(f, outcome);
+        if settle(f, outcome) && self.notify_verdicts {
+            // The verdict is known while the flow lives: alerts need not wait for its end.
+            self.decided.push(f.snapshot());
+        }
     }
 
     fn expire(&mut self) {
@@ -182,6 +217,9 @@ impl Worker {
     }
 
     fn send(&mut self, sink: &Sender<ToSink>) {
+        if !self.decided.is_empty() {
+            let _ = sink.send(ToSink::Decided(std::mem::take(&mut self.decided)));
+        }
         if self.finished.is_empty() {
             return;
         }
@@ -190,12 +228,14 @@ impl Worker {
     }
 }
 
-/// Record what inspection concluded and drop its state once it has.
-fn settle(f: &mut Flow, outcome: Outcome) {
+/// Record what inspection concluded and drop its state once it has; true when it has.
+fn settle(f: &mut Flow, outcome: Outcome) -> bool {
     if let Outcome::Decided(d) | Outcome::GaveUp(d) = outcome {
         f.detection = Some(Box::new(d));
         f.inspect = None;
+        return true;
     }
+    false
 }
 
 /// A flow that ends while still undecided gets a last look at what it buffered.

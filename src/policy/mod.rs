@@ -134,6 +134,11 @@ pub struct Annotations {
 /// Called by the sink once per finished flow, in the order flows finish.
 pub trait FlowJudge {
     fn judge(&mut self, facts: &FlowFacts<'_>) -> Annotations;
+    /// The same verdicts for a record written while the flow is alive (interim or alert),
+    /// without counting it in findings, hits or learning: its final record does that.
+    fn assess(&self, _facts: &FlowFacts<'_>) -> Annotations {
+        Annotations::default()
+    }
 }
 
 /// The judge of a plain audit: adds nothing.

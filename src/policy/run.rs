@@ -99,6 +99,20 @@ impl FlowJudge for PolicyRun {
         }
         notes
     }
+
+    fn assess(&self, f: &FlowFacts<'_>) -> Annotations {
+        Annotations {
+            policy: self.policy.as_ref().map(|p| p.judge(f)),
+            firewall: self.firewall.as_ref().map(|rs| {
+                let (d, reversed) = rs.judge(f);
+                FirewallVerdict {
+                    rule: rs.rule_name(&d),
+                    allowed: d.allowed,
+                    reversed,
+                }
+            }),
+        }
+    }
 }
 
 impl PolicyRun {

@@ -61,6 +61,7 @@ const OWN_EXWATCH: &[&str] = &[
     "payload_bytes",
     "rtt_ms",
     "port_mismatch",
+    "interim",
 ];
 
 fn top(path: &str) -> &str {
@@ -168,9 +169,23 @@ fn write_record(
     let mut w = Obj::open(out);
     w.str("@timestamp", start);
     w.begin("event")
-        .str("kind", "event")
+        .str(
+            "kind",
+            if reason == EndReason::Alert {
+                "alert"
+            } else {
+                "event"
+            },
+        )
         .val("category", Val::Strs(&["network"]))
-        .val("type", Val::Strs(&["connection"]))
+        .val(
+            "type",
+            Val::Strs(if reason.is_interim() {
+                &["connection", "info"]
+            } else {
+                &["connection"]
+            }),
+        )
         .str("dataset", "exwatch.flow")
         .str("start", start)
         .str("end", end)
@@ -218,6 +233,9 @@ fn write_record(
         .str("conn_state", flow.conn_state())
         .val("mid_stream", Val::Bool(flow.mid_stream))
         .str("end_reason", reason.label());
+    if reason.is_interim() {
+        w.val("interim", Val::Bool(true));
+    }
     w.begin("payload_bytes")
         .u64("source", o.payload_bytes)
         .u64("destination", r.payload_bytes)

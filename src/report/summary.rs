@@ -1,6 +1,7 @@
 //! The end-of-run summary: accounting of every packet read, and per-service tables.
 
 use super::record::FlowSummary;
+use crate::flow::EndReason;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +77,59 @@ pub struct Summary {
     pub proc_ns: Histogram<u64>,
     pub worker_packets: u64,
     pub evictions: u64,
+    /// Interim records written (`--active-timeout`); not flows, so not in `flows`.
+    pub interim_records: u64,
+    /// Verdicts reported by workers while their flows were alive (see `ToSink::Decided`).
+    pub live_verdicts: u64,
+    /// Alert records written for live flows the policy found unexpected or mismatched.
+    pub alerts: u64,
+    /// Live capture accounting (`exwatch live`), absent for an offline audit.
+    pub live: Option<LiveStats>,
+}
+
+/// What a live capture received and where packets were lost: a drop is always counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// libpcap's counters: received, dropped by the kernel (capture buffer full), dropped by
+    /// the interface.
+    pub capture: crate::capture::live::CaptureStats,
+    /// exwatch's own drops of packets because a worker queue was full. Always 0: the reader
+    /// waits for a full queue instead, and a wait long enough to lose packets shows up as
+    /// kernel drops.
+    pub queue_full_drops: u64,
+    /// How often the reader had to wait for a full worker queue.
+    pub queue_full_waits: u64,
+    /// Flows pushed out of a full flow table (`--max-flows`); their records are written.
+    pub flow_table_full: u64,
+}
+
+impl LiveStats {
+    /// One line for standard error (`--stats-interval`).
+    pub fn line(&self, packets_read: u64) -> String {
+        let c = &self.capture;
+        format!(
+            "exwatch stats: received {} read {} kernel-drops {} interface-drops {} own drops: queue-full {} flow-table-full {} (queue-full waits {})",
+            c.received,
+            packets_read,
+            c.kernel_drops,
+            c.interface_drops,
+            self.queue_full_drops,
+            self.flow_table_full,
+            self.queue_full_waits
+        )
+    }
+
+    /// The `capture` member of the summary JSON.
+    pub fn to_json(&self) -> Value {
+        let c = &self.capture;
+        json!({
+            "received": c.received,
+            "kernel_drops": c.kernel_drops,
+            "interface_drops": c.interface_drops,
+            "own_drops": {"queue_full": self.queue_full_drops, "flow_table_full": self.flow_table_full},
+            "queue_full_waits": self.queue_full_waits,
+        })
+    }
 }
 
 impl Default for Summary {
@@ -104,11 +158,19 @@ impl Summary {
             proc_ns: WorkerStats::new().proc_ns,
             worker_packets: 0,
             evictions: 0,
+            interim_records: 0,
+            live_verdicts: 0,
+            alerts: 0,
+            live: None,
         }
     }
 
     /// Count one finished flow.
     pub fn add_flow(&mut self, f: &FlowSummary) {
+        if f.end_reason == EndReason::ActiveTimeout {
+            self.interim_records += 1;
+            return;
+        }
         self.flows += 1;
         *self.by_end.entry(f.end_reason.label()).or_default() += 1;
         let t = self
@@ -166,7 +228,7 @@ impl Summary {
             })
             .collect();
         let (p50, p90, p99) = quantiles(&self.proc_ns, 1.0);
-        json!({
+        let mut v = json!({
             "packets_read": self.read.packets_read,
             "packets_decoded": self.read.decoded,
             "packets_undecodable": self.read.undecodable_total(),
@@ -180,7 +242,17 @@ impl Summary {
             "services": services,
             "rtt_by_server": servers,
             "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
-        })
+        });
+        if self.interim_records > 0 {
+            v["interim_records"] = json!(self.interim_records);
+        }
+        if self.alerts > 0 {
+            v["alert_records"] = json!(self.alerts);
+        }
+        if let Some(l) = &self.live {
+            v["capture"] = l.to_json();
+        }
+        v
     }
 
     /// The human-readable summary.
@@ -217,6 +289,24 @@ impl Summary {
             ends.join(", "),
             self.evictions
         );
+        if self.interim_records > 0 {
+            let _ = writeln!(
+                s,
+                "  interim records (active timeout) {}",
+                self.interim_records
+            );
+        }
+        if self.alerts > 0 {
+            let _ = writeln!(s, "  alert records (policy) {}", self.alerts);
+        }
+        if let Some(l) = &self.live {
+            let c = &l.capture;
+            let _ = writeln!(
+                s,
+                "  capture: received {}   kernel drops {}   interface drops {}   own drops: queue full {}, flow table full {}",
+                c.received, c.kernel_drops, c.interface_drops, l.queue_full_drops, l.flow_table_full
+            );
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,

@@ -1,0 +1,582 @@
+//! `exwatch live` on real traffic: two network namespaces joined by a veth pair made by the
+//! test, real peers (nginx and curl, sipp UAS and UAC) and `tcpreplay` of the project's
+//! captures. `tcpdump` records the same interface at the same time; the live records must be
+//! those of an audit of that recording, field for field, except `exwatch.end_reason` of flows
+//! still open at the end (`shutdown` live, `end-of-input` or `idle` in the audit: the audit's
+//! clock stops at the last packet, the live one at the stop).
+//!
+//! Needs root and `ip netns`; skips with a printed reason otherwise. `make deps` installs the
+//! peers (nginx-light, curl, sip-tester, tcpreplay, tcpdump, iproute2).
+
+mod common;
+
+use common::{exwatch, root};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const SRV: &str = "192.0.2.10";
+const CLI: &str = "192.0.2.20";
+
+/// Why these tests cannot run here, if they cannot.
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: network namespaces need root".into());
+    }
+    let ok = Command::new("ip")
+        .args(["netns", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Some("`ip netns` is not available".into());
+    }
+    None
+}
+
+/// Skip (printing why) or make sure the peers are installed: as root a missing tool is a
+/// failure, since `make deps` installs them.
+fn ready(tools: &[&str]) -> bool {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipping live capture test: {why}");
+        return false;
+    }
+    for t in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(found, "{t} is not installed: run `make deps`");
+    }
+    true
+}
+
+/// Two namespaces joined by a veth pair; removed on drop, whatever happened.
+struct Net {
+    srv: String,
+    cli: String,
+    srv_if: String,
+    cli_if: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(st.success(), "{args:?} failed");
+}
+
+impl Net {
+    fn new() -> Net {
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let n = Net {
+            srv: format!("exl{id}s"),
+            cli: format!("exl{id}c"),
+            srv_if: format!("exl{id}s0"),
+            cli_if: format!("exl{id}c0"),
+        };
+        sh(&["ip", "netns", "add", &n.srv]);
+        sh(&["ip", "netns", "add", &n.cli]);
+        sh(&[
+            "ip", "link", "add", &n.srv_if, "netns", &n.srv, "type", "veth", "peer", "name",
+            &n.cli_if, "netns", &n.cli,
+        ]);
+        for (ns, ifc, addr) in [(&n.srv, &n.srv_if, SRV), (&n.cli, &n.cli_if, CLI)] {
+            // No IPv6: its link-local chatter would start before either capture is open.
+            n.exec(ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+            n.exec(
+                ns,
+                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+            );
+            // Segments as on the wire (<= MTU), as in a SPAN port's copy.
+            let _ = Command::new("ip")
+                .args([
+                    "netns", "exec", ns, "ethtool", "-K", ifc, "tso", "off", "gso", "off",
+                ])
+                .args(["gro", "off", "tx", "off", "rx", "off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            n.exec(
+                ns,
+                &["ip", "addr", "add", &format!("{addr}/24"), "dev", ifc],
+            );
+            n.exec(ns, &["ip", "link", "set", ifc, "up"]);
+            n.exec(ns, &["ip", "link", "set", "lo", "up"]);
+        }
+        n
+    }
+
+    fn cmd(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args);
+        c
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) {
+        let st = self.cmd(ns, args).status().unwrap();
+        assert!(st.success(), "in {ns}: {args:?} failed");
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in [&self.srv, &self.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A background process killed (if still running) on drop.
+struct Proc {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut c: Command, stderr: PathBuf) -> Proc {
+        let f = std::fs::File::create(&stderr).unwrap();
+        let child = c.stdin(Stdio::null()).stderr(f).spawn().unwrap();
+        Proc { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Wait until its standard error says `what` (readiness), failing after a while.
+    fn wait_for(&mut self, what: &str) {
+        let t0 = Instant::now();
+        while !self.stderr().contains(what) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("exited ({st}) before {what:?}: {}", self.stderr());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no {what:?} after 20 s: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    fn wait(&mut self) -> i32 {
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A live run and the tcpdump recording beside it, on the server side's interface.
+struct Capture {
+    dir: tempfile::TempDir,
+    live: Proc,
+    tcpdump: Proc,
+}
+
+impl Capture {
+    fn start(net: &Net, extra: &[&str]) -> Capture {
+        let dir = tempfile::tempdir().unwrap();
+        // The unprivileged user must be able to create files here after a SIGHUP.
+        sh(&["chmod", "0777", dir.path().to_str().unwrap()]);
+        let p = |n: &str| dir.path().join(n);
+        let mut td = net.cmd(
+            &net.srv,
+            &[
+                "tcpdump",
+                "-i",
+                &net.srv_if,
+                "-U",
+                "-n",
+                "--immediate-mode",
+                "--time-stamp-precision=nano",
+            ],
+        );
+        td.arg("-w").arg(p("tcpdump.pcap")).stdout(Stdio::null());
+        let mut tcpdump = Proc::spawn(td, p("tcpdump.err"));
+        tcpdump.wait_for("listening on");
+        let bin = env!("CARGO_BIN_EXE_exwatch");
+        let mut lv = net.cmd(
+            &net.srv,
+            &[bin, "live", "-i", &net.srv_if, "--user", "nobody"],
+        );
+        lv.arg("--json")
+            .arg(p("live.ndjson"))
+            .arg("--summary-json")
+            .arg(p("live-summary.json"))
+            .args(["--stats-interval", "1"])
+            .args(extra)
+            .stdout(Stdio::null());
+        let mut live = Proc::spawn(lv, p("live.err"));
+        live.wait_for("capturing on");
+        Capture { dir, live, tcpdump }
+    }
+
+    fn path(&self, n: &str) -> PathBuf {
+        self.dir.path().join(n)
+    }
+
+    /// The running exwatch's /proc status lines.
+    fn status(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/status", self.live.child.id())).unwrap()
+    }
+
+    /// SIGTERM exwatch (after the link has been quiet a moment so both captures have every
+    /// packet), stop tcpdump; returns exwatch's exit code.
+    fn stop(&mut self) -> i32 {
+        std::thread::sleep(Duration::from_millis(500));
+        self.live.signal(libc::SIGTERM);
+        let code = self.live.wait();
+        self.tcpdump.signal(libc::SIGINT);
+        self.tcpdump.wait();
+        code
+    }
+}
+
+fn read_records(path: &Path) -> Vec<Value> {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        f.read_to_string(&mut s).unwrap();
+    }
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Capture times of a record, nanoseconds: start and end.
+fn times(r: &Value) -> (i128, i128) {
+    let ns = |k: &str| {
+        let t = r["event"][k].as_str().unwrap();
+        // RFC 3339 with nanoseconds: the seconds of the day and the fraction are enough here
+        // (both captures ran within the same minutes).
+        let hms = &t[11..19];
+        let secs: i128 = hms
+            .split(':')
+            .fold(0, |acc, p| acc * 60 + p.parse::<i128>().unwrap());
+        let frac: i128 = t[20..29].parse().unwrap();
+        secs * 1_000_000_000 + frac
+    };
+    (ns("start"), ns("end"))
+}
+
+/// Records in a comparable form, sorted: the end reason of flows open at the end blanked (it
+/// differs by design) and the capture times taken out, to be compared within a tolerance.
+fn comparable(records: &[Value]) -> Vec<(String, (i128, i128))> {
+    let mut v: Vec<(String, (i128, i128))> = records
+        .iter()
+        .map(|r| {
+            let t = times(r);
+            let mut r = r.clone();
+            let reason = r["exwatch"]["end_reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if matches!(reason.as_str(), "shutdown" | "end-of-input" | "idle") {
+                r["exwatch"]["end_reason"] = Value::from("open at the end");
+            }
+            r["@timestamp"] = Value::Null;
+            if r["exwatch"]["rtt_ms"].is_number() {
+                // Derived from two stamps: seen in both, its value within the slack.
+                r["exwatch"]["rtt_ms"] = Value::from("seen");
+            }
+            for k in ["start", "end", "duration"] {
+                r["event"][k] = Value::Null;
+            }
+            (r.to_string(), t)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// How far tcpdump's and exwatch's stamps of one packet may be apart. A packet that a local
+/// TCP stack sent across the veth keeps its sender's monotonic departure time in the kernel,
+/// so each packet socket reads the clock on its own when the packet reaches it (about a
+/// microsecond apart here); replayed packets and a real SPAN port's get one stamp.
+const STAMP_SLACK_NS: i128 = 1_000_000;
+
+/// Audit the tcpdump recording with the same options and compare with the live records;
+/// returns the audit's packets read.
+fn compare(cap: &Capture, live_records: &[Value], extra: &[&str]) -> u64 {
+    let rec = cap.path("audit.ndjson");
+    let sum = cap.path("audit-summary.json");
+    let out = exwatch()
+        .arg("audit")
+        .arg("--json")
+        .arg(&rec)
+        .arg("--summary-json")
+        .arg(&sum)
+        .args(extra)
+        .arg(cap.path("tcpdump.pcap"))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audit = read_records(&rec);
+    assert!(
+        !audit.is_empty(),
+        "the recording has flows: tcpdump said {}; exwatch said {}",
+        cap.tcpdump.stderr(),
+        cap.live.stderr()
+    );
+    let (a, l) = (comparable(&audit), comparable(live_records));
+    for ((x, tx), (y, ty)) in a.iter().zip(&l) {
+        assert_eq!(x, y, "audit record vs live record");
+        let close = (tx.0 - ty.0).abs() <= STAMP_SLACK_NS && (tx.1 - ty.1).abs() <= STAMP_SLACK_NS;
+        assert!(close, "capture times {tx:?} vs {ty:?} of {x}");
+    }
+    assert_eq!(a.len(), l.len(), "audit and live record counts");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(sum).unwrap()).unwrap();
+    s["packets_read"].as_u64().unwrap()
+}
+
+/// The live summary's capture accounting: everything received was read, nothing dropped.
+fn check_accounting(cap: &Capture, audit_packets: u64) {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(cap.path("live-summary.json")).unwrap())
+            .unwrap();
+    let c = &s["capture"];
+    assert_eq!(c["kernel_drops"], 0, "{s}");
+    assert_eq!(c["interface_drops"], 0, "{s}");
+    assert_eq!(c["own_drops"]["queue_full"], 0, "{s}");
+    assert_eq!(c["own_drops"]["flow_table_full"], 0, "{s}");
+    assert_eq!(
+        s["packets_read"], audit_packets,
+        "live read what tcpdump recorded"
+    );
+    assert_eq!(c["received"], s["packets_read"], "{s}");
+}
+
+#[test]
+fn tcpreplay_of_captures_gives_the_audit_records() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &[]);
+    // Privileges dropped once the capture was open.
+    let st = cap.status();
+    let line = |k: &str| {
+        st.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("Uid:"), ["65534"; 4], "{st}");
+    assert_eq!(line("Gid:"), ["65534"; 4], "{st}");
+    assert_eq!(line("CapEff:"), ["0000000000000000"], "{st}");
+    assert_eq!(line("CapPrm:"), ["0000000000000000"], "{st}");
+    assert_eq!(line("NoNewPrivs:"), ["1"], "{st}");
+    let pcaps: Vec<PathBuf> = [
+        "smtp-exchange-25.pcap",
+        "http-exchange-plain.pcap",
+        "sip-udp-call.pcap",
+        "sip-udp-fragmented.pcap",
+        "dns-udp.pcap",
+        "kerberos-udp.pcap",
+        "imap-143.pcap",
+        "ldap-389.pcap",
+    ]
+    .iter()
+    .map(|n| root().join("pcaps").join(n))
+    .collect();
+    let mut c = net.cmd(
+        &net.cli,
+        &["tcpreplay", "-q", "--topspeed", "-i", &net.cli_if],
+    );
+    c.args(&pcaps).stdout(Stdio::null());
+    assert!(c.status().unwrap().success(), "tcpreplay");
+    assert_eq!(
+        cap.stop(),
+        0,
+        "exwatch live exits 0 on SIGTERM: {}",
+        cap.live.stderr()
+    );
+    let live = read_records(&cap.path("live.ndjson"));
+    let audit = compare(&cap, &live, &[]);
+    check_accounting(&cap, audit);
+    let err = cap.live.stderr();
+    assert!(err.contains("exwatch stats: received"), "{err}");
+    assert!(live.iter().any(|r| r["network"]["protocol"] == "smtp"));
+    assert!(live.iter().any(|r| r["network"]["protocol"] == "sip"));
+}
+
+/// nginx serves, curl fetches (one slow download lives past the active timeout); the records
+/// file is rotated with SIGHUP half-way.
+#[test]
+fn nginx_and_curl_with_interim_records_and_sighup() {
+    if !ready(&["nginx", "curl", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let opts = ["--active-timeout", "1", "--tcp-close-timeout", "0.5"];
+    let mut cap = Capture::start(&net, &opts);
+    let www = cap.path("www");
+    std::fs::create_dir_all(www.join("owa")).unwrap();
+    std::fs::write(www.join("owa/big.bin"), vec![b'x'; 300_000]).unwrap();
+    std::fs::write(www.join("index.html"), "hello\n").unwrap();
+    std::fs::write(www.join("owa/index.html"), "owa\n").unwrap();
+    let conf = cap.path("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/nginx.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ listen {SRV}:80; root {w}; location /owa/ {{ limit_rate 100k; }} }} }}\n",
+            d = cap.dir.path().display(),
+            w = www.display()
+        ),
+    )
+    .unwrap();
+    let ngx = net.cmd(&net.srv, &["nginx", "-c", conf.to_str().unwrap()]);
+    let _nginx = Proc::spawn(ngx, cap.path("nginx.err"));
+    let curl = |args: &[&str]| {
+        let t0 = Instant::now();
+        loop {
+            let ok = net
+                .cmd(
+                    &net.cli,
+                    &["curl", "-sf", "-o", "/dev/null", "--max-time", "20"],
+                )
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
+            }
+            // nginx may still be starting: retry a few times.
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "curl {args:?} failed"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    curl(&[&format!("http://{SRV}/index.html")]);
+    // Wait for that flow's record (closed, then the close delay), then rotate.
+    let rec = cap.path("live.ndjson");
+    let t0 = Instant::now();
+    while read_records(&rec).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no record written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::rename(&rec, cap.path("live.ndjson.1")).unwrap();
+    cap.live.signal(libc::SIGHUP);
+    let t0 = Instant::now();
+    while !rec.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no new file after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // About 3 s at nginx's 100 kB/s: interim records at each second of the flow.
+    curl(&[&format!("http://{SRV}/owa/big.bin")]);
+    curl(&[&format!("http://{SRV}/owa/")]);
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let before = read_records(&cap.path("live.ndjson.1"));
+    let after = read_records(&rec);
+    assert!(
+        !before.is_empty() && !after.is_empty(),
+        "records on both sides of the rotation"
+    );
+    let live: Vec<Value> = before.into_iter().chain(after).collect();
+    let audit = compare(&cap, &live, &opts);
+    check_accounting(&cap, audit);
+    let interim: Vec<&Value> = live
+        .iter()
+        .filter(|r| r["exwatch"]["interim"] == true)
+        .collect();
+    assert!(
+        interim.len() >= 2,
+        "interim records of the slow download: {live:?}"
+    );
+    for r in &interim {
+        assert_eq!(r["exwatch"]["end_reason"], "active-timeout");
+        assert_eq!(
+            r["event"]["type"],
+            serde_json::json!(["connection", "info"])
+        );
+        // The final record of the same flow comes too, with at least the interim's counts.
+        let fin = live
+            .iter()
+            .find(|f| {
+                f["network"]["community_id"] == r["network"]["community_id"]
+                    && f["@timestamp"] == r["@timestamp"]
+                    && f["exwatch"]["interim"] != true
+            })
+            .expect("a final record");
+        assert!(fin["network"]["bytes"].as_u64() >= r["network"]["bytes"].as_u64());
+    }
+}
+
+/// sipp as UAS and UAC: SIP calls over UDP, seen live as the audit sees them.
+#[test]
+fn sipp_calls_give_the_audit_records() {
+    if !ready(&["sipp", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &[]);
+    let uas = net.cmd(
+        &net.srv,
+        &["sipp", "-sn", "uas", "-i", SRV, "-p", "5060", "-nostdin"],
+    );
+    let _uas = Proc::spawn(uas, cap.path("uas.err"));
+    let out = net
+        .cmd(
+            &net.cli,
+            &[
+                "sipp", "-sn", "uac", "-i", CLI, "-p", "5062", "-m", "3", "-nostdin",
+            ],
+        )
+        .args(["-timeout", "30s", "-trace_err"])
+        .arg(format!("{SRV}:5060"))
+        .stdout(Stdio::null())
+        .current_dir(cap.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sipp uac: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let live = read_records(&cap.path("live.ndjson"));
+    let audit = compare(&cap, &live, &[]);
+    check_accounting(&cap, audit);
+    assert!(
+        live.iter().any(|r| r["network"]["protocol"] == "sip"),
+        "{live:?}"
+    );
+}
