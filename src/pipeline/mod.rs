@@ -2,10 +2,12 @@
 //! channels, in batches; each worker owns a flow table; one sink writes records and the summary.
 
 pub mod reader;
+pub mod sink;
 pub mod worker;
 
 use crate::capture::CaptureError;
-use crate::classify::Classifier;
+use crate::classify::expect::Fact;
+use crate::classify::{Classifier, Verdict};
 use crate::decode::frag::FragLimits;
 use crate::flow::{EndReason, Flow};
 use crate::flow::{FlowPacket, Timeouts};
@@ -17,6 +19,8 @@ use std::sync::Arc;
 
 /// Packets per batch handed from the reader to a worker.
 pub const BATCH_PACKETS: usize = 512;
+/// Every worker reports its clock to the sink at least this often in capture time (ns).
+pub const TICK: u64 = crate::classify::expect::SECOND;
 /// Payload bytes copied per packet: detectors look only at the first few KiB of a flow.
 pub const MAX_COPY: usize = 2048;
 
@@ -59,11 +63,20 @@ pub enum ToWorker {
     },
 }
 
+/// What a worker hands the sink: finished flows, facts for the cross-flow tables, and its
+/// clock (every fact stamped before it has been sent).
+pub struct Report {
+    pub worker: usize,
+    pub clock: u64,
+    pub flows: Vec<(Flow, EndReason)>,
+    pub facts: Vec<Fact>,
+}
+
 /// Messages from workers to the sink.
 pub enum ToSink {
-    /// Finished flows, to classify, write and count.
-    Flows(Vec<(Flow, EndReason)>),
-    Done(Box<WorkerStats>),
+    /// Finished flows and facts, to label, classify, write and count.
+    Report(Report),
+    Done(usize, Box<WorkerStats>),
 }
 
 /// What an audit produced besides the records it wrote.
@@ -72,6 +85,18 @@ pub struct AuditOutcome {
     pub errors: Vec<CaptureError>,
     /// Records could not be written (not counting a closed pipe).
     pub write_error: Option<std::io::Error>,
+}
+
+/// A flow's final verdict is known: build its record (into `out` when records are written)
+/// and count it. The one place every finished flow passes through.
+pub fn finish_flow(
+    f: &Flow,
+    reason: EndReason,
+    verdict: Verdict,
+    summary: &mut Summary,
+    out: Option<&mut Vec<u8>>,
+) {
+    summary.add_flow(&record::build(f, reason, verdict, out));
 }
 
 /// Run an offline audit, writing NDJSON records to `out`.
@@ -96,7 +121,8 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
             std::thread::Builder::new()
                 .name(format!("exwatch-worker-{i}"))
                 .spawn_scoped(s, move || {
-                    worker::Worker::new(classifier, per_worker, timeouts).run(rx, sink_tx, pool_tx)
+                    worker::Worker::new(i, classifier, per_worker, timeouts)
+                        .run(rx, sink_tx, pool_tx)
                 })
                 .expect("spawning a worker thread");
         }
@@ -106,27 +132,35 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
             .name("exwatch-reader".into())
             .spawn_scoped(s, || reader::Reader::new(cfg, worker_txs, pool_rx).run())
             .expect("spawning the reader thread");
+        let mut linker = sink::Linker::new(n);
+        let mut ready = Vec::new();
         for msg in sink_rx.iter() {
             match msg {
-                ToSink::Flows(flows) => {
-                    json.clear();
-                    for (f, reason) in &flows {
-                        let out = cfg.write_records.then_some(&mut json);
-                        summary.add_flow(&record::write(f, *reason, &cfg.classifier, out));
-                    }
-                    if !pipe_closed && write_error.is_none() && !json.is_empty() {
-                        if let Err(e) = out.write_all(&json) {
-                            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                                pipe_closed = true;
-                            } else {
-                                write_error = Some(e);
-                            }
-                        }
+                ToSink::Report(r) => linker.report(r, &cfg.classifier, &mut ready),
+                ToSink::Done(i, w) => {
+                    summary.add_worker(&w);
+                    linker.worker_done(i, &cfg.classifier, &mut ready);
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            json.clear();
+            for (f, reason, verdict) in ready.drain(..) {
+                let out = cfg.write_records.then_some(&mut json);
+                finish_flow(&f, reason, verdict, &mut summary, out);
+            }
+            if !pipe_closed && write_error.is_none() && !json.is_empty() {
+                if let Err(e) = out.write_all(&json) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        pipe_closed = true;
+                    } else {
+                        write_error = Some(e);
                     }
                 }
-                ToSink::Done(w) => summary.add_worker(&w),
             }
         }
+        summary.link = linker.stats;
         reader.join().expect("reader thread panicked")
     });
     if !pipe_closed && write_error.is_none() {

@@ -1,6 +1,6 @@
 //! The reader thread: capture files in order, decode, reassemble fragments, shard by flow hash.
 
-use super::{AuditConfig, Batch, ToWorker, BATCH_PACKETS, MAX_COPY};
+use super::{AuditConfig, Batch, ToWorker, BATCH_PACKETS, MAX_COPY, TICK};
 use crate::capture::{CaptureError, OfflineCapture};
 use crate::decode::frag::{Offer, Reassembler};
 use crate::decode::{self, link, Decoded, IpPair, Undecodable, L4};
@@ -17,6 +17,8 @@ pub struct Reader<'c> {
     stats: ReadStats,
     reasm: Reassembler,
     clock: u64,
+    /// When every worker is next sent the clock, even one that gets no packets.
+    next_tick: u64,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -41,6 +43,7 @@ impl<'c> Reader<'c> {
             stats: ReadStats::default(),
             reasm: Reassembler::new(cfg.frag),
             clock: 0,
+            next_tick: 0,
             progress,
         }
     }
@@ -100,6 +103,9 @@ impl<'c> Reader<'c> {
             self.stats.packets_read += 1;
             if ts > self.clock {
                 self.clock = ts;
+            }
+            if self.clock >= self.next_tick {
+                self.tick();
             }
             if self.stats.packets_read & 0xffff == 0 {
                 if let Some(pb) = &self.progress {
@@ -189,6 +195,7 @@ impl<'c> Reader<'c> {
         b.data.extend_from_slice(copy);
         b.pkts.push(FlowPacket {
             ts,
+            clock: self.clock,
             hash,
             key,
             from_lo,
@@ -204,6 +211,22 @@ impl<'c> Reader<'c> {
         });
         if b.pkts.len() >= BATCH_PACKETS {
             self.flush(shard);
+        }
+    }
+
+    /// Send every worker the clock, with whatever packets it has waiting: the sink's
+    /// watermark is the slowest worker's clock, so each must advance at least once per second
+    /// of capture time.
+    fn tick(&mut self) {
+        self.next_tick = self.clock.saturating_add(TICK);
+        for i in 0..self.txs.len() {
+            if self.batches[i].pkts.is_empty() {
+                let mut b = self.pool.try_recv().unwrap_or_else(|_| Batch::new());
+                b.clock = self.clock;
+                let _ = self.txs[i].send(ToWorker::Batch(b));
+            } else {
+                self.flush(i);
+            }
         }
     }
 

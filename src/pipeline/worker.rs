@@ -1,7 +1,9 @@
 //! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
 
-use super::{Batch, ToSink, ToWorker};
+use super::{Batch, Report, ToSink, ToWorker, TICK};
+use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
+use crate::classify::expect::Fact;
 use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::Classifier;
 use crate::decode::tcp_flags::{ACK, SYN};
@@ -18,9 +20,17 @@ const FLUSH_FLOWS: usize = 1024;
 /// One packet in this many has its processing time measured.
 const SAMPLE_EVERY: u64 = 16;
 
+/// Facts buffered before a report is sent anyway.
+const FLUSH_FACTS: usize = 4096;
+
 /// Per-shard flow tracking.
 pub struct Worker {
+    id: usize,
     classifier: Arc<Classifier>,
+    /// Facts for the sink's cross-flow tables, stamped with reader clocks.
+    facts: Vec<Fact>,
+    /// The clock of the last report sent to the sink.
+    reported: u64,
     table: FlowTable,
     clock: u64,
     finished: Vec<(Flow, EndReason)>,
@@ -29,9 +39,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(classifier: Arc<Classifier>, max_flows: usize, timeouts: Timeouts) -> Self {
+    pub fn new(
+        id: usize,
+        classifier: Arc<Classifier>,
+        max_flows: usize,
+        timeouts: Timeouts,
+    ) -> Self {
         Worker {
+            id,
             classifier,
+            facts: Vec::new(),
+            reported: 0,
             table: FlowTable::new(max_flows, timeouts),
             clock: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
@@ -63,6 +81,9 @@ impl Worker {
                     b.data.clear();
                     let _ = pool.send(b);
                     self.flush_if_full(&sink);
+                    if self.clock >= self.reported.saturating_add(TICK) {
+                        self.send(&sink);
+                    }
                 }
                 ToWorker::Finish { clock } => {
                     self.clock = self.clock.max(clock);
@@ -84,7 +105,7 @@ impl Worker {
         }
         self.send(&sink);
         let stats = std::mem::take(&mut self.stats);
-        let _ = sink.send(ToSink::Done(Box::new(stats)));
+        let _ = sink.send(ToSink::Done(self.id, Box::new(stats)));
     }
 
     fn packet(&mut self, p: &FlowPacket, data: &[u8]) {
@@ -117,17 +138,38 @@ impl Worker {
                 }
                 let c = &self.classifier;
                 let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
+                if announce::may_be_announced(&f) {
+                    self.facts.push(Fact::started(p.clock, f.key, f.first_ts));
+                }
                 self.table.insert(f, self.clock)
             }
         };
         let f = self.table.get_mut(s);
         f.update(p);
-        if p.payload_len > 0 && f.detection.is_none() {
+        if p.payload_len > 0 {
             let start = p.data_off as usize;
             let payload = data
                 .get(start..start + p.data_len as usize)
                 .unwrap_or_default();
-            self.inspect(s, p, payload);
+            match f.detection.as_deref() {
+                None => self.inspect(s, p, payload),
+                Some(d) => {
+                    // Decided announcers keep being read: the SDP answer, re-INVITEs and
+                    // later ept_map replies come after the decision.
+                    if let Some(who) = announce::announcer(f, d).filter(|_| announce::watching(f)) {
+                        let dir = f.dir_of(p.from_lo);
+                        announce::announcements(
+                            f,
+                            who,
+                            dir,
+                            payload,
+                            p.clock,
+                            &mut None,
+                            &mut self.facts,
+                        );
+                    }
+                }
+            }
         }
         self.table.touch(s, self.clock);
     }
@@ -156,6 +198,41 @@ impl Worker {
             server,
             client,
         );
+        let f = &*f;
+        let insp = f.inspect.as_deref().expect("created above");
+        if let Outcome::Undecided = &outcome {
+            if proto == IPPROTO_UDP
+                && insp.buffered()[dir] != payload
+                && announce::looks_like_sip(payload)
+            {
+                let who = announce::Announcer::Sip { um: false };
+                announce::announcements(f, who, dir, payload, p.clock, &mut None, &mut self.facts);
+            }
+        }
+        if let Outcome::Decided(d) = &outcome {
+            // What the decision tells about other flows, from everything buffered so far
+            // (and the current datagram, which UDP buffers keep only when it is the first).
+            let mut parent = None;
+            announce::decided(f, d, p.clock, &mut parent, &mut self.facts);
+            if let Some(who) = announce::announcer(f, d) {
+                let bufs = insp.buffered();
+                for (i, b) in bufs.iter().enumerate() {
+                    announce::announcements(f, who, i, b, p.clock, &mut parent, &mut self.facts);
+                }
+                if proto == IPPROTO_UDP && bufs[dir] != payload {
+                    announce::announcements(
+                        f,
+                        who,
+                        dir,
+                        payload,
+                        p.clock,
+                        &mut parent,
+                        &mut self.facts,
+                    );
+                }
+            }
+        }
+        let f = self.table.get_mut(slot);
         settle(f, outcome);
     }
 
@@ -176,17 +253,27 @@ impl Worker {
     }
 
     fn flush_if_full(&mut self, sink: &Sender<ToSink>) {
-        if self.finished.len() >= FLUSH_FLOWS {
+        if self.finished.len() >= FLUSH_FLOWS || self.facts.len() >= FLUSH_FACTS {
             self.send(sink);
         }
     }
 
+    /// Report finished flows, facts and the clock: every fact stamped before `clock` has
+    /// now been sent.
     fn send(&mut self, sink: &Sender<ToSink>) {
-        if self.finished.is_empty() {
-            return;
-        }
-        let flows = std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS));
-        let _ = sink.send(ToSink::Flows(flows));
+        let flows = if self.finished.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS))
+        };
+        let facts = std::mem::take(&mut self.facts);
+        self.reported = self.clock;
+        let _ = sink.send(ToSink::Report(Report {
+            worker: self.id,
+            clock: self.clock,
+            flows,
+            facts,
+        }));
     }
 }
 

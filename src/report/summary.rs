@@ -1,6 +1,7 @@
 //! The end-of-run summary: accounting of every packet read, and per-service tables.
 
 use super::record::FlowSummary;
+use crate::classify::expect::LinkStats;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +77,8 @@ pub struct Summary {
     pub proc_ns: Histogram<u64>,
     pub worker_packets: u64,
     pub evictions: u64,
+    /// Expectations and learned endpoints (the sink's cross-flow tables).
+    pub link: LinkStats,
 }
 
 impl Default for Summary {
@@ -104,6 +107,7 @@ impl Summary {
             proc_ns: WorkerStats::new().proc_ns,
             worker_packets: 0,
             evictions: 0,
+            link: LinkStats::default(),
         }
     }
 
@@ -177,6 +181,18 @@ impl Summary {
             "flows": self.flows,
             "flows_by_end_reason": self.by_end,
             "evictions": self.evictions,
+            "expectations": {
+                "announced": self.link.expectations_announced,
+                "matched": self.link.expectations_matched,
+                "expired_unused": self.link.expectations_expired_unused,
+                "evicted": self.link.expectations_evicted,
+            },
+            "endpoints": {
+                "learned": self.link.endpoints_learned,
+                "applied": self.link.endpoints_applied,
+                "evicted": self.link.endpoints_evicted,
+            },
+            "flows_held_peak": self.link.flows_held_peak,
             "services": services,
             "rtt_by_server": servers,
             "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
@@ -216,6 +232,19 @@ impl Summary {
             self.flows,
             ends.join(", "),
             self.evictions
+        );
+        let l = &self.link;
+        let _ = writeln!(
+            s,
+            "  expectations announced {}, matched {}, expired unused {}, evicted {}; endpoints learned {}, applied {}, evicted {}; flows held at peak {}",
+            l.expectations_announced,
+            l.expectations_matched,
+            l.expectations_expired_unused,
+            l.expectations_evicted,
+            l.endpoints_learned,
+            l.endpoints_applied,
+            l.endpoints_evicted,
+            l.flows_held_peak
         );
         let _ = writeln!(s);
         let _ = writeln!(

@@ -1,0 +1,275 @@
+//! The sink's cross-flow stage: takes the workers' reports (finished flows, facts, clocks),
+//! applies facts to the expectation and learned-endpoint tables in capture-time order once
+//! every worker has passed them (the watermark), and releases each finished flow with its
+//! final verdict once no later fact can change it. Only capture time decides, so the labels
+//! are the same for any number of workers.
+
+use super::Report;
+use crate::classify::expect::{
+    key_community_id, Endpoint, Endpoints, Expectations, Fact, FactKind, LinkStats, Match, HOLD,
+    MAX_ENDPOINTS, MAX_EXPECTATIONS, SLACK,
+};
+use crate::classify::{Classifier, Confidence, Detection, Verdict};
+use crate::decode::IPPROTO_TCP;
+use crate::flow::key::to_ip;
+use crate::flow::{EndReason, Flow, FlowKey};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+/// Matches kept for flows whose record has not come yet; the oldest are dropped beyond it.
+const MAX_MATCHES: usize = 1 << 20;
+
+/// A finished flow waiting for the watermark.
+struct Held {
+    due: u64,
+    flow: Flow,
+    reason: EndReason,
+}
+
+impl Held {
+    fn order_key(&self) -> (u64, &FlowKey, u64, u64) {
+        (
+            self.due,
+            &self.flow.key,
+            self.flow.first_ts,
+            self.flow.last_ts,
+        )
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        self.order_key() == o.order_key()
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.order_key().cmp(&o.order_key())
+    }
+}
+
+/// Orders facts and flows by capture time and labels flows from other flows.
+pub struct Linker {
+    clocks: Vec<u64>,
+    facts: BinaryHeap<Reverse<Fact>>,
+    held: BinaryHeap<Reverse<Held>>,
+    expectations: Expectations,
+    endpoints: Endpoints,
+    matches: HashMap<(FlowKey, u64), Match>,
+    match_order: VecDeque<(FlowKey, u64)>,
+    pub stats: LinkStats,
+}
+
+impl Linker {
+    /// A linker for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Linker {
+            clocks: vec![0; workers],
+            facts: BinaryHeap::new(),
+            held: BinaryHeap::new(),
+            expectations: Expectations::new(MAX_EXPECTATIONS),
+            endpoints: Endpoints::new(MAX_ENDPOINTS),
+            matches: HashMap::new(),
+            match_order: VecDeque::new(),
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// Take a worker's report; flows whose verdict is now final go to `ready`.
+    pub fn report(
+        &mut self,
+        r: Report,
+        classifier: &Classifier,
+        ready: &mut Vec<(Flow, EndReason, Verdict)>,
+    ) {
+        self.facts.extend(r.facts.into_iter().map(Reverse));
+        for (flow, reason) in r.flows {
+            let due = flow
+                .last_ts
+                .saturating_add(HOLD)
+                .max(flow.first_ts.saturating_add(SLACK));
+            self.held.push(Reverse(Held { due, flow, reason }));
+        }
+        self.stats.flows_held_peak = self.stats.flows_held_peak.max(self.held.len() as u64);
+        if let Some(c) = self.clocks.get_mut(r.worker) {
+            *c = (*c).max(r.clock);
+        }
+        self.advance(classifier, ready);
+    }
+
+    /// A worker has sent everything.
+    pub fn worker_done(
+        &mut self,
+        worker: usize,
+        classifier: &Classifier,
+        ready: &mut Vec<(Flow, EndReason, Verdict)>,
+    ) {
+        if let Some(c) = self.clocks.get_mut(worker) {
+            *c = u64::MAX;
+        }
+        self.advance(classifier, ready);
+    }
+
+    /// Apply every fact before the watermark, then release the flows due before it. A worker
+    /// has sent every fact stamped before its reported clock, hence the strict comparisons.
+    fn advance(&mut self, classifier: &Classifier, ready: &mut Vec<(Flow, EndReason, Verdict)>) {
+        let wm = self.clocks.iter().copied().min().unwrap_or(u64::MAX);
+        while self
+            .facts
+            .peek()
+            .is_some_and(|f| f.0.at < wm || wm == u64::MAX)
+        {
+            let Reverse(f) = self.facts.pop().expect("peeked");
+            self.apply(f);
+        }
+        while self
+            .held
+            .peek()
+            .is_some_and(|h| h.0.due < wm || wm == u64::MAX)
+        {
+            let Reverse(h) = self.held.pop().expect("peeked");
+            let mut flow = h.flow;
+            let verdict = self.label(&mut flow, classifier);
+            ready.push((flow, h.reason, verdict));
+        }
+    }
+
+    fn apply(&mut self, f: Fact) {
+        self.expectations.expire(f.at, &mut self.stats);
+        match f.kind {
+            FactKind::Announced(a) => self.expectations.announce(f.at, a, &mut self.stats),
+            FactKind::Confirmed(c) => self.endpoints.confirm(f.at, c, &mut self.stats),
+            FactKind::Started(s) => {
+                if let Some(m) = self.expectations.lookup(&s, &mut self.stats) {
+                    let k = (s.key, s.first_ts);
+                    while self.matches.len() >= MAX_MATCHES {
+                        match self.match_order.pop_front() {
+                            Some(old) => {
+                                self.matches.remove(&old);
+                            }
+                            None => break,
+                        }
+                    }
+                    if self.matches.insert(k, m).is_none() {
+                        self.match_order.push_back(k);
+                    }
+                }
+                if self.match_order.len() > 2 * MAX_MATCHES {
+                    let order = std::mem::take(&mut self.match_order);
+                    self.match_order = order
+                        .into_iter()
+                        .filter(|k| self.matches.contains_key(k))
+                        .collect();
+                }
+            }
+        }
+    }
+
+    /// The final verdict of a flow: an expectation it matched, else a learned endpoint when
+    /// its own payload says nothing, else its own verdict.
+    fn label(&mut self, f: &mut Flow, classifier: &Classifier) -> Verdict {
+        let own = classifier.verdict(f);
+        let payload = f
+            .detection
+            .as_deref()
+            .filter(|d| d.confidence == Confidence::Payload && d.protocol != "unknown")
+            .map(|d| (d.protocol, d.evidence.clone()));
+        if let Some(m) = self.matches.remove(&(f.key, f.first_ts)) {
+            let agrees =
+                |p: &str| p == m.label.protocol || (is_media(p) && is_media(m.label.protocol));
+            match payload {
+                Some((p, _)) if !agrees(p) => {
+                    let mut v = own;
+                    v.evidence.push_str(&format!(
+                        "; payload wins over the expectation ({}, announced by {})",
+                        m.label.protocol, m.parent
+                    ));
+                    return v;
+                }
+                Some((_, ev)) => {
+                    let how = format!("{}; payload agrees: {ev}", m.label.how);
+                    return self.relabel(
+                        f,
+                        classifier,
+                        &m.label,
+                        how,
+                        &m.parent,
+                        Confidence::Expectation,
+                    );
+                }
+                None => {
+                    let how = m.label.how.clone();
+                    return self.relabel(
+                        f,
+                        classifier,
+                        &m.label,
+                        how,
+                        &m.parent,
+                        Confidence::Expectation,
+                    );
+                }
+            }
+        }
+        let weak =
+            matches!(own.confidence, Confidence::Port | Confidence::None) || own.protocol == "tls";
+        if weak && f.key.proto == IPPROTO_TCP {
+            let ((oa, op), (ra, rp)) = f.endpoints();
+            let own_id = key_community_id(&f.key);
+            let until = f.last_ts.saturating_add(HOLD);
+            // A flow seen mid-stream may have its server guessed wrong: try both sides.
+            let sides = [(ra, rp), (oa, op)];
+            let n = if f.mid_stream { 2 } else { 1 };
+            let found = sides[..n].iter().find_map(|&(a, p)| {
+                let server = Endpoint::new(to_ip(&a, f.key.v6), p, IPPROTO_TCP);
+                self.endpoints.lookup(&server, until, &own_id)
+            });
+            if let Some((label, parent)) = found {
+                self.stats.endpoints_applied += 1;
+                let how = label.how.clone();
+                return self.relabel(f, classifier, &label, how, &parent, Confidence::Endpoint);
+            }
+        }
+        own
+    }
+
+    /// Give a flow the label of another flow and classify it again (port hints and implicit
+    /// TLS still apply); its own detection fields are kept.
+    fn relabel(
+        &mut self,
+        f: &mut Flow,
+        classifier: &Classifier,
+        label: &crate::classify::expect::Label,
+        how: String,
+        parent: &str,
+        confidence: Confidence,
+    ) -> Verdict {
+        let mut fields = f
+            .detection
+            .as_deref()
+            .map(|d| d.fields.clone())
+            .unwrap_or_default();
+        if let Some(i) = &label.interface {
+            fields.retain(|(k, _)| *k != "dcerpc.interface");
+            fields.push(("dcerpc.interface", i.clone()));
+        }
+        fields.push(("exwatch.parent", parent.to_string()));
+        f.detection = Some(Box::new(Detection {
+            protocol: label.protocol,
+            service: label.service.clone(),
+            confidence,
+            evidence: how,
+            fields,
+        }));
+        classifier.verdict(f)
+    }
+}
+
+fn is_media(p: &str) -> bool {
+    p == "rtp" || p == "rtcp"
+}
