@@ -6,7 +6,7 @@
 use super::detectors::dcerpc::{ept_map_endpoints, interface, uuid_string};
 use super::detectors::sip::{sip_sdp, SdpMedia};
 use super::expect::{key_community_id, Announcement, Confirmation, Endpoint, Fact, Label, Pin};
-use super::Detection;
+use super::{Classifier, Detection};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::Flow;
@@ -25,15 +25,22 @@ pub enum Announcer {
     Epm,
 }
 
-/// Whether a flow's detection makes it an announcer, and which.
-pub fn announcer(f: &Flow, d: &Detection) -> Option<Announcer> {
+/// Whether a flow's detection makes it an announcer, and which. A SIP flow is Exchange UM
+/// when its payload or its port says so (as its own record will).
+pub fn announcer(f: &Flow, d: &Detection, c: &Classifier) -> Option<Announcer> {
     match d.protocol {
         "sip" => Some(Announcer::Sip {
-            um: d.service.as_deref() == Some("um-sip"),
+            um: d.service.as_deref() == Some("um-sip") || is_um_port(f, c),
         }),
         "dcerpc" if f.key.proto == IPPROTO_TCP && f.resp_port() == 135 => Some(Announcer::Epm),
         _ => None,
     }
+}
+
+/// Whether a flow's port is an Exchange UM SIP port.
+pub fn is_um_port(f: &Flow, c: &Classifier) -> bool {
+    c.port_entry(f)
+        .is_some_and(|(e, _)| c.sigs.services[e.service].name == "um-sip")
 }
 
 /// Whether a datagram starts like a SIP message (a status line, or a request line ending in

@@ -103,6 +103,8 @@ pub struct Start {
     pub key: FlowKey,
     /// The flow's first packet time (its identity together with the key).
     pub first_ts: u64,
+    /// The reader clock at that packet, which announcements are compared with.
+    pub clock: u64,
 }
 
 /// What a worker reports besides finished flows.
@@ -138,10 +140,14 @@ impl Fact {
     }
 
     /// A start is matched once announcements up to `SLACK` after it can have arrived.
-    pub fn started(ts: u64, key: FlowKey, first_ts: u64) -> Self {
+    pub fn started(clock: u64, key: FlowKey, first_ts: u64) -> Self {
         Fact {
-            at: ts.saturating_add(SLACK),
-            kind: FactKind::Started(Start { key, first_ts }),
+            at: clock.saturating_add(SLACK),
+            kind: FactKind::Started(Start {
+                key,
+                first_ts,
+                clock,
+            }),
         }
     }
 }
@@ -292,7 +298,7 @@ impl Expectations {
         }
     }
 
-    /// The expectation a flow starting at `first_ts` matches: announced no later than `SLACK`
+    /// The expectation a flow starting at reader clock `s.clock` matches: announced no later than `SLACK`
     /// after its start and alive at it; among several, the latest announcement, then the
     /// smallest parent and label.
     pub fn lookup(&mut self, s: &Start, stats: &mut LinkStats) -> Option<Match> {
@@ -313,8 +319,8 @@ impl Expectations {
             .iter()
             .filter(|key| {
                 self.map.get(key).is_some_and(|e| {
-                    e.ts <= s.first_ts.saturating_add(SLACK)
-                        && e.ts.saturating_add(LIFETIME) >= s.first_ts
+                    e.ts <= s.clock.saturating_add(SLACK)
+                        && e.ts.saturating_add(LIFETIME) >= s.clock
                 })
             })
             .min_by(|a, b| {
@@ -469,6 +475,7 @@ mod tests {
                 vlan: [0, 0],
             },
             first_ts,
+            clock: first_ts,
         }
     }
 

@@ -5,6 +5,7 @@
 //! are the same for any number of workers.
 
 use super::Report;
+use crate::classify::announce;
 use crate::classify::expect::{
     key_community_id, Endpoint, Endpoints, Expectations, Fact, FactKind, LinkStats, Match, HOLD,
     MAX_ENDPOINTS, MAX_EXPECTATIONS, SLACK,
@@ -69,12 +70,17 @@ pub struct Linker {
 impl Linker {
     /// A linker for `workers` workers.
     pub fn new(workers: usize) -> Self {
+        Self::with_caps(workers, MAX_EXPECTATIONS, MAX_ENDPOINTS)
+    }
+
+    /// A linker with the given table bounds.
+    pub fn with_caps(workers: usize, expectations: usize, endpoints: usize) -> Self {
         Linker {
             clocks: vec![0; workers],
             facts: BinaryHeap::new(),
             held: BinaryHeap::new(),
-            expectations: Expectations::new(MAX_EXPECTATIONS),
-            endpoints: Endpoints::new(MAX_ENDPOINTS),
+            expectations: Expectations::new(expectations),
+            endpoints: Endpoints::new(endpoints),
             matches: HashMap::new(),
             match_order: VecDeque::new(),
             stats: LinkStats::default(),
@@ -90,10 +96,15 @@ impl Linker {
     ) {
         self.facts.extend(r.facts.into_iter().map(Reverse));
         for (flow, reason) in r.flows {
-            let due = flow
-                .last_ts
-                .saturating_add(HOLD)
-                .max(flow.first_ts.saturating_add(SLACK));
+            // Its start notice was stamped with the reader clock at its first packet, which
+            // the reporting worker's clock has passed; with out-of-order capture times that
+            // can be later than its own timestamps, so wait for it explicitly.
+            let started = if announce::may_be_announced(&flow) {
+                r.clock.saturating_add(SLACK)
+            } else {
+                0
+            };
+            let due = flow.last_ts.saturating_add(HOLD).max(started);
             self.held.push(Reverse(Held { due, flow, reason }));
         }
         self.stats.flows_held_peak = self.stats.flows_held_peak.max(self.held.len() as u64);
@@ -272,4 +283,71 @@ impl Linker {
 
 fn is_media(p: &str) -> bool {
     p == "rtp" || p == "rtcp"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::expect::{Announcement, Label, Pin, SECOND};
+    use crate::signatures::Signatures;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    fn announcement(i: u32) -> Announcement {
+        Announcement {
+            pin: Pin::Endpoint,
+            at: Endpoint::new(IpAddr::V4(Ipv4Addr::from(i)), 6000, 17),
+            label: Label {
+                protocol: "rtp",
+                service: None,
+                interface: None,
+                how: "flood".into(),
+            },
+            parent: "1:flood".into(),
+        }
+    }
+
+    /// Two workers flood the sink with announcements for ten minutes of capture time: the
+    /// table never holds more than its bound, pending facts are drained as the watermark
+    /// passes them, and what was pushed out is counted (evicted or expired).
+    #[test]
+    fn flood_of_announcements_keeps_the_sink_bounded() {
+        let c = Classifier::new(Arc::new(Signatures::embedded()));
+        let cap = 4096;
+        let mut l = Linker::with_caps(2, cap, cap);
+        let mut ready = Vec::new();
+        let per_report = 500u32;
+        let mut i = 0u32;
+        for step in 0..1200u64 {
+            let clock = step * SECOND / 2;
+            for w in 0..2 {
+                let facts = (0..per_report)
+                    .map(|_| {
+                        i += 1;
+                        Fact::announced(clock, announcement(i))
+                    })
+                    .collect();
+                let r = Report {
+                    worker: w,
+                    clock: clock + 1,
+                    flows: Vec::new(),
+                    facts,
+                };
+                l.report(r, &c, &mut ready);
+            }
+            assert!(l.expectations.len() <= cap);
+            assert!(l.expectations.queue_len() <= 2 * cap + 17);
+            assert!(
+                l.facts.is_empty(),
+                "facts before the watermark are applied at once"
+            );
+        }
+        let st = l.stats;
+        assert_eq!(st.expectations_announced, u64::from(i));
+        assert_eq!(
+            st.expectations_announced - st.expectations_evicted - st.expectations_expired_unused,
+            l.expectations.len() as u64
+        );
+        assert!(st.expectations_evicted > 0);
+    }
 }

@@ -156,7 +156,9 @@ impl Worker {
                 Some(d) => {
                     // Decided announcers keep being read: the SDP answer, re-INVITEs and
                     // later ept_map replies come after the decision.
-                    if let Some(who) = announce::announcer(f, d).filter(|_| announce::watching(f)) {
+                    if let Some(who) = announce::announcer(f, d, &self.classifier)
+                        .filter(|_| announce::watching(f))
+                    {
                         let dir = f.dir_of(p.from_lo);
                         announce::announcements(
                             f,
@@ -205,7 +207,8 @@ impl Worker {
                 && insp.buffered()[dir] != payload
                 && announce::looks_like_sip(payload)
             {
-                let who = announce::Announcer::Sip { um: false };
+                let um = announce::is_um_port(f, &self.classifier);
+                let who = announce::Announcer::Sip { um };
                 announce::announcements(f, who, dir, payload, p.clock, &mut None, &mut self.facts);
             }
         }
@@ -214,7 +217,7 @@ impl Worker {
             // (and the current datagram, which UDP buffers keep only when it is the first).
             let mut parent = None;
             announce::decided(f, d, p.clock, &mut parent, &mut self.facts);
-            if let Some(who) = announce::announcer(f, d) {
+            if let Some(who) = announce::announcer(f, d, &self.classifier) {
                 let bufs = insp.buffered();
                 for (i, b) in bufs.iter().enumerate() {
                     announce::announcements(f, who, i, b, p.clock, &mut parent, &mut self.facts);
