@@ -248,3 +248,142 @@ pub fn may_be_announced(f: &Flow) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::expect::FactKind;
+    use crate::classify::Confidence;
+    use crate::flow::tests::pkt;
+
+    fn flow(sport: u16, dport: u16, proto: u8) -> Flow {
+        let mut p = pkt(20, sport, 10, dport, 0x02, 1);
+        p.key.proto = proto;
+        Flow::new(&p, |_, _| false)
+    }
+
+    fn detection(protocol: &'static str, fields: Vec<(&'static str, String)>) -> Detection {
+        Detection {
+            protocol,
+            service: None,
+            confidence: Confidence::Payload,
+            evidence: String::new(),
+            fields,
+        }
+    }
+
+    fn announced(facts: &[Fact]) -> Vec<&Announcement> {
+        facts
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FactKind::Announced(a) => Some(&**a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const OK_200: &[u8] = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.20:5060\r\nCSeq: 1 INVITE\r\n\
+Content-Type: application/sdp\r\nContent-Length: 120\r\n\r\nv=0\r\no=- 1 1 IN IP4 10.0.0.10\r\n\
+s=-\r\nc=IN IP4 10.0.0.99\r\nt=0 0\r\nm=audio 17002 RTP/AVP 0\r\na=rtcp:17011\r\nm=image 0 udptl t38\r\n";
+
+    #[test]
+    fn sdp_answer_announces_rtp_and_rtcp_at_the_c_address() {
+        let f = flow(5060, 5060, IPPROTO_UDP);
+        let mut out = Vec::new();
+        let who = Announcer::Sip { um: true };
+        announcements(&f, who, 1, OK_200, 7, &mut None, &mut out);
+        let a = announced(&out);
+        assert_eq!(a.len(), 2, "{a:?}");
+        let want = |port| Endpoint::new("10.0.0.99".parse().unwrap(), port, IPPROTO_UDP);
+        assert_eq!((a[0].at, a[0].label.protocol), (want(17002), "rtp"));
+        assert_eq!((a[1].at, a[1].label.protocol), (want(17011), "rtcp"));
+        assert_eq!(a[0].label.service.as_deref(), Some("um-rtp"));
+        assert_eq!(a[0].parent, key_community_id(&f.key));
+        assert!(out.iter().all(|f| f.at == 7));
+    }
+
+    #[test]
+    fn sdp_without_c_line_uses_the_sender_and_port_plus_one() {
+        let f = flow(5062, 5060, IPPROTO_UDP);
+        let body = "v=0\r\nm=audio 16000 RTP/AVP 0\r\nt=0 0\r\n";
+        let msg = format!(
+            "INVITE sip:b@10.0.0.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.20:5062\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let msg = msg.as_bytes();
+        let mut out = Vec::new();
+        announcements(
+            &f,
+            Announcer::Sip { um: false },
+            0,
+            msg,
+            1,
+            &mut None,
+            &mut out,
+        );
+        let a = announced(&out);
+        let sender = Endpoint::new("10.0.0.20".parse().unwrap(), 16001, IPPROTO_UDP);
+        assert_eq!((a[1].at, a[1].label.protocol), (sender, "rtcp"));
+        assert_eq!(a[0].label.service.as_deref(), Some("rtp"));
+        // Not a SIP message, or no SDP: nothing.
+        out.clear();
+        announcements(
+            &f,
+            Announcer::Sip { um: false },
+            0,
+            b"v=0\r\nm=audio 1 RTP/AVP 0\r\n",
+            1,
+            &mut None,
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn rpc_http_request_announces_its_back_end_port_and_confirms_nothing_below_1024() {
+        let f = flow(50000, 80, IPPROTO_TCP);
+        let d = detection(
+            "http",
+            vec![("exwatch.rpc_http.target_port", "6001".into())],
+        );
+        let mut out = Vec::new();
+        decided(&f, &d, 3, &mut None, &mut out);
+        assert_eq!(out.len(), 1, "no confirmation of port 80");
+        let a = announced(&out);
+        assert_eq!(a[0].pin, Pin::ClientToPort);
+        assert_eq!(
+            a[0].at,
+            Endpoint::new("10.0.0.10".parse().unwrap(), 6001, IPPROTO_TCP),
+            "from the proxy (the HTTP server) to the target port"
+        );
+    }
+
+    #[test]
+    fn payload_on_a_high_port_confirms_the_endpoint_unless_the_bind_was_rejected() {
+        let f = flow(50000, 1032, IPPROTO_TCP);
+        let mut d = detection("dcerpc", vec![("dcerpc.interface", "emsmdb".into())]);
+        d.service = Some("emsmdb".into());
+        let mut out = Vec::new();
+        decided(&f, &d, 3, &mut None, &mut out);
+        match &out[0].kind {
+            FactKind::Confirmed(c) => {
+                assert_eq!(c.server.port, 1032);
+                assert_eq!(c.label.interface.as_deref(), Some("emsmdb"));
+            }
+            k => panic!("{k:?}"),
+        }
+        d.fields
+            .push(("exwatch.dcerpc.bind_result", "rejected: x".into()));
+        out.clear();
+        decided(&f, &d, 3, &mut None, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn sip_like_datagrams() {
+        assert!(looks_like_sip(b"SIP/2.0 200 OK\r\n"));
+        assert!(looks_like_sip(b"INVITE sip:x SIP/2.0\r\nVia: x"));
+        assert!(!looks_like_sip(b"GET / HTTP/1.1\r\n"));
+        assert!(!looks_like_sip(&[0x80; 200]));
+    }
+}

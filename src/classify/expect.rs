@@ -110,8 +110,9 @@ pub struct Start {
 /// What a worker reports besides finished flows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FactKind {
-    Announced(Announcement),
-    Confirmed(Confirmation),
+    // Boxed: start notices, one per candidate flow, are the common fact and stay small.
+    Announced(Box<Announcement>),
+    Confirmed(Box<Confirmation>),
     Started(Start),
 }
 
@@ -128,14 +129,14 @@ impl Fact {
     pub fn announced(ts: u64, a: Announcement) -> Self {
         Fact {
             at: ts,
-            kind: FactKind::Announced(a),
+            kind: FactKind::Announced(Box::new(a)),
         }
     }
 
     pub fn confirmed(ts: u64, c: Confirmation) -> Self {
         Fact {
             at: ts,
-            kind: FactKind::Confirmed(c),
+            kind: FactKind::Confirmed(Box::new(c)),
         }
     }
 
@@ -477,6 +478,16 @@ mod tests {
             first_ts,
             clock: first_ts,
         }
+    }
+
+    /// One start notice is queued per candidate flow for a few seconds of capture time.
+    #[test]
+    fn facts_stay_small() {
+        assert!(
+            std::mem::size_of::<Fact>() <= 80,
+            "{}",
+            std::mem::size_of::<Fact>()
+        );
     }
 
     #[test]

@@ -154,8 +154,8 @@ impl Linker {
     fn apply(&mut self, f: Fact) {
         self.expectations.expire(f.at, &mut self.stats);
         match f.kind {
-            FactKind::Announced(a) => self.expectations.announce(f.at, a, &mut self.stats),
-            FactKind::Confirmed(c) => self.endpoints.confirm(f.at, c, &mut self.stats),
+            FactKind::Announced(a) => self.expectations.announce(f.at, *a, &mut self.stats),
+            FactKind::Confirmed(c) => self.endpoints.confirm(f.at, *c, &mut self.stats),
             FactKind::Started(s) => {
                 if let Some(m) = self.expectations.lookup(&s, &mut self.stats) {
                     let k = (s.key, s.first_ts);
