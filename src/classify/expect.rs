@@ -410,12 +410,18 @@ impl Endpoints {
         );
     }
 
-    /// The label confirmed for `server` no later than `until`, by a flow other than `own`.
-    pub fn lookup(&self, server: &Endpoint, until: u64, own: &str) -> Option<(Label, String)> {
-        let l = self
-            .map
-            .get(server)
-            .filter(|l| l.ts <= until && l.parent != own)?;
+    /// The label confirmed for `server` no later than `until`, by a flow other than the one
+    /// whose Community ID `own` gives (computed only when there is an entry).
+    pub fn lookup(
+        &self,
+        server: &Endpoint,
+        until: u64,
+        own: impl FnOnce() -> String,
+    ) -> Option<(Label, String)> {
+        let l = self.map.get(server).filter(|l| l.ts <= until)?;
+        if l.parent == own() {
+            return None;
+        }
         let label = match l.conflict_ts {
             Some(t) if t <= until => Label {
                 protocol: l.label.protocol,
@@ -629,12 +635,13 @@ mod tests {
             },
             &mut s,
         );
+        let z = || "z".to_string();
+        assert!(l.lookup(&srv, 9, z).is_none(), "confirmed later than asked");
         assert!(
-            l.lookup(&srv, 9, "z").is_none(),
-            "confirmed later than asked"
+            l.lookup(&srv, 10, || "a".into()).is_none(),
+            "not its own parent"
         );
-        assert!(l.lookup(&srv, 10, "a").is_none(), "not its own parent");
-        assert_eq!(l.lookup(&srv, 10, "z").unwrap().0, lab);
+        assert_eq!(l.lookup(&srv, 10, z).unwrap().0, lab);
         lab.service = Some("nspi".into());
         l.confirm(
             20,
@@ -646,10 +653,10 @@ mod tests {
             &mut s,
         );
         assert_eq!(
-            l.lookup(&srv, 15, "z").unwrap().0.service.as_deref(),
+            l.lookup(&srv, 15, z).unwrap().0.service.as_deref(),
             Some("emsmdb")
         );
-        assert_eq!(l.lookup(&srv, 25, "z").unwrap().0.service, None);
+        assert_eq!(l.lookup(&srv, 25, z).unwrap().0.service, None);
         assert_eq!(s.endpoints_learned, 1);
     }
 }

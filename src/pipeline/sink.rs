@@ -229,16 +229,16 @@ impl Linker {
         }
         let weak =
             matches!(own.confidence, Confidence::Port | Confidence::None) || own.protocol == "tls";
-        if weak && f.key.proto == IPPROTO_TCP {
+        if weak && f.key.proto == IPPROTO_TCP && !self.endpoints.is_empty() {
             let ((oa, op), (ra, rp)) = f.endpoints();
-            let own_id = key_community_id(&f.key);
             let until = f.last_ts.saturating_add(HOLD);
             // A flow seen mid-stream may have its server guessed wrong: try both sides.
             let sides = [(ra, rp), (oa, op)];
             let n = if f.mid_stream { 2 } else { 1 };
             let found = sides[..n].iter().find_map(|&(a, p)| {
                 let server = Endpoint::new(to_ip(&a, f.key.v6), p, IPPROTO_TCP);
-                self.endpoints.lookup(&server, until, &own_id)
+                self.endpoints
+                    .lookup(&server, until, || key_community_id(&f.key))
             });
             if let Some((label, parent)) = found {
                 self.stats.endpoints_applied += 1;

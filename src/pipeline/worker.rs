@@ -31,6 +31,8 @@ pub struct Worker {
     facts: Vec<Fact>,
     /// The clock of the last report sent to the sink.
     reported: u64,
+    /// The input has ended: every fact has been sent.
+    no_more_facts: bool,
     table: FlowTable,
     clock: u64,
     finished: Vec<(Flow, EndReason)>,
@@ -50,6 +52,7 @@ impl Worker {
             classifier,
             facts: Vec::new(),
             reported: 0,
+            no_more_facts: false,
             table: FlowTable::new(max_flows, timeouts),
             clock: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
@@ -87,6 +90,10 @@ impl Worker {
                 }
                 ToWorker::Finish { clock } => {
                     self.clock = self.clock.max(clock);
+                    // Ending flows produce no facts: say so at once, so the sink can write
+                    // the flows that follow instead of holding them for the other workers.
+                    self.no_more_facts = true;
+                    self.send(&sink);
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {
                             continue;
@@ -271,9 +278,14 @@ impl Worker {
         };
         let facts = std::mem::take(&mut self.facts);
         self.reported = self.clock;
+        let clock = if self.no_more_facts {
+            u64::MAX
+        } else {
+            self.clock
+        };
         let _ = sink.send(ToSink::Report(Report {
             worker: self.id,
-            clock: self.clock,
+            clock,
             flows,
             facts,
         }));
