@@ -17,8 +17,9 @@ use crate::flow::{EndReason, Flow, FlowKey};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-/// Matches kept for flows whose record has not come yet; the oldest are dropped beyond it.
-const MAX_MATCHES: usize = 1 << 20;
+/// Matches kept for flows whose record has not come yet (open media and RPC connections);
+/// the oldest are dropped beyond it.
+const MAX_MATCHES: usize = 65_536;
 
 /// A finished flow waiting for the watermark.
 struct Held {
