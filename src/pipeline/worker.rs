@@ -211,8 +211,8 @@ impl Worker {
         let insp = f.inspect.as_deref().expect("created above");
         if let Outcome::Undecided = &outcome {
             if proto == IPPROTO_UDP
-                && insp.buffered()[dir] != payload
                 && announce::looks_like_sip(payload)
+                && insp.buffered()[dir] != payload
             {
                 let um = announce::is_um_port(f, &self.classifier);
                 let who = announce::Announcer::Sip { um };
