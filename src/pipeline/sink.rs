@@ -230,20 +230,34 @@ impl Linker {
         }
         let weak =
             matches!(own.confidence, Confidence::Port | Confidence::None) || own.protocol == "tls";
-        if weak && f.key.proto == IPPROTO_TCP && !self.endpoints.is_empty() {
+        // DCE/RPC seen only after its bind (a connection joined mid-stream) proves the protocol
+        // but not the interface: a learned interface on its endpoint completes it.
+        let bare_rpc = own.protocol == "dcerpc"
+            && own.confidence == Confidence::Payload
+            && f.detection
+                .as_deref()
+                .is_some_and(|d| !d.fields.iter().any(|(k, _)| *k == "dcerpc.interface"));
+        if (weak || bare_rpc) && f.key.proto == IPPROTO_TCP && !self.endpoints.is_empty() {
             let ((oa, op), (ra, rp)) = f.endpoints();
             let until = f.last_ts.saturating_add(HOLD);
             // A flow seen mid-stream may have its server guessed wrong: try both sides.
             let sides = [(ra, rp), (oa, op)];
             let n = if f.mid_stream { 2 } else { 1 };
-            let found = sides[..n].iter().find_map(|&(a, p)| {
-                let server = Endpoint::new(to_ip(&a, f.key.v6), p, IPPROTO_TCP);
-                self.endpoints
-                    .lookup(&server, until, || key_community_id(&f.key))
-            });
+            let found = sides[..n]
+                .iter()
+                .find_map(|&(a, p)| {
+                    let server = Endpoint::new(to_ip(&a, f.key.v6), p, IPPROTO_TCP);
+                    self.endpoints
+                        .lookup(&server, until, || key_community_id(&f.key))
+                })
+                .filter(|(l, _)| weak || (l.protocol == "dcerpc" && l.interface.is_some()));
             if let Some((label, parent)) = found {
                 self.stats.endpoints_applied += 1;
-                let how = label.how.clone();
+                let how = if weak {
+                    label.how.clone()
+                } else {
+                    format!("{}; payload agrees: {}", label.how, own.evidence)
+                };
                 return self.relabel(f, classifier, &label, how, &parent, Confidence::Endpoint);
             }
         }
@@ -290,6 +304,7 @@ fn is_media(p: &str) -> bool {
 mod tests {
     use super::*;
     use crate::classify::expect::{Announcement, Label, Pin, SECOND};
+    use crate::flow::EndReason;
     use crate::signatures::Signatures;
     use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Arc;
@@ -305,6 +320,100 @@ mod tests {
                 how: "flood".into(),
             },
             parent: "1:flood".into(),
+        }
+    }
+
+    fn flow_to(sport: u16, port: u16, mid_stream: bool, detection: Option<Detection>) -> Flow {
+        let p = crate::flow::tests::pkt(20, sport, 2, port, 0x18, 10 * SECOND);
+        let mut f = Flow::new(&p, |_, _| false);
+        f.update(&p);
+        f.mid_stream = mid_stream;
+        f.detection = detection.map(Box::new);
+        f
+    }
+
+    fn rpc(interface: Option<&str>) -> Detection {
+        Detection {
+            protocol: "dcerpc",
+            service: interface.map(str::to_string),
+            confidence: Confidence::Payload,
+            evidence: "DCE/RPC v5 request".into(),
+            fields: interface
+                .map(|i| vec![("dcerpc.interface", i.to_string())])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A bound EMSMDB connection teaches its endpoint; a payload-less connection and one seen
+    /// only after its bind take its label with confidence `endpoint`, whatever order the
+    /// workers report them in; a connection to another port does not.
+    #[test]
+    fn learned_endpoint_labels_flows_without_evidence_of_their_own() {
+        let c = Classifier::new(Arc::new(Signatures::embedded()));
+        let bound = flow_to(50000, 1032, false, Some(rpc(Some("emsmdb"))));
+        let confirm = Fact::confirmed(
+            10 * SECOND,
+            crate::classify::expect::Confirmation {
+                server: Endpoint::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 1032, 6),
+                label: Label {
+                    protocol: "dcerpc",
+                    service: Some("emsmdb".into()),
+                    interface: Some("emsmdb".into()),
+                    how: "confirmed".into(),
+                },
+                parent: key_community_id(&bound.key),
+            },
+        );
+        for flip in [false, true] {
+            let mut l = Linker::new(2);
+            let mut ready = Vec::new();
+            let flows = vec![
+                (flow_to(50001, 1032, true, None), EndReason::EndOfInput),
+                (
+                    flow_to(50002, 1032, true, Some(rpc(None))),
+                    EndReason::EndOfInput,
+                ),
+                (flow_to(50003, 1033, true, None), EndReason::EndOfInput),
+            ];
+            let a = Report {
+                worker: usize::from(flip),
+                clock: 11 * SECOND,
+                flows,
+                facts: Vec::new(),
+            };
+            let b = Report {
+                worker: usize::from(!flip),
+                clock: 11 * SECOND,
+                flows: Vec::new(),
+                facts: vec![confirm.clone()],
+            };
+            let (first, second) = if flip { (b, a) } else { (a, b) };
+            l.report(first, &c, &mut ready);
+            l.report(second, &c, &mut ready);
+            l.worker_done(0, &c, &mut ready);
+            l.worker_done(1, &c, &mut ready);
+            assert_eq!(ready.len(), 3);
+            let v = |client: u16| {
+                &ready
+                    .iter()
+                    .find(|(f, _, _)| f.orig_port() == client)
+                    .unwrap()
+                    .2
+            };
+            let none = v(50001);
+            assert_eq!(
+                (none.confidence, none.service.as_str()),
+                (Confidence::Endpoint, "emsmdb")
+            );
+            let bare = v(50002);
+            assert_eq!(bare.confidence, Confidence::Endpoint);
+            assert!(
+                bare.evidence.contains("payload agrees"),
+                "{}",
+                bare.evidence
+            );
+            assert_eq!(v(50003).confidence, Confidence::Port);
+            assert_eq!(l.stats.endpoints_applied, 2);
         }
     }
 
