@@ -154,3 +154,59 @@ fn order_of_files_and_threads_does_not_change_labels() {
     let r = by_port(&run.records, "tcp", 49154);
     assert_eq!(s(r, "exwatch.confidence"), "expectation");
 }
+
+/// An IPv4/UDP datagram (raw IP link type) from `src` to `dst`.
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// 36,000 SIP calls from distinct phones, each INVITE announcing RTP and RTCP on its own
+/// address and port, 1 ms apart (no expectation expires): 72,000 announcements for a table
+/// of 65,536. The summary shows every one beyond the bound evicted, so the table never held
+/// more than its bound; records and summary are the same with several workers.
+#[test]
+fn flood_of_announcements_is_bounded_and_counted() {
+    let n = 36_000u32;
+    let server = [10, 0, 0, 10];
+    let mut pkts = Vec::new();
+    for i in 0..n {
+        let phone = [10, 1, (i >> 8) as u8, i as u8];
+        let ip = format!("10.1.{}.{}", i >> 8, i & 255);
+        let port = 10_000 + 2 * (i % 20_000);
+        let body = format!("v=0\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n");
+        let invite = format!(
+            "INVITE sip:um@10.0.0.10 SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:5060\r\nCSeq: 1 INVITE\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let trying = "SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let ts = 1_700_000_000_000_000_000 + u64::from(i) * 1_000_000;
+        pkts.push((ts, udp4(phone, 5060, server, 5060, invite.as_bytes())));
+        pkts.push((
+            ts + 1000,
+            udp4(server, 5060, phone, 5060, trying.as_bytes()),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.pcap");
+    write_pcap(&path, 228, &pkts);
+    let one = audit(&[&path], &["-q", "--threads", "1"]);
+    let e = &one.summary["expectations"];
+    assert_eq!(e["announced"], 2 * u64::from(n), "{e}");
+    assert_eq!(e["evicted"], 2 * u64::from(n) - 65_536, "{e}");
+    assert_eq!(e["matched"], 0);
+    let two = audit(&[&path], &["-q", "--threads", "2"]);
+    assert_eq!(two.summary["expectations"], *e);
+    assert_eq!(canonical(&one.records), canonical(&two.records));
+}
