@@ -236,7 +236,7 @@ impl Summary {
         let l = &self.link;
         let _ = writeln!(
             s,
-            "  expectations announced {}, matched {}, expired unused {}, evicted {}; endpoints learned {}, applied {}, evicted {}; flows held at peak {}",
+            "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}",
             l.expectations_announced,
             l.expectations_matched,
             l.expectations_expired_unused,
