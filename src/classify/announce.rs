@@ -77,6 +77,10 @@ pub fn announcements(
     let sender = if dir == 0 { oa } else { ra };
     match who {
         Announcer::Sip { um } => {
+            // Most SIP messages carry no SDP: skip the parse unless a body could start here.
+            if !payload.windows(4).any(|w| w == b"\nv=0") {
+                return;
+            }
             let media = sip_sdp(payload);
             if media.is_empty() {
                 return;
