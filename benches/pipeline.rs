@@ -33,6 +33,7 @@ fn packet_of(ip_src: u32, ip_dst: u32, sport: u16, dport: u16, flags: u8, ts: u6
     ip.dst[..4].copy_from_slice(&ip_dst.to_be_bytes());
     let (key, from_lo) = FlowKey::new(&ip, sport, dport, 6, [0, 0]);
     FlowPacket {
+        clock: ts,
         ts,
         hash: key.hash64(),
         key,

@@ -237,6 +237,16 @@ impl Inspector {
         }
     }
 
+    /// The bytes held for each direction (originator's first): the reassembled TCP streams,
+    /// or the first datagram of each UDP direction.
+    pub fn buffered(&self) -> [&[u8]; 2] {
+        if self.streams[0].buf.is_empty() && self.streams[1].buf.is_empty() {
+            [&self.first[0], &self.first[1]]
+        } else {
+            [&self.streams[0].buf, &self.streams[1].buf]
+        }
+    }
+
     /// The flow ended undecided: give every remaining candidate its last chance.
     pub fn finish(
         &mut self,

@@ -1,8 +1,10 @@
 //! Classify stage: names each flow's protocol and Exchange service, from payload first and
 //! ports second.
 
+pub mod announce;
 pub mod detector;
 pub mod detectors;
+pub mod expect;
 pub mod inspect;
 pub mod ports;
 

@@ -17,6 +17,9 @@ use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 #[derive(Debug, Clone, Copy)]
 pub struct FlowPacket {
     pub ts: u64,
+    /// The reader's clock at this packet (the latest capture time read so far): never
+    /// decreases, so facts stamped with it reach the sink in order per worker.
+    pub clock: u64,
     pub hash: u64,
     pub key: FlowKey,
     /// The sender is the key's `lo` endpoint.
@@ -399,6 +402,7 @@ pub(crate) mod tests {
         let (key, from_lo) = FlowKey::new(&ip, sport, dport, IPPROTO_TCP, [0, 0]);
         FlowPacket {
             ts,
+            clock: ts,
             hash: key.hash64(),
             key,
             from_lo,

@@ -3,11 +3,13 @@
 
 pub mod control;
 pub mod reader;
+pub mod sink;
 pub mod worker;
 
 use crate::capture::live::LiveCapture;
 use crate::capture::CaptureError;
-use crate::classify::Classifier;
+use crate::classify::expect::Fact;
+use crate::classify::{Classifier, Verdict};
 use crate::decode::frag::FragLimits;
 use crate::flow::{EndReason, Flow};
 use crate::flow::{FlowPacket, Timeouts};
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Packets per batch handed from the reader to a worker.
 pub const BATCH_PACKETS: usize = 512;
+/// Every worker reports its clock to the sink at least this often in capture time (ns).
+pub const TICK: u64 = crate::classify::expect::SECOND;
 /// Payload bytes copied per packet: detectors look only at the first few KiB of a flow.
 pub const MAX_COPY: usize = 2048;
 
@@ -136,14 +140,23 @@ pub enum ToWorker {
     },
 }
 
+/// What a worker hands the sink: finished flows, facts for the cross-flow tables, and its
+/// clock (every fact stamped before it has been sent).
+pub struct Report {
+    pub worker: usize,
+    pub clock: u64,
+    pub flows: Vec<(Flow, EndReason)>,
+    pub facts: Vec<Fact>,
+}
+
 /// Messages from workers to the sink.
 pub enum ToSink {
-    /// Finished flows, to classify, write and count.
-    Flows(Vec<(Flow, EndReason)>),
+    /// Finished flows and facts, to label, classify, write and count.
+    Report(Report),
     /// Flows still alive whose payload verdict was just reached (snapshots), when
     /// `verdict_events` is on.
     Decided(Vec<Flow>),
-    Done(Box<WorkerStats>),
+    Done(usize, Box<WorkerStats>),
 }
 
 /// What an audit produced besides the records it wrote.
@@ -206,6 +219,8 @@ pub fn run(
         pipe_closed: false,
         json: Vec::with_capacity(1 << 20),
         flush_each: live,
+        linker: sink::Linker::new(n),
+        ready: Vec::new(),
     };
     let (read_stats, errors) = std::thread::scope(|s| {
         for i in 0..n {
@@ -220,7 +235,7 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("exwatch-worker-{i}"))
                 .spawn_scoped(s, move || {
-                    worker::Worker::new(classifier, per_worker, timeouts)
+                    worker::Worker::new(i, classifier, per_worker, timeouts)
                         .with_counters(counters, notify)
                         .run(rx, sink_tx, pool_tx)
                 })
@@ -265,6 +280,7 @@ pub fn run(
     });
     let Sink {
         mut summary,
+        linker,
         mut write_error,
         pipe_closed,
         out,
@@ -278,6 +294,7 @@ pub fn run(
         }
     }
     summary.read = read_stats;
+    summary.link = linker.stats;
     if live {
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
@@ -306,26 +323,18 @@ struct Sink<'a> {
     json: Vec<u8>,
     /// Flush the output after every message (live: records appear as flows end).
     flush_each: bool,
+    /// Cross-flow labels: holds finished flows until the facts that may explain them are in.
+    linker: sink::Linker,
+    /// Flows whose final verdict is known, to write.
+    ready: Vec<(Flow, EndReason, Verdict)>,
 }
 
 impl Sink<'_> {
     fn message(&mut self, msg: ToSink) {
         match msg {
-            ToSink::Flows(flows) => {
-                self.json.clear();
-                for (f, reason) in &flows {
-                    let out = self.cfg.write_records.then_some(&mut self.json);
-                    let verdict = self.cfg.classifier.verdict(f);
-                    let facts = FlowFacts::new(f, &verdict);
-                    let notes = if *reason == EndReason::ActiveTimeout {
-                        self.judge.assess(&facts)
-                    } else {
-                        self.judge.judge(&facts)
-                    };
-                    let s = record::build_noted(f, *reason, verdict, &notes, out);
-                    self.summary.add_flow(&s);
-                }
-                self.write();
+            ToSink::Report(r) => {
+                self.linker.report(r, &self.cfg.classifier, &mut self.ready);
+                self.release();
             }
             ToSink::Decided(flows) => {
                 self.json.clear();
@@ -347,8 +356,34 @@ impl Sink<'_> {
                 }
                 self.write();
             }
-            ToSink::Done(w) => self.summary.add_worker(&w),
+            ToSink::Done(i, w) => {
+                self.summary.add_worker(&w);
+                self.linker
+                    .worker_done(i, &self.cfg.classifier, &mut self.ready);
+                self.release();
+            }
         }
+    }
+
+    /// Write the flows whose final verdict is known: the one place every record passes
+    /// through, where the judge (policy, firewall rules, learning) sees it.
+    fn release(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        self.json.clear();
+        for (f, reason, verdict) in self.ready.drain(..) {
+            let out = self.cfg.write_records.then_some(&mut self.json);
+            let facts = FlowFacts::new(&f, &verdict);
+            let notes = if reason.is_interim() {
+                self.judge.assess(&facts)
+            } else {
+                self.judge.judge(&facts)
+            };
+            let s = record::build_noted(&f, reason, verdict, &notes, out);
+            self.summary.add_flow(&s);
+        }
+        self.write();
     }
 
     fn write(&mut self) {

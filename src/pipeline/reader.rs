@@ -1,7 +1,9 @@
 //! The reader thread: capture files in order, or a live interface, decode, reassemble
 //! fragments, shard by flow hash.
 
-use super::{control, AuditConfig, Batch, Counters, Input, ToWorker, BATCH_PACKETS, MAX_COPY};
+use super::{
+    control, AuditConfig, Batch, Counters, Input, ToWorker, BATCH_PACKETS, MAX_COPY, TICK,
+};
 use crate::capture::live::{LiveCapture, Next};
 use crate::capture::{CaptureError, OfflineCapture, RawPacket};
 use crate::decode::frag::{Offer, Reassembler};
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Live capture: partial batches go to the workers, and quiet workers get a clock tick, this
-/// often, so records do not wait for a batch to fill on a slow link.
-const TICK: Duration = Duration::from_millis(100);
+/// often in wall time, so records do not wait for a batch to fill on a slow link.
+const LIVE_TICK: Duration = Duration::from_millis(100);
 /// On a quiet link the capture clock follows the wall clock this far behind, so that a
 /// packet stamped just before a read timeout but read after it is never older than the clock.
 const WALL_LAG_NS: u64 = 1_000_000_000;
@@ -29,6 +31,8 @@ pub struct Reader {
     stats: ReadStats,
     reasm: Reassembler,
     clock: u64,
+    /// When every worker is next sent the clock, even one that gets no packets.
+    next_tick: u64,
     progress: Option<indicatif::ProgressBar>,
     counters: Arc<Counters>,
 }
@@ -53,6 +57,7 @@ impl Reader {
             stats: ReadStats::default(),
             reasm: Reassembler::new(cfg.frag),
             clock: 0,
+            next_tick: 0,
             progress,
             counters: Arc::default(),
         }
@@ -116,7 +121,7 @@ impl Reader {
         let lt = cap.linktype();
         self.warn_linktype(lt, cap.name());
         let mut errors = Vec::new();
-        let mut next_tick = Instant::now() + TICK;
+        let mut next_tick = Instant::now() + LIVE_TICK;
         while !control::stop_requested() {
             match cap.next_packet() {
                 Ok(Next::Packet(raw)) => self.packet(lt, raw),
@@ -135,15 +140,18 @@ impl Reader {
             if Instant::now() >= next_tick {
                 self.tick();
                 self.publish(&mut cap);
-                next_tick = Instant::now() + TICK;
+                next_tick = Instant::now() + LIVE_TICK;
             }
         }
         self.publish(&mut cap);
         errors
     }
 
-    /// Partial batches out, and a clock tick to every worker that had none.
+    /// Partial batches out, and a clock tick to every worker that had none. The sink's
+    /// watermark is the slowest worker's clock, so each must advance at least once per
+    /// second of capture time (and, live, every tenth of a second of wall time).
     fn tick(&mut self) {
+        self.next_tick = self.clock.saturating_add(TICK);
         for i in 0..self.txs.len() {
             if self.batches[i].pkts.is_empty() {
                 self.send(i, ToWorker::Tick { clock: self.clock });
@@ -200,6 +208,9 @@ impl Reader {
         self.stats.packets_read += 1;
         if ts > self.clock {
             self.clock = ts;
+        }
+        if self.clock >= self.next_tick {
+            self.tick();
         }
         match decode::decode(lt, raw.data) {
             Err(u) => self.count_undecodable(u, 1),
@@ -277,6 +288,7 @@ impl Reader {
         b.data.extend_from_slice(copy);
         b.pkts.push(FlowPacket {
             ts,
+            clock: self.clock,
             hash,
             key,
             from_lo,

@@ -1,7 +1,9 @@
 //! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
 
-use super::{Batch, Counters, ToSink, ToWorker};
+use super::{Batch, Counters, Report, ToSink, ToWorker, TICK};
+use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
+use crate::classify::expect::Fact;
 use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::Classifier;
 use crate::decode::tcp_flags::{ACK, SYN};
@@ -19,9 +21,19 @@ const FLUSH_FLOWS: usize = 1024;
 /// One packet in this many has its processing time measured.
 const SAMPLE_EVERY: u64 = 16;
 
+/// Facts buffered before a report is sent anyway.
+const FLUSH_FACTS: usize = 4096;
+
 /// Per-shard flow tracking.
 pub struct Worker {
+    id: usize,
     classifier: Arc<Classifier>,
+    /// Facts for the sink's cross-flow tables, stamped with reader clocks.
+    facts: Vec<Fact>,
+    /// The clock of the last report sent to the sink.
+    reported: u64,
+    /// The input has ended: every fact has been sent.
+    no_more_facts: bool,
     table: FlowTable,
     clock: u64,
     finished: Vec<(Flow, EndReason)>,
@@ -34,9 +46,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(classifier: Arc<Classifier>, max_flows: usize, timeouts: Timeouts) -> Self {
+    pub fn new(
+        id: usize,
+        classifier: Arc<Classifier>,
+        max_flows: usize,
+        timeouts: Timeouts,
+    ) -> Self {
         Worker {
+            id,
             classifier,
+            facts: Vec::new(),
+            reported: 0,
+            no_more_facts: false,
             table: FlowTable::new(max_flows, timeouts),
             clock: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
@@ -79,6 +100,9 @@ impl Worker {
                     b.data.clear();
                     let _ = pool.send(b);
                     self.flush_if_full(&sink);
+                    if self.clock >= self.reported.saturating_add(TICK) {
+                        self.send(&sink);
+                    }
                 }
                 ToWorker::Tick { clock } => {
                     self.clock = self.clock.max(clock);
@@ -90,6 +114,10 @@ impl Worker {
                     reason: open,
                 } => {
                     self.clock = self.clock.max(clock);
+                    // Ending flows produce no facts: say so at once, so the sink can write
+                    // the flows that follow instead of holding them for the other workers.
+                    self.no_more_facts = true;
+                    self.send(&sink);
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {
                             continue;
@@ -108,7 +136,7 @@ impl Worker {
         }
         self.send(&sink);
         let stats = std::mem::take(&mut self.stats);
-        let _ = sink.send(ToSink::Done(Box::new(stats)));
+        let _ = sink.send(ToSink::Done(self.id, Box::new(stats)));
     }
 
     fn packet(&mut self, p: &FlowPacket, data: &[u8]) {
@@ -149,17 +177,40 @@ impl Worker {
                 }
                 let c = &self.classifier;
                 let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
+                if announce::may_be_announced(&f) {
+                    self.facts.push(Fact::started(p.clock, f.key, f.first_ts));
+                }
                 self.table.insert(f, self.clock)
             }
         };
         let f = self.table.get_mut(s);
         f.update(p);
-        if p.payload_len > 0 && f.detection.is_none() {
+        if p.payload_len > 0 {
             let start = p.data_off as usize;
             let payload = data
                 .get(start..start + p.data_len as usize)
                 .unwrap_or_default();
-            self.inspect(s, p, payload);
+            match f.detection.as_deref() {
+                None => self.inspect(s, p, payload),
+                Some(d) => {
+                    // Decided announcers keep being read: the SDP answer, re-INVITEs and
+                    // later ept_map replies come after the decision.
+                    if let Some(who) = announce::announcer(f, d, &self.classifier)
+                        .filter(|_| announce::watching(f))
+                    {
+                        let dir = f.dir_of(p.from_lo);
+                        announce::announcements(
+                            f,
+                            who,
+                            dir,
+                            payload,
+                            p.clock,
+                            &mut None,
+                            &mut self.facts,
+                        );
+                    }
+                }
+            }
         }
         self.table.touch(s, self.clock);
     }
@@ -188,6 +239,42 @@ impl Worker {
             server,
             client,
         );
+        let f = &*f;
+        let insp = f.inspect.as_deref().expect("created above");
+        if let Outcome::Undecided = &outcome {
+            if proto == IPPROTO_UDP
+                && announce::looks_like_sip(payload)
+                && insp.buffered()[dir] != payload
+            {
+                let um = announce::is_um_port(f, &self.classifier);
+                let who = announce::Announcer::Sip { um };
+                announce::announcements(f, who, dir, payload, p.clock, &mut None, &mut self.facts);
+            }
+        }
+        if let Outcome::Decided(d) = &outcome {
+            // What the decision tells about other flows, from everything buffered so far
+            // (and the current datagram, which UDP buffers keep only when it is the first).
+            let mut parent = None;
+            announce::decided(f, d, p.clock, &mut parent, &mut self.facts);
+            if let Some(who) = announce::announcer(f, d, &self.classifier) {
+                let bufs = insp.buffered();
+                for (i, b) in bufs.iter().enumerate() {
+                    announce::announcements(f, who, i, b, p.clock, &mut parent, &mut self.facts);
+                }
+                if proto == IPPROTO_UDP && bufs[dir] != payload {
+                    announce::announcements(
+                        f,
+                        who,
+                        dir,
+                        payload,
+                        p.clock,
+                        &mut parent,
+                        &mut self.facts,
+                    );
+                }
+            }
+        }
+        let f = self.table.get_mut(slot);
         if settle(f, outcome) && self.notify_verdicts {
             // The verdict is known while the flow lives: alerts need not wait for its end.
             self.decided.push(f.snapshot());
@@ -211,20 +298,35 @@ impl Worker {
     }
 
     fn flush_if_full(&mut self, sink: &Sender<ToSink>) {
-        if self.finished.len() >= FLUSH_FLOWS {
+        if self.finished.len() >= FLUSH_FLOWS || self.facts.len() >= FLUSH_FACTS {
             self.send(sink);
         }
     }
 
+    /// Report finished flows, facts and the clock: every fact stamped before `clock` has
+    /// now been sent.
     fn send(&mut self, sink: &Sender<ToSink>) {
         if !self.decided.is_empty() {
             let _ = sink.send(ToSink::Decided(std::mem::take(&mut self.decided)));
         }
-        if self.finished.is_empty() {
-            return;
-        }
-        let flows = std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS));
-        let _ = sink.send(ToSink::Flows(flows));
+        let flows = if self.finished.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS))
+        };
+        let facts = std::mem::take(&mut self.facts);
+        self.reported = self.clock;
+        let clock = if self.no_more_facts {
+            u64::MAX
+        } else {
+            self.clock
+        };
+        let _ = sink.send(ToSink::Report(Report {
+            worker: self.id,
+            clock,
+            flows,
+            facts,
+        }));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The end-of-run summary: accounting of every packet read, and per-service tables.
 
 use super::record::FlowSummary;
+use crate::classify::expect::LinkStats;
 use crate::flow::EndReason;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -85,6 +86,8 @@ pub struct Summary {
     pub alerts: u64,
     /// Live capture accounting (`exwatch live`), absent for an offline audit.
     pub live: Option<LiveStats>,
+    /// Expectations and learned endpoints (the sink's cross-flow tables).
+    pub link: LinkStats,
 }
 
 /// What a live capture received and where packets were lost: a drop is always counted.
@@ -162,6 +165,7 @@ impl Summary {
             live_verdicts: 0,
             alerts: 0,
             live: None,
+            link: LinkStats::default(),
         }
     }
 
@@ -239,6 +243,18 @@ impl Summary {
             "flows": self.flows,
             "flows_by_end_reason": self.by_end,
             "evictions": self.evictions,
+            "expectations": {
+                "announced": self.link.expectations_announced,
+                "matched": self.link.expectations_matched,
+                "expired_unused": self.link.expectations_expired_unused,
+                "evicted": self.link.expectations_evicted,
+            },
+            "endpoints": {
+                "learned": self.link.endpoints_learned,
+                "applied": self.link.endpoints_applied,
+                "evicted": self.link.endpoints_evicted,
+            },
+            "flows_held_peak": self.link.flows_held_peak,
             "services": services,
             "rtt_by_server": servers,
             "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
@@ -307,6 +323,19 @@ impl Summary {
                 c.received, c.kernel_drops, c.interface_drops, l.queue_full_drops, l.flow_table_full
             );
         }
+        let l = &self.link;
+        let _ = writeln!(
+            s,
+            "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}",
+            l.expectations_announced,
+            l.expectations_matched,
+            l.expectations_expired_unused,
+            l.expectations_evicted,
+            l.endpoints_learned,
+            l.endpoints_applied,
+            l.endpoints_evicted,
+            l.flows_held_peak
+        );
         let _ = writeln!(s);
         let _ = writeln!(
             s,

@@ -318,7 +318,9 @@ def compare(cap: Path, svc_proto: dict) -> tuple[list[dict], dict]:
         k = f["key"]
         seen.add(k)
         t, n = ts.get(k), nd.get(k)
-        payload = f["confidence"] == "payload" and f["protocol"] != "unknown"
+        # Labels from other flows (issue 5) are verdicts to compare, like payload ones.
+        payload = (f["confidence"] in ("payload", "expectation", "endpoint")
+                   and f["protocol"] != "unknown")
         no_ports = f["transport"] not in ("tcp", "udp")
         verdicts = {"tshark": peer_agrees(f["protocol"], f["tls"], t),
                     "ndpi": peer_agrees(f["protocol"], f["tls"], n)}
