@@ -5,6 +5,7 @@
 
 use super::detectors::dcerpc::{ept_map_endpoints, interface, uuid_string};
 use super::detectors::sip::{sip_sdp, SdpMedia};
+use super::detectors::REGISTRY;
 use super::expect::{key_community_id, Announcement, Confirmation, Endpoint, Fact, Label, Pin};
 use super::{Classifier, Detection};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
@@ -190,7 +191,42 @@ fn media_labels(m: &SdpMedia, um: bool) -> Vec<(u16, Label)> {
 /// Facts a flow's payload decision produces: the RPC over HTTP back end it asks for, and the
 /// confirmation of its server endpoint (TCP servers above 1023, where the port alone says
 /// little). `parent` caches the flow's Community ID.
-pub fn decided(f: &Flow, d: &Detection, ts: u64, parent: &mut Option<String>, out: &mut Vec<Fact>) {
+/// What a decision says the server offers. TLS on a port whose TLS is implicit (636, 3269,
+/// 50636...) is that port's protocol: a handshake on 50636 confirms EdgeSync's LDAP, so other
+/// flows to that endpoint learn `edgesync`, not bare `tls`.
+fn inner_protocol(
+    f: &Flow,
+    d: &Detection,
+    classifier: &Classifier,
+) -> (&'static str, Option<String>) {
+    if d.protocol == "tls" {
+        let (sigs, rp) = (&classifier.sigs, f.resp_port());
+        let implicit = classifier
+            .ports
+            .lookup(sigs, IPPROTO_TCP, rp)
+            .filter(|e| e.tls)
+            .or_else(|| classifier.ports.lookup_tls(sigs, rp));
+        if let Some(s) = implicit.map(|e| &sigs.services[e.service]) {
+            if let Some(p) = REGISTRY
+                .iter()
+                .map(|det| det.protocol())
+                .find(|p| *p == s.protocol && *p != "tls")
+            {
+                return (p, Some(s.name.clone()));
+            }
+        }
+    }
+    (d.protocol, d.service.clone())
+}
+
+pub fn decided(
+    f: &Flow,
+    d: &Detection,
+    classifier: &Classifier,
+    ts: u64,
+    parent: &mut Option<String>,
+    out: &mut Vec<Fact>,
+) {
     if f.key.proto != IPPROTO_TCP || d.protocol == "unknown" {
         return;
     }
@@ -222,18 +258,19 @@ pub fn decided(f: &Flow, d: &Detection, ts: u64, parent: &mut Option<String>, ou
             .get_or_insert_with(|| key_community_id(&f.key))
             .clone();
         let interface = field("dcerpc.interface").cloned();
+        let (protocol, service) = inner_protocol(f, d, classifier);
         let what = interface
             .as_deref()
-            .or(d.service.as_deref())
-            .unwrap_or(d.protocol)
+            .or(service.as_deref())
+            .unwrap_or(protocol)
             .to_string();
         out.push(Fact::confirmed(
             ts,
             Confirmation {
                 server: Endpoint::new(to_ip(&ra, f.key.v6), rp, IPPROTO_TCP),
                 label: Label {
-                    protocol: d.protocol,
-                    service: d.service.clone(),
+                    protocol,
+                    service,
                     interface,
                     how: format!("server endpoint confirmed as {what} by payload of another flow"),
                 },
@@ -259,6 +296,12 @@ mod tests {
     use crate::classify::expect::FactKind;
     use crate::classify::Confidence;
     use crate::flow::tests::pkt;
+
+    fn classifier() -> Classifier {
+        Classifier::new(std::sync::Arc::new(
+            crate::signatures::Signatures::embedded(),
+        ))
+    }
 
     fn flow(sport: u16, dport: u16, proto: u8) -> Flow {
         let mut p = pkt(20, sport, 10, dport, 0x02, 1);
@@ -351,7 +394,7 @@ s=-\r\nc=IN IP4 10.0.0.99\r\nt=0 0\r\nm=audio 17002 RTP/AVP 0\r\na=rtcp:17011\r\
             vec![("exwatch.rpc_http.target_port", "6001".into())],
         );
         let mut out = Vec::new();
-        decided(&f, &d, 3, &mut None, &mut out);
+        decided(&f, &d, &classifier(), 3, &mut None, &mut out);
         assert_eq!(out.len(), 1, "no confirmation of port 80");
         let a = announced(&out);
         assert_eq!(a[0].pin, Pin::ClientToPort);
@@ -368,7 +411,7 @@ s=-\r\nc=IN IP4 10.0.0.99\r\nt=0 0\r\nm=audio 17002 RTP/AVP 0\r\na=rtcp:17011\r\
         let mut d = detection("dcerpc", vec![("dcerpc.interface", "emsmdb".into())]);
         d.service = Some("emsmdb".into());
         let mut out = Vec::new();
-        decided(&f, &d, 3, &mut None, &mut out);
+        decided(&f, &d, &classifier(), 3, &mut None, &mut out);
         match &out[0].kind {
             FactKind::Confirmed(c) => {
                 assert_eq!(c.server.port, 1032);
@@ -379,8 +422,31 @@ s=-\r\nc=IN IP4 10.0.0.99\r\nt=0 0\r\nm=audio 17002 RTP/AVP 0\r\na=rtcp:17011\r\
         d.fields
             .push(("exwatch.dcerpc.bind_result", "rejected: x".into()));
         out.clear();
-        decided(&f, &d, 3, &mut None, &mut out);
+        decided(&f, &d, &classifier(), 3, &mut None, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn tls_on_an_implicit_tls_port_confirms_the_protocol_inside() {
+        let confirmed = |port: u16| {
+            let mut out = Vec::new();
+            let f = flow(50000, port, IPPROTO_TCP);
+            decided(
+                &f,
+                &detection("tls", vec![]),
+                &classifier(),
+                3,
+                &mut None,
+                &mut out,
+            );
+            match out.pop().map(|f| f.kind) {
+                Some(FactKind::Confirmed(c)) => (c.label.protocol, c.label.service),
+                k => panic!("{k:?}"),
+            }
+        };
+        assert_eq!(confirmed(50636), ("ldap", Some("edgesync".to_string())));
+        // No port whose TLS is implicit: the handshake only proves TLS.
+        assert_eq!(confirmed(47001), ("tls", None));
     }
 
     #[test]

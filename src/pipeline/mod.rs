@@ -417,11 +417,11 @@ impl Sink<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::signatures::Signatures;
 
-    fn config(capture: &str, verdict_events: bool) -> AuditConfig {
+    pub fn config(capture: &str, verdict_events: bool) -> AuditConfig {
         AuditConfig {
             captures: vec![format!("{}/pcaps/{capture}", env!("CARGO_MANIFEST_DIR"))],
             workers: 2,
@@ -435,6 +435,12 @@ mod tests {
             stats_interval: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::config;
+    use super::*;
 
     #[test]
     fn verdicts_reached_while_alive_reach_the_sink_once_per_flow() {
@@ -456,5 +462,71 @@ mod tests {
             lines(&off),
             "reporting verdicts changes no record"
         );
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::tests_support::config;
+    use super::*;
+    use crate::policy::file::Policy;
+    use crate::policy::run::PolicyRun;
+
+    fn audit(verdict_events: bool) -> (Vec<serde_json::Value>, AuditOutcome, PolicyRun) {
+        let policy = format!("{}/examples/policy.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut judge = PolicyRun {
+            policy: Some(Policy::load(std::path::Path::new(&policy)).unwrap()),
+            ..PolicyRun::default()
+        };
+        let cfg = config("policy-cases.pcap", verdict_events);
+        let mut out = Vec::new();
+        let input = Input::Files(cfg.captures.clone());
+        let o = run(
+            &cfg,
+            input,
+            &mut Fixed(&mut out),
+            &mut || Ok(()),
+            &mut judge,
+        );
+        let records = out
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        (records, o, judge)
+    }
+
+    #[test]
+    fn live_flows_the_policy_does_not_expect_raise_one_alert_before_their_final_record() {
+        let (with, o, judge) = audit(true);
+        let (without, _, plain) = audit(false);
+        let alerts: Vec<&serde_json::Value> = with
+            .iter()
+            .filter(|r| r["event"]["kind"] == "alert")
+            .collect();
+        assert!(!alerts.is_empty(), "the cases hold unexpected flows");
+        assert_eq!(o.summary.alerts, alerts.len() as u64);
+        let finals: Vec<&serde_json::Value> = with
+            .iter()
+            .filter(|r| r["event"]["kind"] != "alert")
+            .collect();
+        assert_eq!(
+            finals.len(),
+            without.len(),
+            "alerts are records of their own"
+        );
+        for a in &alerts {
+            assert_ne!(a["policy"]["verdict"], "allowed");
+            assert_eq!(a["exwatch"]["end_reason"], "alert");
+            assert_eq!(a["exwatch"]["interim"], true);
+            let cid = &a["network"]["community_id"];
+            let last = finals
+                .iter()
+                .find(|r| &r["network"]["community_id"] == cid)
+                .expect("the final record follows");
+            assert_eq!(last["policy"]["verdict"], a["policy"]["verdict"]);
+        }
+        // Alerts are not findings of their own: the same tables with or without them.
+        assert_eq!(judge.verdicts, plain.verdicts);
     }
 }

@@ -255,7 +255,14 @@ impl Worker {
             // What the decision tells about other flows, from everything buffered so far
             // (and the current datagram, which UDP buffers keep only when it is the first).
             let mut parent = None;
-            announce::decided(f, d, p.clock, &mut parent, &mut self.facts);
+            announce::decided(
+                f,
+                d,
+                &self.classifier,
+                p.clock,
+                &mut parent,
+                &mut self.facts,
+            );
             if let Some(who) = announce::announcer(f, d, &self.classifier) {
                 let bufs = insp.buffered();
                 for (i, b) in bufs.iter().enumerate() {
