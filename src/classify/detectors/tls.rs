@@ -412,32 +412,47 @@ fn sslv2_client_hello(b: &[u8]) -> Hello<Client> {
 }
 
 fn ja3(version: u16, ciphers: &[u16], exts: &[u16], groups: &[u16], formats: &[u8]) -> String {
-    fn join<T: Copy + Into<u32>>(v: &[T], grease_free: bool) -> String {
-        let mut s = String::new();
+    // Built by hand rather than with `write!`: one string, no formatter per number (this runs
+    // once per TLS flow, on the worker's hot path).
+    fn join<T: Copy + Into<u32>>(s: &mut String, v: &[T], grease_free: bool) {
+        let mut first = true;
         for &x in v {
             let x: u32 = x.into();
             if grease_free && u16::try_from(x).is_ok_and(is_grease) {
                 continue;
             }
-            if !s.is_empty() {
+            if !first {
                 s.push('-');
             }
-            let _ = write!(s, "{x}");
+            first = false;
+            s.push_str(itoa::Buffer::new().format(x));
         }
-        s
     }
-    let full = format!(
-        "{version},{},{},{},{}",
-        join(ciphers, true),
-        join(exts, true),
-        join(groups, true),
-        join(formats, false)
+    let mut full = String::with_capacity(
+        8 + 6 * (ciphers.len() + exts.len() + groups.len()) + 4 * formats.len(),
     );
+    full.push_str(itoa::Buffer::new().format(version));
+    full.push(',');
+    join(&mut full, ciphers, true);
+    full.push(',');
+    join(&mut full, exts, true);
+    full.push(',');
+    join(&mut full, groups, true);
+    full.push(',');
+    join(&mut full, formats, false);
     let mut out = String::with_capacity(32);
-    for byte in Md5::digest(full.as_bytes()) {
-        let _ = write!(out, "{byte:02x}");
-    }
+    push_hex_bytes(&mut out, &Md5::digest(full.as_bytes()));
     out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes`, appended.
+fn push_hex_bytes(s: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
 }
 
 /// First 12 hex digits of SHA-256, or twelve zeros for an empty list (JA4's convention).
@@ -446,19 +461,17 @@ fn ja4_hash(s: &str) -> String {
         return "000000000000".to_string();
     }
     let mut out = String::with_capacity(12);
-    for byte in Sha256::digest(s.as_bytes()).iter().take(6) {
-        let _ = write!(out, "{byte:02x}");
-    }
+    push_hex_bytes(&mut out, &Sha256::digest(s.as_bytes())[..6]);
     out
 }
 
 fn hex_list(v: impl Iterator<Item = u16>) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(5 * v.size_hint().0);
     for x in v {
         if !s.is_empty() {
             s.push(',');
         }
-        let _ = write!(s, "{x:04x}");
+        push_hex_bytes(&mut s, &x.to_be_bytes());
     }
     s
 }
