@@ -118,7 +118,7 @@ impl Detector for Smtp {
         let mut upgrade = None;
         let mut after_upgrade = 0usize;
         let mut consumed = 0usize;
-        for raw in p.ts.split_inclusive(|&c| c == b'\n') {
+        for raw in text::split_lf(p.ts) {
             consumed += raw.len();
             let line = raw.strip_suffix(b"\n").unwrap_or(raw);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
