@@ -216,6 +216,16 @@ pub mod text {
             })
     }
 
+    /// Lower-case hex of `bytes`, appended (no formatter per byte: fingerprints and UUIDs are
+    /// built on the worker's hot path).
+    pub fn push_hex(s: &mut String, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in bytes {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+
     /// Case-insensitive prefix test.
     pub fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
         b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)

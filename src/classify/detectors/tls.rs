@@ -441,18 +441,8 @@ fn ja3(version: u16, ciphers: &[u16], exts: &[u16], groups: &[u16], formats: &[u
     full.push(',');
     join(&mut full, formats, false);
     let mut out = String::with_capacity(32);
-    push_hex_bytes(&mut out, &Md5::digest(full.as_bytes()));
+    text::push_hex(&mut out, &Md5::digest(full.as_bytes()));
     out
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Lower-case hex of `bytes`, appended.
-fn push_hex_bytes(s: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
 }
 
 /// First 12 hex digits of SHA-256, or twelve zeros for an empty list (JA4's convention).
@@ -461,7 +451,7 @@ fn ja4_hash(s: &str) -> String {
         return "000000000000".to_string();
     }
     let mut out = String::with_capacity(12);
-    push_hex_bytes(&mut out, &Sha256::digest(s.as_bytes())[..6]);
+    text::push_hex(&mut out, &Sha256::digest(s.as_bytes())[..6]);
     out
 }
 
@@ -471,7 +461,7 @@ fn hex_list(v: impl Iterator<Item = u16>) -> String {
         if !s.is_empty() {
             s.push(',');
         }
-        push_hex_bytes(&mut s, &x.to_be_bytes());
+        text::push_hex(&mut s, &x.to_be_bytes());
     }
     s
 }
