@@ -9,6 +9,7 @@ use crate::classify::{Confidence, Detection};
 use md5::Md5;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 use tls_parser::{
@@ -103,26 +104,28 @@ fn handshake_header_prefix(b: &[u8]) -> bool {
 
 /// The handshake-layer bytes of the first records of one direction.
 #[derive(Debug)]
-struct Flight {
+struct Flight<'a> {
     /// Handshake messages with the record framing removed (a message may span records).
-    hs: Vec<u8>,
+    /// Borrowed from the stream while they sit in one record (the common case): probes run on
+    /// every packet, and a server flight with certificates is kilobytes to copy each time.
+    hs: Cow<'a, [u8]>,
     /// The captured bytes stop inside the handshake records: more of them may come.
     open: bool,
 }
 
 /// Strip the record framing off the leading handshake records of `b`. `None` if `b` cannot
 /// start with one; the result is bounded by `b.len()`, not by lengths read from the wire.
-fn flight(b: &[u8]) -> Option<Flight> {
+fn flight(b: &[u8]) -> Option<Flight<'_>> {
     if b.len() < 5 {
         return handshake_header_prefix(b).then(|| Flight {
-            hs: Vec::new(),
+            hs: Cow::Borrowed(&[]),
             open: true,
         });
     }
     if !handshake_header_prefix(&b[..5]) {
         return None;
     }
-    let mut hs = Vec::new();
+    let mut hs: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut rest = b;
     let open = loop {
         if rest.len() < 5 {
@@ -141,7 +144,11 @@ fn flight(b: &[u8]) -> Option<Flight> {
             break false; // ChangeCipherSpec, encrypted records, alerts: the clear part is over
         }
         let have = len.min(body.len());
-        hs.extend_from_slice(&body[..have]);
+        if hs.is_empty() {
+            hs = Cow::Borrowed(&body[..have]);
+        } else {
+            hs.to_mut().extend_from_slice(&body[..have]);
+        }
         if have < len {
             break true;
         }
@@ -606,7 +613,7 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
 }
 
 /// Names from the first certificate of a Certificate message at `pos`, when it is complete.
-fn certificate(f: &Flight, pos: usize, s: &mut Server) {
+fn certificate(f: &Flight<'_>, pos: usize, s: &mut Server) {
     let Some((ty, _)) = msg_header(&f.hs, pos) else {
         // Nothing after the ServerHello yet.
         s.cert_pending = f.open;
