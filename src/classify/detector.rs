@@ -232,12 +232,52 @@ pub mod text {
     }
 
     /// Case-insensitive substring search.
+    /// Compares the rest of the needle only where its first byte matches (banners are
+    /// searched for long markers on every probe).
     pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-        !needle.is_empty()
-            && hay.len() >= needle.len()
-            && hay
-                .windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle))
+        let Some((&first, rest)) = needle.split_first() else {
+            return false;
+        };
+        if hay.len() < needle.len() {
+            return false;
+        }
+        let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+        hay[..=hay.len() - needle.len()]
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| {
+                (c == lo || c == up) && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
+            })
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn contains_ci_agrees_with_the_window_scan() {
+        let hays: [&[u8]; 6] = [
+            b"",
+            b"s",
+            b"220 mx ESMTP ready",
+            b"esmtp",
+            b"xxSmTpxx",
+            b"\xffSMT",
+        ];
+        for hay in hays {
+            for needle in [
+                &b""[..],
+                b"S",
+                b"SMTP",
+                b"smtp ",
+                b"\xffs",
+                b"220 mx ESMTP ready!",
+            ] {
+                let slow = !needle.is_empty()
+                    && hay.len() >= needle.len()
+                    && hay
+                        .windows(needle.len())
+                        .any(|w| w.eq_ignore_ascii_case(needle));
+                assert_eq!(contains_ci(hay, needle), slow, "{hay:?} {needle:?}");
+            }
+        }
     }
 
     #[cfg(test)]
