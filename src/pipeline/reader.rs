@@ -185,7 +185,7 @@ impl<'c> Reader<'c> {
         // Multiply-shift on the low half rather than `%`: a 64-bit division per packet was
         // the costliest instruction of the reader. (The flow table indexes by the lowest
         // bits and tags by the top ones, so neither correlates with the shard.)
-        let shard = ((hash & 0xffff_ffff) * self.txs.len() as u64 >> 32) as usize;
+        let shard = (((hash & 0xffff_ffff) * self.txs.len() as u64) >> 32) as usize;
         let b = &mut self.batches[shard];
         let copy = &payload[..payload.len().min(MAX_COPY)];
         let data_off = b.data.len() as u32;

@@ -117,7 +117,7 @@ struct Flight<'a> {
 /// start with one; the result is bounded by `b.len()`, not by lengths read from the wire.
 fn flight(b: &[u8]) -> Option<Flight<'_>> {
     if b.len() < 5 {
-        return handshake_header_prefix(b).then(|| Flight {
+        return handshake_header_prefix(b).then_some(Flight {
             hs: Cow::Borrowed(&[]),
             open: true,
         });
