@@ -91,13 +91,13 @@ pub fn community_id_into(
     }
     // RustCrypto's SHA-1 uses the CPU's SHA extensions where present (one hash per record).
     let mut h = Sha1::new();
-    h.update(&seed.to_be_bytes());
+    h.update(seed.to_be_bytes());
     h.update(sa);
     h.update(da);
-    h.update(&[proto, 0]);
+    h.update([proto, 0]);
     if let Some((sp, dp)) = ports {
-        h.update(&sp.to_be_bytes());
-        h.update(&dp.to_be_bytes());
+        h.update(sp.to_be_bytes());
+        h.update(dp.to_be_bytes());
     }
     buf[..2].copy_from_slice(b"1:");
     let n = base64::engine::general_purpose::STANDARD
