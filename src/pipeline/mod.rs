@@ -16,7 +16,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 /// Packets per batch handed from the reader to a worker.
-pub const BATCH_PACKETS: usize = 2048;
+pub const BATCH_PACKETS: usize = 512;
 /// Payload bytes copied per packet: detectors look only at the first few KiB of a flow.
 pub const MAX_COPY: usize = 2048;
 
@@ -87,7 +87,7 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
     let mut json: Vec<u8> = Vec::with_capacity(1 << 20);
     let (read_stats, errors) = std::thread::scope(|s| {
         for i in 0..n {
-            let (tx, rx) = channel::bounded::<ToWorker>(16);
+            let (tx, rx) = channel::bounded::<ToWorker>(32);
             worker_txs.push(tx);
             let sink_tx = sink_tx.clone();
             let pool_tx = pool_tx.clone();
