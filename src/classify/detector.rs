@@ -156,15 +156,30 @@ pub mod testing {
 pub mod text {
     /// The first line of `b` (without CR LF), if a full line has arrived.
     pub fn first_line(b: &[u8]) -> Option<&[u8]> {
-        let end = b.iter().position(|&c| c == b'\n')?;
+        let end = memchr::memchr(b'\n', b)?;
         let line = &b[..end];
         Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+
+    /// `b` cut after each LF (the last piece may lack one), as `split_inclusive` on LF does,
+    /// but finding each LF with memchr: detectors rescan their buffers on every packet.
+    pub fn split_lf(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+        let mut rest = b;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            let (piece, tail) = rest.split_at(end);
+            rest = tail;
+            Some(piece)
+        })
     }
 
     /// Lines of `b` that are complete (end in LF), without their CR LF.
     /// Lazy: a caller that takes the first few lines does not scan the whole buffer.
     pub fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
-        b.split_inclusive(|&c| c == b'\n')
+        split_lf(b)
             .filter_map(|l| l.strip_suffix(b"\n"))
             .filter(|l| !l.is_empty())
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -173,7 +188,7 @@ pub mod text {
     /// The complete lines of `b` (without CR LF) with the offset just past each.
     pub fn lines_with_end(b: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
         let mut off = 0;
-        b.split_inclusive(|&c| c == b'\n')
+        split_lf(b)
             .take_while(|l| l.ends_with(b"\n"))
             .map(move |raw| {
                 off += raw.len();
@@ -201,18 +216,78 @@ pub mod text {
             })
     }
 
+    /// Lower-case hex of `bytes`, appended (no formatter per byte: fingerprints and UUIDs are
+    /// built on the worker's hot path).
+    pub fn push_hex(s: &mut String, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in bytes {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+
     /// Case-insensitive prefix test.
     pub fn starts_with_ci(b: &[u8], prefix: &[u8]) -> bool {
         b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
     }
 
     /// Case-insensitive substring search.
+    /// Compares the rest of the needle only where its first byte matches (banners are
+    /// searched for long markers on every probe).
     pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-        !needle.is_empty()
-            && hay.len() >= needle.len()
-            && hay
-                .windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle))
+        let Some((&first, rest)) = needle.split_first() else {
+            return false;
+        };
+        if hay.len() < needle.len() {
+            return false;
+        }
+        let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+        hay[..=hay.len() - needle.len()]
+            .iter()
+            .enumerate()
+            .any(|(i, &c)| {
+                (c == lo || c == up) && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
+            })
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn contains_ci_agrees_with_the_window_scan() {
+        let hays: [&[u8]; 6] = [
+            b"",
+            b"s",
+            b"220 mx ESMTP ready",
+            b"esmtp",
+            b"xxSmTpxx",
+            b"\xffSMT",
+        ];
+        for hay in hays {
+            for needle in [
+                &b""[..],
+                b"S",
+                b"SMTP",
+                b"smtp ",
+                b"\xffs",
+                b"220 mx ESMTP ready!",
+            ] {
+                let slow = !needle.is_empty()
+                    && hay.len() >= needle.len()
+                    && hay
+                        .windows(needle.len())
+                        .any(|w| w.eq_ignore_ascii_case(needle));
+                assert_eq!(contains_ci(hay, needle), slow, "{hay:?} {needle:?}");
+            }
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn split_lf_cuts_like_split_inclusive() {
+        for b in [&b""[..], b"\n", b"a", b"a\n", b"a\r\n\nbc\nde", b"\n\nx\n"] {
+            let ours: Vec<&[u8]> = split_lf(b).collect();
+            let std: Vec<&[u8]> = b.split_inclusive(|&c| c == b'\n').collect();
+            assert_eq!(ours, std, "{b:?}");
+        }
     }
 
     #[cfg(test)]

@@ -6,6 +6,7 @@
 use super::detector::{DatagramHead, Detector, Payloads, Probe};
 use super::{Confidence, Detection};
 use crate::decode::IPPROTO_TCP;
+use std::sync::LazyLock;
 
 /// Bytes kept per direction of a TCP flow.
 pub const STREAM_CAP: usize = 8192;
@@ -116,6 +117,33 @@ pub enum Outcome {
     GaveUp(Detection),
 }
 
+/// What `Inspector::new` needs to know of a registry: which detectors look at TCP and at UDP,
+/// and the protocol each reports. Worked out once for the built-in registry rather than with
+/// 54 virtual calls per new flow.
+struct Shape {
+    tcp: u64,
+    udp: u64,
+    protocols: Vec<&'static str>,
+}
+
+impl Shape {
+    fn of(registry: &[&'static dyn Detector]) -> Self {
+        let mut shape = Shape {
+            tcp: 0,
+            udp: 0,
+            protocols: Vec::new(),
+        };
+        for (i, d) in registry.iter().enumerate().take(64) {
+            shape.tcp |= u64::from(d.tcp()) << i;
+            shape.udp |= u64::from(d.udp()) << i;
+            shape.protocols.push(d.protocol());
+        }
+        shape
+    }
+}
+
+static REGISTRY_SHAPE: LazyLock<Shape> = LazyLock::new(|| Shape::of(super::detectors::REGISTRY));
+
 /// Per-flow inspection state.
 #[derive(Debug)]
 pub struct Inspector {
@@ -135,17 +163,23 @@ impl Inspector {
     /// Start inspecting a flow of IP protocol `transport`; `hint` is the `network.protocol` the
     /// server port suggests.
     pub fn new(registry: &[&'static dyn Detector], transport: u8, hint: Option<&str>) -> Self {
-        let tcp = transport == IPPROTO_TCP;
-        let mut candidates = 0u64;
-        for (i, d) in registry.iter().enumerate().take(64) {
-            if (tcp && d.tcp()) || (!tcp && d.udp()) {
-                candidates |= 1 << i;
-            }
-        }
+        let computed;
+        let shape = if std::ptr::eq(registry, super::detectors::REGISTRY) {
+            &*REGISTRY_SHAPE
+        } else {
+            computed = Shape::of(registry);
+            &computed
+        };
+        let candidates = if transport == IPPROTO_TCP {
+            shape.tcp
+        } else {
+            shape.udp
+        };
         let hint = hint.and_then(|h| {
-            registry
+            shape
+                .protocols
                 .iter()
-                .position(|d| d.protocol() == h)
+                .position(|&p| p == h)
                 .filter(|&i| candidates & (1 << i) != 0)
         });
         Inspector {

@@ -224,7 +224,7 @@ pub fn run(
     };
     let (read_stats, errors) = std::thread::scope(|s| {
         for i in 0..n {
-            let (tx, rx) = channel::bounded::<ToWorker>(8);
+            let (tx, rx) = channel::bounded::<ToWorker>(32);
             worker_txs.push(tx);
             let sink_tx = sink_tx.clone();
             let pool_tx = pool_tx.clone();

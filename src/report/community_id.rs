@@ -1,6 +1,7 @@
 //! Community ID v1 flow hashes (https://github.com/corelight/community-id-spec), seed 0.
 
 use base64::Engine;
+use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
 /// ICMP types and the type that answers them, so both directions hash alike (spec table).
@@ -88,18 +89,19 @@ pub fn community_id_into(
         std::mem::swap(&mut sa, &mut da);
         ports = ports.map(|(s, d)| (d, s));
     }
-    let mut h = sha1_smol::Sha1::new();
-    h.update(&seed.to_be_bytes());
+    // RustCrypto's SHA-1 uses the CPU's SHA extensions where present (one hash per record).
+    let mut h = Sha1::new();
+    h.update(seed.to_be_bytes());
     h.update(sa);
     h.update(da);
-    h.update(&[proto, 0]);
+    h.update([proto, 0]);
     if let Some((sp, dp)) = ports {
-        h.update(&sp.to_be_bytes());
-        h.update(&dp.to_be_bytes());
+        h.update(sp.to_be_bytes());
+        h.update(dp.to_be_bytes());
     }
     buf[..2].copy_from_slice(b"1:");
     let n = base64::engine::general_purpose::STANDARD
-        .encode_slice(h.digest().bytes(), &mut buf[2..])
+        .encode_slice(h.finalize(), &mut buf[2..])
         .expect("20 bytes encode to 28 characters");
     std::str::from_utf8(&buf[..2 + n]).expect("base64 is ASCII")
 }

@@ -72,7 +72,9 @@ pub struct Summary {
     pub read: ReadStats,
     pub flows: u64,
     pub by_end: BTreeMap<&'static str, u64>,
-    by_service: BTreeMap<(String, String), Totals>,
+    /// Protocol, then service (nested so that a flow's totals are found without building
+    /// an owned key: the sink adds every flow here).
+    by_service: BTreeMap<String, BTreeMap<String, Totals>>,
     rtt_service: BTreeMap<String, Histogram<u32>>,
     rtt_server: HashMap<(String, IpAddr, u16), Histogram<u32>>,
     pub proc_ns: Histogram<u64>,
@@ -177,19 +179,27 @@ impl Summary {
         }
         self.flows += 1;
         *self.by_end.entry(f.end_reason.label()).or_default() += 1;
-        let t = self
-            .by_service
-            .entry((f.protocol.clone(), f.service.clone()))
-            .or_default();
+        let by_proto = match self.by_service.get_mut(f.protocol.as_str()) {
+            Some(m) => m,
+            None => self.by_service.entry(f.protocol.clone()).or_default(),
+        };
+        let t = match by_proto.get_mut(f.service.as_str()) {
+            Some(t) => t,
+            None => by_proto.entry(f.service.clone()).or_default(),
+        };
         t.flows += 1;
         t.packets += f.packets;
         t.bytes += f.bytes;
         if f.rtt_us > 0 {
             let v = u64::from(f.rtt_us);
-            self.rtt_service
-                .entry(f.service.clone())
-                .or_insert_with(rtt_hist)
-                .saturating_record(v);
+            match self.rtt_service.get_mut(f.service.as_str()) {
+                Some(h) => h.saturating_record(v),
+                None => self
+                    .rtt_service
+                    .entry(f.service.clone())
+                    .or_insert_with(rtt_hist)
+                    .saturating_record(v),
+            }
             let key = (f.service.clone(), f.server.0, f.server.1);
             if let Some(h) = self.rtt_server.get_mut(&key) {
                 h.saturating_record(v);
@@ -199,6 +209,13 @@ impl Summary {
                 self.rtt_server.insert(key, h);
             }
         }
+    }
+
+    /// Totals per (protocol, service), in that order.
+    fn services(&self) -> impl Iterator<Item = ((&String, &String), &Totals)> {
+        self.by_service
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(s, t)| ((p, s), t)))
     }
 
     /// Fold in a worker's statistics.
@@ -211,8 +228,7 @@ impl Summary {
     /// Machine-readable form (`--summary-json`).
     pub fn to_json(&self) -> Value {
         let services: Vec<Value> = self
-            .by_service
-            .iter()
+            .services()
             .map(|((p, s), t)| {
                 let mut v = json!({"protocol": p, "service": s, "flows": t.flows, "packets": t.packets, "bytes": t.bytes});
                 if let Some(h) = self.rtt_service.get(s) {
@@ -342,8 +358,8 @@ impl Summary {
             "  {:<10} {:<24} {:>9} {:>11} {:>14}  {:>28}",
             "protocol", "service", "flows", "packets", "bytes", "handshake RTT ms p50/p90/p99"
         );
-        let mut rows: Vec<_> = self.by_service.iter().collect();
-        rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+        let mut rows: Vec<_> = self.services().collect();
+        rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
         for ((p, svc), t) in rows {
             let rtt = self.rtt_service.get(svc).map_or(String::new(), |h| {
                 let (a, b, c) = quantiles(h, 1000.0);

@@ -1,7 +1,7 @@
 //! DCE/RPC ([C706], [MS-RPCE]): connection-oriented v5 over TCP and connectionless v4 over
 //! UDP; names the interface a bind asks for and reads endpoint-mapper towers.
 
-use crate::classify::detector::{Detector, Payloads, Probe};
+use crate::classify::detector::{text, Detector, Payloads, Probe};
 use crate::classify::{Confidence, Detection};
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -83,15 +83,17 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 
 /// Canonical text form of a UUID in canonical byte order.
 pub fn uuid_string(u: &[u8; 16]) -> String {
-    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
+    let mut s = String::with_capacity(36);
+    for (i, part) in [&u[0..4], &u[4..6], &u[6..8], &u[8..10], &u[10..16]]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            s.push('-');
+        }
+        text::push_hex(&mut s, part);
+    }
+    s
 }
 
 /// A UUID as NDR puts it on the wire: the first three fields follow the data representation.

@@ -160,7 +160,7 @@ enum Parsed<'a> {
 /// Content-Length means "the rest of the datagram" (RFC 3261 18.3) and `truncated` says the
 /// buffer holds only the head of a longer datagram.
 fn message(b: &[u8], datagram: bool, truncated: bool) -> Parsed<'_> {
-    let Some(eol) = b.iter().position(|&c| c == b'\n') else {
+    let Some(eol) = memchr::memchr(b'\n', b) else {
         return if could_start(b) {
             Parsed::Partial
         } else {
@@ -189,7 +189,7 @@ fn message(b: &[u8], datagram: bool, truncated: bool) -> Parsed<'_> {
     let mut content_length: Option<usize> = None;
     let mut cut = false;
     loop {
-        let Some(rel) = b[at..].iter().position(|&c| c == b'\n') else {
+        let Some(rel) = memchr::memchr(b'\n', &b[at..]) else {
             if datagram && truncated {
                 // The datagram cap fell inside the headers: it will not grow, so judge
                 // the headers that arrived.

@@ -118,14 +118,17 @@ impl Detector for Smtp {
         let mut upgrade = None;
         let mut after_upgrade = 0usize;
         let mut consumed = 0usize;
-        for raw in p.ts.split_inclusive(|&c| c == b'\n') {
+        for raw in text::split_lf(p.ts) {
             consumed += raw.len();
             let line = raw.strip_suffix(b"\n").unwrap_or(raw);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            match command(line) {
-                Some("STARTTLS") => upgrade = Some("STARTTLS"),
-                Some("X-ANONYMOUSTLS") => upgrade = Some("X-ANONYMOUSTLS"),
-                _ => {}
+            // What `command` would say for these two (no verb listed before them shares
+            // their first letter), without trying the whole list on every line of a DATA
+            // body, on every packet.
+            for verb in ["STARTTLS", "X-ANONYMOUSTLS"] {
+                if text::starts_with_ci(line, verb.as_bytes()) {
+                    upgrade = Some(verb);
+                }
             }
             if upgrade.is_some() {
                 after_upgrade = consumed;
@@ -142,8 +145,9 @@ impl Detector for Smtp {
                 && (text::starts_with_ci(&l[4..], b"STARTTLS")
                     || text::starts_with_ci(&l[4..], b"X-ANONYMOUSTLS"))
         });
-        let commands = text::lines(p.ts).count();
-        if hello && ehlo_done && offered && upgrade.is_none() && commands < 2 && !p.last_chance {
+        // Fewer than two client commands (lazily: the stream may hold a long DATA body).
+        let one_command = || text::lines(p.ts).nth(1).is_none();
+        if hello && ehlo_done && offered && upgrade.is_none() && !p.last_chance && one_command() {
             return Probe::NeedMore;
         }
         let mut fields = Vec::new();

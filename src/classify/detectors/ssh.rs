@@ -79,7 +79,7 @@ fn client_side(ts: &[u8]) -> Side {
     if ts.is_empty() {
         return Side::Empty;
     }
-    match ts.iter().position(|&c| c == b'\n') {
+    match memchr::memchr(b'\n', ts) {
         Some(end) => judge(&ts[..end], true),
         None => judge(ts, false),
     }
@@ -92,7 +92,7 @@ fn server_side(tc: &[u8]) -> Side {
     }
     let mut rest = tc;
     for i in 0..=MAX_PRE_LINES {
-        let (line, complete) = match rest.iter().position(|&c| c == b'\n') {
+        let (line, complete) = match memchr::memchr(b'\n', rest) {
             Some(end) => (&rest[..end], true),
             None => (rest, false),
         };

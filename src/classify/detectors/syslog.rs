@@ -147,7 +147,7 @@ fn parse_stream(b: &[u8]) -> Parsed {
             None => parse_msg(msg, msg.len() >= MAX_PARTIAL),
         };
     }
-    match b.iter().position(|&c| c == b'\n') {
+    match memchr::memchr(b'\n', b) {
         Some(i) => parse_msg(&b[..i], true),
         None => parse_msg(b, b.len() >= MAX_PARTIAL),
     }

@@ -9,6 +9,7 @@ use crate::classify::{Confidence, Detection};
 use md5::Md5;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 use tls_parser::{
@@ -103,26 +104,28 @@ fn handshake_header_prefix(b: &[u8]) -> bool {
 
 /// The handshake-layer bytes of the first records of one direction.
 #[derive(Debug)]
-struct Flight {
+struct Flight<'a> {
     /// Handshake messages with the record framing removed (a message may span records).
-    hs: Vec<u8>,
+    /// Borrowed from the stream while they sit in one record (the common case): probes run on
+    /// every packet, and a server flight with certificates is kilobytes to copy each time.
+    hs: Cow<'a, [u8]>,
     /// The captured bytes stop inside the handshake records: more of them may come.
     open: bool,
 }
 
 /// Strip the record framing off the leading handshake records of `b`. `None` if `b` cannot
 /// start with one; the result is bounded by `b.len()`, not by lengths read from the wire.
-fn flight(b: &[u8]) -> Option<Flight> {
+fn flight(b: &[u8]) -> Option<Flight<'_>> {
     if b.len() < 5 {
-        return handshake_header_prefix(b).then(|| Flight {
-            hs: Vec::new(),
+        return handshake_header_prefix(b).then_some(Flight {
+            hs: Cow::Borrowed(&[]),
             open: true,
         });
     }
     if !handshake_header_prefix(&b[..5]) {
         return None;
     }
-    let mut hs = Vec::new();
+    let mut hs: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let mut rest = b;
     let open = loop {
         if rest.len() < 5 {
@@ -141,7 +144,11 @@ fn flight(b: &[u8]) -> Option<Flight> {
             break false; // ChangeCipherSpec, encrypted records, alerts: the clear part is over
         }
         let have = len.min(body.len());
-        hs.extend_from_slice(&body[..have]);
+        if hs.is_empty() {
+            hs = Cow::Borrowed(&body[..have]);
+        } else {
+            hs.to_mut().extend_from_slice(&body[..have]);
+        }
         if have < len {
             break true;
         }
@@ -412,31 +419,36 @@ fn sslv2_client_hello(b: &[u8]) -> Hello<Client> {
 }
 
 fn ja3(version: u16, ciphers: &[u16], exts: &[u16], groups: &[u16], formats: &[u8]) -> String {
-    fn join<T: Copy + Into<u32>>(v: &[T], grease_free: bool) -> String {
-        let mut s = String::new();
+    // Built by hand rather than with `write!`: one string, no formatter per number (this runs
+    // once per TLS flow, on the worker's hot path).
+    fn join<T: Copy + Into<u32>>(s: &mut String, v: &[T], grease_free: bool) {
+        let mut first = true;
         for &x in v {
             let x: u32 = x.into();
             if grease_free && u16::try_from(x).is_ok_and(is_grease) {
                 continue;
             }
-            if !s.is_empty() {
+            if !first {
                 s.push('-');
             }
-            let _ = write!(s, "{x}");
+            first = false;
+            s.push_str(itoa::Buffer::new().format(x));
         }
-        s
     }
-    let full = format!(
-        "{version},{},{},{},{}",
-        join(ciphers, true),
-        join(exts, true),
-        join(groups, true),
-        join(formats, false)
+    let mut full = String::with_capacity(
+        8 + 6 * (ciphers.len() + exts.len() + groups.len()) + 4 * formats.len(),
     );
+    full.push_str(itoa::Buffer::new().format(version));
+    full.push(',');
+    join(&mut full, ciphers, true);
+    full.push(',');
+    join(&mut full, exts, true);
+    full.push(',');
+    join(&mut full, groups, true);
+    full.push(',');
+    join(&mut full, formats, false);
     let mut out = String::with_capacity(32);
-    for byte in Md5::digest(full.as_bytes()) {
-        let _ = write!(out, "{byte:02x}");
-    }
+    text::push_hex(&mut out, &Md5::digest(full.as_bytes()));
     out
 }
 
@@ -446,19 +458,17 @@ fn ja4_hash(s: &str) -> String {
         return "000000000000".to_string();
     }
     let mut out = String::with_capacity(12);
-    for byte in Sha256::digest(s.as_bytes()).iter().take(6) {
-        let _ = write!(out, "{byte:02x}");
-    }
+    text::push_hex(&mut out, &Sha256::digest(s.as_bytes())[..6]);
     out
 }
 
 fn hex_list(v: impl Iterator<Item = u16>) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(5 * v.size_hint().0);
     for x in v {
         if !s.is_empty() {
             s.push(',');
         }
-        let _ = write!(s, "{x:04x}");
+        text::push_hex(&mut s, &x.to_be_bytes());
     }
     s
 }
@@ -603,7 +613,7 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
 }
 
 /// Names from the first certificate of a Certificate message at `pos`, when it is complete.
-fn certificate(f: &Flight, pos: usize, s: &mut Server) {
+fn certificate(f: &Flight<'_>, pos: usize, s: &mut Server) {
     let Some((ty, _)) = msg_header(&f.hs, pos) else {
         // Nothing after the ServerHello yet.
         s.cert_pending = f.open;

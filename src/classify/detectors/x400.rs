@@ -291,7 +291,7 @@ mod tests {
             if i % 2 == 0 {
                 b = [tpkt(&b), tpkt(&[2, 0xf0, 0x80, 0x0d, 0xff, 0xff, 0xff])].concat();
                 if b.len() > 6 {
-                    b[4] = (u16::from_be_bytes([b[2], b[3]]) as usize).saturating_sub(5) as u8;
+                    b[4] = (usize::from(u16::from_be_bytes([b[2], b[3]])).wrapping_sub(5)) as u8;
                     b[5] = 0xe0;
                 }
             }
