@@ -7,6 +7,9 @@
 use crate::flow::FlowKey;
 use crate::report::community_id::community_id;
 use std::collections::{HashMap, VecDeque};
+
+/// The sink's tables are keyed by addresses from the wire: a fast hash, seeded per process.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 /// Nanoseconds per second of capture time.
@@ -198,7 +201,7 @@ pub struct Match {
 /// The expectations table: bounded in count (oldest evicted) and in time (`LIFETIME`).
 #[derive(Debug)]
 pub struct Expectations {
-    map: HashMap<(Pin, Endpoint), Entry>,
+    map: FastMap<(Pin, Endpoint), Entry>,
     /// Insertion order (which is capture-time order) with generations; stale items skipped.
     order: VecDeque<((Pin, Endpoint), u64)>,
     next_gen: u64,
@@ -208,7 +211,7 @@ pub struct Expectations {
 impl Expectations {
     pub fn new(cap: usize) -> Self {
         Expectations {
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
             next_gen: 0,
             cap: cap.max(1),
@@ -355,7 +358,7 @@ struct Learned {
 /// Server endpoints whose service payload confirmed; bounded in count, oldest evicted.
 #[derive(Debug)]
 pub struct Endpoints {
-    map: HashMap<Endpoint, Learned>,
+    map: FastMap<Endpoint, Learned>,
     order: VecDeque<Endpoint>,
     cap: usize,
 }
@@ -363,7 +366,7 @@ pub struct Endpoints {
 impl Endpoints {
     pub fn new(cap: usize) -> Self {
         Endpoints {
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
         }

@@ -7,15 +7,15 @@
 use super::Report;
 use crate::classify::announce;
 use crate::classify::expect::{
-    key_community_id, Endpoint, Endpoints, Expectations, Fact, FactKind, LinkStats, Match, HOLD,
-    MAX_ENDPOINTS, MAX_EXPECTATIONS, SLACK,
+    key_community_id, Endpoint, Endpoints, Expectations, Fact, FactKind, FastMap, LinkStats, Match,
+    HOLD, MAX_ENDPOINTS, MAX_EXPECTATIONS, SLACK,
 };
 use crate::classify::{Classifier, Confidence, Detection, Verdict};
 use crate::decode::IPPROTO_TCP;
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, FlowKey};
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 /// Matches kept for flows whose record has not come yet (open media and RPC connections);
 /// the oldest are dropped beyond it.
@@ -63,7 +63,7 @@ pub struct Linker {
     held: BinaryHeap<Reverse<Held>>,
     expectations: Expectations,
     endpoints: Endpoints,
-    matches: HashMap<(FlowKey, u64), Match>,
+    matches: FastMap<(FlowKey, u64), Match>,
     match_order: VecDeque<(FlowKey, u64)>,
     pub stats: LinkStats,
 }
@@ -82,7 +82,7 @@ impl Linker {
             held: BinaryHeap::new(),
             expectations: Expectations::new(expectations),
             endpoints: Endpoints::new(endpoints),
-            matches: HashMap::new(),
+            matches: FastMap::default(),
             match_order: VecDeque::new(),
             stats: LinkStats::default(),
         }

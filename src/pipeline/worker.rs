@@ -319,7 +319,9 @@ impl Worker {
         let flows = if self.finished.is_empty() {
             Vec::new()
         } else {
-            std::mem::replace(&mut self.finished, Vec::with_capacity(FLUSH_FLOWS))
+            // Sized to what is sent: reports go out every second of capture time, mostly
+            // small, and a fresh FLUSH_FLOWS-sized buffer each time costs page faults.
+            self.finished.split_off(0)
         };
         let facts = std::mem::take(&mut self.facts);
         self.reported = self.clock;
