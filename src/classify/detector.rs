@@ -292,6 +292,15 @@ pub mod text {
 
     #[cfg(test)]
     #[test]
+    fn clip_replaces_control_characters_on_both_paths() {
+        assert_eq!(clip(b"a\tb\x7fc\x00d", 64), "a.b.c.d");
+        assert_eq!(clip(b"abcdef", 3), "abc");
+        assert_eq!(clip("é\u{85}\x01x".as_bytes(), 64), "é..x");
+        assert_eq!(clip(b"a\xffb", 64), "a\u{fffd}b");
+    }
+
+    #[cfg(test)]
+    #[test]
     fn lines_skip_the_incomplete_tail_and_empty_lines() {
         let v: Vec<&[u8]> = lines(b"a\r\n\nbc\nde").collect();
         assert_eq!(v, vec![&b"a"[..], b"bc"]);
@@ -306,6 +315,15 @@ pub mod text {
     /// Lossy, length-capped string for evidence fields (never for secrets).
     pub fn clip(b: &[u8], max: usize) -> String {
         let s = &b[..b.len().min(max)];
+        // Evidence is mostly ASCII: map the bytes directly instead of decoding and collecting
+        // chars (the same result: ASCII's control characters are C0 and DEL).
+        if s.is_ascii() {
+            let bytes = s
+                .iter()
+                .map(|&c| if c < 0x20 || c == 0x7f { b'.' } else { c })
+                .collect();
+            return String::from_utf8(bytes).expect("ASCII is UTF-8");
+        }
         String::from_utf8_lossy(s)
             .chars()
             .map(|c| if c.is_control() { '.' } else { c })
