@@ -21,21 +21,19 @@ use std::collections::{BinaryHeap, VecDeque};
 /// the oldest are dropped beyond it.
 const MAX_MATCHES: usize = 65_536;
 
-/// A finished flow waiting for the watermark.
+/// A finished flow waiting for the watermark: its release order, and where it is parked. The
+/// heap sifts these small entries rather than whole flows.
 struct Held {
     due: u64,
-    flow: Flow,
-    reason: EndReason,
+    key: FlowKey,
+    first_ts: u64,
+    last_ts: u64,
+    slot: u32,
 }
 
 impl Held {
     fn order_key(&self) -> (u64, &FlowKey, u64, u64) {
-        (
-            self.due,
-            &self.flow.key,
-            self.flow.first_ts,
-            self.flow.last_ts,
-        )
+        (self.due, &self.key, self.first_ts, self.last_ts)
     }
 }
 
@@ -61,6 +59,10 @@ pub struct Linker {
     clocks: Vec<u64>,
     facts: BinaryHeap<Reverse<Fact>>,
     held: BinaryHeap<Reverse<Held>>,
+    /// The flows `held` refers to, by slot; `None` once released.
+    parked: Vec<Option<(Flow, EndReason)>>,
+    /// Slots of `parked` free for reuse.
+    free: Vec<u32>,
     expectations: Expectations,
     endpoints: Endpoints,
     matches: FastMap<(FlowKey, u64), Match>,
@@ -80,6 +82,8 @@ impl Linker {
             clocks: vec![0; workers],
             facts: BinaryHeap::new(),
             held: BinaryHeap::new(),
+            parked: Vec::new(),
+            free: Vec::new(),
             expectations: Expectations::new(expectations),
             endpoints: Endpoints::new(endpoints),
             matches: FastMap::default(),
@@ -106,7 +110,14 @@ impl Linker {
                 0
             };
             let due = flow.last_ts.saturating_add(HOLD).max(started);
-            self.held.push(Reverse(Held { due, flow, reason }));
+            let held = Held {
+                due,
+                key: flow.key,
+                first_ts: flow.first_ts,
+                last_ts: flow.last_ts,
+                slot: self.park(flow, reason),
+            };
+            self.held.push(Reverse(held));
         }
         self.stats.flows_held_peak = self.stats.flows_held_peak.max(self.held.len() as u64);
         if let Some(c) = self.clocks.get_mut(r.worker) {
@@ -146,9 +157,26 @@ impl Linker {
             .is_some_and(|h| h.0.due < wm || wm == u64::MAX)
         {
             let Reverse(h) = self.held.pop().expect("peeked");
-            let mut flow = h.flow;
-            let verdict = self.label(&mut flow, h.reason, classifier);
-            ready.push((flow, h.reason, verdict));
+            let (mut flow, reason) = self.parked[h.slot as usize]
+                .take()
+                .expect("a held flow is parked");
+            self.free.push(h.slot);
+            let verdict = self.label(&mut flow, reason, classifier);
+            ready.push((flow, reason, verdict));
+        }
+    }
+
+    /// Park a flow until its release; its slot.
+    fn park(&mut self, flow: Flow, reason: EndReason) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.parked[slot as usize] = Some((flow, reason));
+                slot
+            }
+            None => {
+                self.parked.push(Some((flow, reason)));
+                (self.parked.len() - 1) as u32
+            }
         }
     }
 
