@@ -219,7 +219,7 @@ impl Linker {
             .detection
             .as_deref()
             .filter(|d| d.confidence == Confidence::Payload && d.protocol != "unknown")
-            .map(|d| (d.protocol, d.evidence.clone()));
+            .map(|d| d.protocol);
         // An interim record leaves the match for the flow's later records.
         let k = (f.key, f.first_ts);
         let m = if reason.is_interim() {
@@ -231,7 +231,7 @@ impl Linker {
             let agrees =
                 |p: &str| p == m.label.protocol || (is_media(p) && is_media(m.label.protocol));
             match payload {
-                Some((p, _)) if !agrees(p) => {
+                Some(p) if !agrees(p) => {
                     let mut v = own;
                     v.evidence.push_str(&format!(
                         "; payload wins over the expectation ({}, announced by {})",
@@ -239,7 +239,9 @@ impl Linker {
                     ));
                     return v;
                 }
-                Some((_, ev)) => {
+                Some(_) => {
+                    // Only here is the flow's own evidence needed (most flows match nothing).
+                    let ev = f.detection.as_deref().map_or("", |d| d.evidence.as_str());
                     let how = format!("{}; payload agrees: {ev}", m.label.how);
                     return self.relabel(
                         f,
