@@ -92,15 +92,17 @@ impl Linker {
         }
     }
 
-    /// Take a worker's report; flows whose verdict is now final go to `ready`.
+    /// Take a worker's report; flows whose verdict is now final go to `ready`. Returns the
+    /// report's flow buffer, emptied, for reuse.
     pub fn report(
         &mut self,
         r: Report,
         classifier: &Classifier,
         ready: &mut Vec<(Flow, EndReason, Verdict)>,
-    ) {
+    ) -> Vec<(Flow, EndReason)> {
         self.facts.extend(r.facts.into_iter().map(Reverse));
-        for (flow, reason) in r.flows {
+        let mut flows = r.flows;
+        for (flow, reason) in flows.drain(..) {
             // Its start notice was stamped with the reader clock at its first packet, which
             // the reporting worker's clock has passed; with out-of-order capture times that
             // can be later than its own timestamps, so wait for it explicitly.
@@ -124,6 +126,7 @@ impl Linker {
             *c = (*c).max(r.clock);
         }
         self.advance(classifier, ready);
+        flows
     }
 
     /// A worker has sent everything.
