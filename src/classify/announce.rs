@@ -79,7 +79,7 @@ pub fn announcements(
     match who {
         Announcer::Sip { um } => {
             // Most SIP messages carry no SDP: skip the parse unless a body could start here.
-            if !payload.windows(4).any(|w| w == b"\nv=0") {
+            if memchr::memmem::find(payload, b"\nv=0").is_none() {
                 return;
             }
             let media = sip_sdp(payload);

@@ -209,6 +209,9 @@ pub fn run(
     let counters = Arc::new(Counters::default());
     let (sink_tx, sink_rx) = channel::bounded::<ToSink>(64);
     let (pool_tx, pool_rx) = channel::unbounded::<Batch>();
+    // A few spare report buffers per worker are enough: reports go out once a second of
+    // capture time, and the sink empties each at once.
+    let (spare_tx, spare_rx) = channel::bounded::<Vec<(Flow, EndReason)>>(4 * n.max(1));
     let mut worker_txs = Vec::with_capacity(n);
     let mut sink = Sink {
         cfg,
@@ -221,6 +224,7 @@ pub fn run(
         flush_each: live,
         linker: sink::Linker::new(n),
         ready: Vec::new(),
+        spares: spare_tx,
     };
     let (read_stats, errors) = std::thread::scope(|s| {
         for i in 0..n {
@@ -228,6 +232,7 @@ pub fn run(
             worker_txs.push(tx);
             let sink_tx = sink_tx.clone();
             let pool_tx = pool_tx.clone();
+            let spare_rx = spare_rx.clone();
             let classifier = cfg.classifier.clone();
             let timeouts = cfg.timeouts;
             let counters = counters.clone();
@@ -237,6 +242,7 @@ pub fn run(
                 .spawn_scoped(s, move || {
                     worker::Worker::new(i, classifier, per_worker, timeouts)
                         .with_counters(counters, notify)
+                        .with_spares(spare_rx)
                         .run(rx, sink_tx, pool_tx)
                 })
                 .expect("spawning a worker thread");
@@ -327,13 +333,20 @@ struct Sink<'a> {
     linker: sink::Linker,
     /// Flows whose final verdict is known, to write.
     ready: Vec<(Flow, EndReason, Verdict)>,
+    /// Emptied report buffers go back to the workers (see `Worker::with_spares`).
+    spares: channel::Sender<Vec<(Flow, EndReason)>>,
 }
 
 impl Sink<'_> {
     fn message(&mut self, msg: ToSink) {
         match msg {
             ToSink::Report(r) => {
-                self.linker.report(r, &self.cfg.classifier, &mut self.ready);
+                let spare = self.linker.report(r, &self.cfg.classifier, &mut self.ready);
+                // Dropped when the workers hold enough already, or when it is one of the rare
+                // large ones (end of input, a burst of expiries): spares stay a few MB at most.
+                if spare.capacity() > 0 && spare.capacity() <= 4 * worker::FLUSH_FLOWS {
+                    let _ = self.spares.try_send(spare);
+                }
                 self.release();
             }
             ToSink::Decided(flows) => {

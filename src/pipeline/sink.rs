@@ -21,21 +21,19 @@ use std::collections::{BinaryHeap, VecDeque};
 /// the oldest are dropped beyond it.
 const MAX_MATCHES: usize = 65_536;
 
-/// A finished flow waiting for the watermark.
+/// A finished flow waiting for the watermark: its release order, and where it is parked. The
+/// heap sifts these small entries rather than whole flows.
 struct Held {
     due: u64,
-    flow: Flow,
-    reason: EndReason,
+    key: FlowKey,
+    first_ts: u64,
+    last_ts: u64,
+    slot: u32,
 }
 
 impl Held {
     fn order_key(&self) -> (u64, &FlowKey, u64, u64) {
-        (
-            self.due,
-            &self.flow.key,
-            self.flow.first_ts,
-            self.flow.last_ts,
-        )
+        (self.due, &self.key, self.first_ts, self.last_ts)
     }
 }
 
@@ -61,6 +59,10 @@ pub struct Linker {
     clocks: Vec<u64>,
     facts: BinaryHeap<Reverse<Fact>>,
     held: BinaryHeap<Reverse<Held>>,
+    /// The flows `held` refers to, by slot; `None` once released.
+    parked: Vec<Option<(Flow, EndReason)>>,
+    /// Slots of `parked` free for reuse.
+    free: Vec<u32>,
     expectations: Expectations,
     endpoints: Endpoints,
     matches: FastMap<(FlowKey, u64), Match>,
@@ -80,6 +82,8 @@ impl Linker {
             clocks: vec![0; workers],
             facts: BinaryHeap::new(),
             held: BinaryHeap::new(),
+            parked: Vec::new(),
+            free: Vec::new(),
             expectations: Expectations::new(expectations),
             endpoints: Endpoints::new(endpoints),
             matches: FastMap::default(),
@@ -88,15 +92,17 @@ impl Linker {
         }
     }
 
-    /// Take a worker's report; flows whose verdict is now final go to `ready`.
+    /// Take a worker's report; flows whose verdict is now final go to `ready`. Returns the
+    /// report's flow buffer, emptied, for reuse.
     pub fn report(
         &mut self,
         r: Report,
         classifier: &Classifier,
         ready: &mut Vec<(Flow, EndReason, Verdict)>,
-    ) {
+    ) -> Vec<(Flow, EndReason)> {
         self.facts.extend(r.facts.into_iter().map(Reverse));
-        for (flow, reason) in r.flows {
+        let mut flows = r.flows;
+        for (flow, reason) in flows.drain(..) {
             // Its start notice was stamped with the reader clock at its first packet, which
             // the reporting worker's clock has passed; with out-of-order capture times that
             // can be later than its own timestamps, so wait for it explicitly.
@@ -106,13 +112,21 @@ impl Linker {
                 0
             };
             let due = flow.last_ts.saturating_add(HOLD).max(started);
-            self.held.push(Reverse(Held { due, flow, reason }));
+            let held = Held {
+                due,
+                key: flow.key,
+                first_ts: flow.first_ts,
+                last_ts: flow.last_ts,
+                slot: self.park(flow, reason),
+            };
+            self.held.push(Reverse(held));
         }
         self.stats.flows_held_peak = self.stats.flows_held_peak.max(self.held.len() as u64);
         if let Some(c) = self.clocks.get_mut(r.worker) {
             *c = (*c).max(r.clock);
         }
         self.advance(classifier, ready);
+        flows
     }
 
     /// A worker has sent everything.
@@ -146,9 +160,26 @@ impl Linker {
             .is_some_and(|h| h.0.due < wm || wm == u64::MAX)
         {
             let Reverse(h) = self.held.pop().expect("peeked");
-            let mut flow = h.flow;
-            let verdict = self.label(&mut flow, h.reason, classifier);
-            ready.push((flow, h.reason, verdict));
+            let (mut flow, reason) = self.parked[h.slot as usize]
+                .take()
+                .expect("a held flow is parked");
+            self.free.push(h.slot);
+            let verdict = self.label(&mut flow, reason, classifier);
+            ready.push((flow, reason, verdict));
+        }
+    }
+
+    /// Park a flow until its release; its slot.
+    fn park(&mut self, flow: Flow, reason: EndReason) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.parked[slot as usize] = Some((flow, reason));
+                slot
+            }
+            None => {
+                self.parked.push(Some((flow, reason)));
+                (self.parked.len() - 1) as u32
+            }
         }
     }
 
@@ -191,7 +222,7 @@ impl Linker {
             .detection
             .as_deref()
             .filter(|d| d.confidence == Confidence::Payload && d.protocol != "unknown")
-            .map(|d| (d.protocol, d.evidence.clone()));
+            .map(|d| d.protocol);
         // An interim record leaves the match for the flow's later records.
         let k = (f.key, f.first_ts);
         let m = if reason.is_interim() {
@@ -203,7 +234,7 @@ impl Linker {
             let agrees =
                 |p: &str| p == m.label.protocol || (is_media(p) && is_media(m.label.protocol));
             match payload {
-                Some((p, _)) if !agrees(p) => {
+                Some(p) if !agrees(p) => {
                     let mut v = own;
                     v.evidence.push_str(&format!(
                         "; payload wins over the expectation ({}, announced by {})",
@@ -211,7 +242,9 @@ impl Linker {
                     ));
                     return v;
                 }
-                Some((_, ev)) => {
+                Some(_) => {
+                    // Only here is the flow's own evidence needed (most flows match nothing).
+                    let ev = f.detection.as_deref().map_or("", |d| d.evidence.as_str());
                     let how = format!("{}; payload agrees: {ev}", m.label.how);
                     return self.relabel(
                         f,

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Finished flows are handed to the sink in batches of this many.
-const FLUSH_FLOWS: usize = 1024;
+pub(super) const FLUSH_FLOWS: usize = 1024;
 /// One packet in this many has its processing time measured.
 const SAMPLE_EVERY: u64 = 16;
 
@@ -43,6 +43,9 @@ pub struct Worker {
     decided: Vec<Flow>,
     notify_verdicts: bool,
     counters: Arc<Counters>,
+    /// Emptied report buffers the sink hands back: a fresh buffer per report would be fresh
+    /// memory the kernel has to zero (page faults showed in the profile).
+    spares: Option<Receiver<Vec<(Flow, EndReason)>>>,
 }
 
 impl Worker {
@@ -66,7 +69,14 @@ impl Worker {
             decided: Vec::new(),
             notify_verdicts: false,
             counters: Arc::default(),
+            spares: None,
         }
+    }
+
+    /// Take report buffers for finished flows from `spares` when there are some.
+    pub fn with_spares(mut self, spares: Receiver<Vec<(Flow, EndReason)>>) -> Self {
+        self.spares = Some(spares);
+        self
     }
 
     /// Share the live counters (flow-table-full evictions) and, with `notify_verdicts`,
@@ -318,6 +328,9 @@ impl Worker {
         }
         let flows = if self.finished.is_empty() {
             Vec::new()
+        } else if let Some(mut spare) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
+            spare.append(&mut self.finished);
+            spare
         } else {
             // Sized to what is sent: reports go out every second of capture time, mostly
             // small, and a fresh FLUSH_FLOWS-sized buffer each time costs page faults.

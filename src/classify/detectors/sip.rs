@@ -160,6 +160,14 @@ enum Parsed<'a> {
 /// Content-Length means "the rest of the datagram" (RFC 3261 18.3) and `truncated` says the
 /// buffer holds only the head of a longer datagram.
 fn message(b: &[u8], datagram: bool, truncated: bool) -> Parsed<'_> {
+    // A start line opens with "SIP/2.0" or a method token (upper case, or '-' in an extension
+    // method): any other first byte is not SIP, found without searching the whole buffer (of
+    // every binary flow, on every packet) for its first line.
+    if b.first()
+        .is_some_and(|&c| !(c.is_ascii_uppercase() || c == b'-'))
+    {
+        return Parsed::NotSip;
+    }
     let Some(eol) = memchr::memchr(b'\n', b) else {
         return if could_start(b) {
             Parsed::Partial
