@@ -30,9 +30,9 @@ build: deps
 	$(CARGO) build --release
 
 demo: build
-	$(BIN) audit --json demo-records.ndjson $(DEMO)
+	$(BIN) audit --policy examples/policy.toml --json demo-records.ndjson $(DEMO)
 	@echo
-	@echo "records written to demo-records.ndjson ($$(wc -l < demo-records.ndjson) flows)"
+	@echo "records written to demo-records.ndjson ($$(wc -l < demo-records.ndjson) flows), judged by examples/policy.toml"
 
 test: deps deps-live check-signatures
 	$(CARGO) test --release --all-targets
