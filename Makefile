@@ -35,7 +35,7 @@ demo: build
 	@echo "records written to demo-records.ndjson ($$(wc -l < demo-records.ndjson) flows), judged by examples/policy.toml"
 
 test: deps deps-live check-signatures
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --profile ci --all-targets
 
 lint: deps
 	$(CARGO) fmt --all -- --check
