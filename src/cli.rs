@@ -322,12 +322,12 @@ fn learn(l: LearnArgs) -> i32 {
     }
     let learner = run.learner.as_ref().expect("set above");
     let sources = l.audit.captures.join(" ");
-    let mut written = open_output(&l.output).and_then(|mut w| {
+    let mut written = FileOutput::open(&l.output, false).and_then(|mut w| {
         w.write_all(learner.policy_toml(&sources).as_bytes())
             .and_then(|_| w.flush())
     });
     if let (Ok(()), Some(p)) = (&written, &l.rules_csv) {
-        written = open_output(p).and_then(|mut w| {
+        written = FileOutput::open(p, false).and_then(|mut w| {
             w.write_all(learner.rules_csv().as_bytes())
                 .and_then(|_| w.flush())
         });
@@ -428,21 +428,6 @@ enum Mode {
 fn usage(msg: &str) -> i32 {
     eprintln!("exwatch: {msg}");
     exit::USAGE
-}
-
-/// Open an output path; `-` is standard output.
-fn open_output(path: &str) -> std::io::Result<Box<dyn Write + Send>> {
-    if path == "-" {
-        Ok(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        )))
-    } else {
-        Ok(Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::fs::File::create(path)?,
-        )))
-    }
 }
 
 /// An output file (or standard output for `-`) that can be reopened on SIGHUP.
@@ -787,7 +772,7 @@ fn finish(
         } else {
             &judge.findings
         };
-        if let Err(e) = open_output(p).and_then(|mut w| findings.write_csv(&mut w)) {
+        if let Err(e) = FileOutput::open(p, false).and_then(|mut w| findings.write_csv(&mut w)) {
             eprintln!("exwatch: {p}: cannot write CSV: {e}");
             code = exit::OUTPUT;
         }

@@ -178,22 +178,6 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
     )
 }
 
-/// Run an offline audit; `judge` sees every finished flow (policy, firewall, learning) and
-/// what it returns is written on the flow's record.
-pub fn run_audit_judged(
-    cfg: &AuditConfig,
-    out: &mut dyn Write,
-    judge: &mut dyn FlowJudge,
-) -> AuditOutcome {
-    run(
-        cfg,
-        Input::Files(cfg.captures.clone()),
-        &mut Fixed(out),
-        &mut || Ok(()),
-        judge,
-    )
-}
-
 /// Run the pipeline on `input`, writing NDJSON records to `out`. On SIGHUP (live capture)
 /// `out` is reopened and `on_reopen` is called for the caller's other files.
 pub fn run(
