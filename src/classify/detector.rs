@@ -109,7 +109,38 @@ pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
 /// Helpers for the detectors' unit tests.
 #[cfg(test)]
 pub mod testing {
-    use super::Payloads;
+    use super::{Detector, Payloads, Probe};
+
+    /// A detector test's view builder: bytes to server, to client, last chance.
+    pub type View = for<'a> fn(&'a [u8], &'a [u8], bool) -> Payloads<'a>;
+
+    /// Cut-short exchanges: a probe may ask for more, but never at the flow's last chance.
+    pub fn assert_truncated(d: &dyn Detector, view: View, cases: &[(&[u8], &[u8])]) {
+        for &(ts, tc) in cases {
+            let _ = d.probe(&view(ts, tc, false));
+            assert!(
+                !matches!(d.probe(&view(ts, tc, true)), Probe::NeedMore),
+                "{ts:?} {tc:?}"
+            );
+        }
+    }
+
+    /// Other protocols' openings are refused at once.
+    pub fn assert_not_mine(d: &dyn Detector, view: View, cases: &[(&[u8], &[u8])]) {
+        for &(ts, tc) in cases {
+            assert!(
+                matches!(d.probe(&view(ts, tc, false)), Probe::NotMine),
+                "{ts:?} {tc:?}"
+            );
+        }
+    }
+
+    /// `hostile_split` through one detector: whatever the bytes, the probe returns.
+    pub fn probe_hostile(d: &dyn Detector, view: View, alphabet: &[u8], seed: u32, rounds: usize) {
+        hostile_split(alphabet, seed, rounds, |ts, tc, last| {
+            let _ = d.probe(&view(ts, tc, last));
+        });
+    }
 
     /// A TCP view of `ts`/`tc` between the given ports.
     pub fn tcp_view<'a>(

@@ -247,35 +247,31 @@ mod tests {
 
     #[test]
     fn truncated_and_hostile() {
-        for (ts, tc) in [(&b"AU"[..], &b"22"[..]), (b"", b"2"), (b"\r\n", b"220\r\n")] {
-            let _ = Ftp.probe(&view(ts, tc, false));
-            assert!(
-                !matches!(Ftp.probe(&view(ts, tc, true)), Probe::NeedMore),
-                "{ts:?} {tc:?}"
-            );
-        }
-        crate::classify::detector::testing::hostile_split(
+        crate::classify::detector::testing::assert_truncated(
+            &Ftp,
+            view,
+            &[(&b"AU"[..], &b"22"[..]), (b"", b"2"), (b"\r\n", b"220\r\n")],
+        );
+        crate::classify::detector::testing::probe_hostile(
+            &Ftp,
+            view,
             b"220 331 AUTH TLS USER PASV\r\n\x16\xff",
             41,
             600,
-            |ts, tc, last| {
-                let _ = Ftp.probe(&view(ts, tc, last));
-            },
         );
     }
 
     #[test]
     fn smtp_and_pop3_are_not_ftp() {
-        for (ts, tc) in [
-            (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
-            (b"AUTH PLAIN AGFsaWNl\r\n", b"220 mx ESMTP\r\n"),
-            (b"USER alice\r\n", b"+OK POP3 ready\r\n"),
-            (b"A1 CAPABILITY\r\n", b"* OK IMAP4rev1\r\n"),
-        ] {
-            assert!(
-                matches!(Ftp.probe(&view(ts, tc, false)), Probe::NotMine),
-                "{ts:?} {tc:?}"
-            );
-        }
+        crate::classify::detector::testing::assert_not_mine(
+            &Ftp,
+            view,
+            &[
+                (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
+                (b"AUTH PLAIN AGFsaWNl\r\n", b"220 mx ESMTP\r\n"),
+                (b"USER alice\r\n", b"+OK POP3 ready\r\n"),
+                (b"A1 CAPABILITY\r\n", b"* OK IMAP4rev1\r\n"),
+            ],
+        );
     }
 }

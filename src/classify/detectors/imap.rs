@@ -356,43 +356,39 @@ mod tests {
 
     #[test]
     fn truncated_and_hostile() {
-        for (ts, tc) in [
-            (&b""[..], &b"* O"[..]),
-            (b"", b"*"),
-            (b"A1", b""),
-            (b"\r\n", b"* OK\r\n"),
-            (b"A1 LOGIN", b"\xff\xfe"),
-        ] {
-            let _ = Imap.probe(&view(ts, tc, false));
-            assert!(
-                !matches!(Imap.probe(&view(ts, tc, true)), Probe::NeedMore),
-                "{ts:?} {tc:?}"
-            );
-        }
-        crate::classify::detector::testing::hostile_split(
+        crate::classify::detector::testing::assert_truncated(
+            &Imap,
+            view,
+            &[
+                (&b""[..], &b"* O"[..]),
+                (b"", b"*"),
+                (b"A1", b""),
+                (b"\r\n", b"* OK\r\n"),
+                (b"A1 LOGIN", b"\xff\xfe"),
+            ],
+        );
+        crate::classify::detector::testing::probe_hostile(
+            &Imap,
+            view,
             b"* OK A1 STARTTLS LOGIN\r\n\x16\xff",
             23,
             600,
-            |ts, tc, last| {
-                let _ = Imap.probe(&view(ts, tc, last));
-            },
         );
     }
 
     #[test]
     fn other_protocols_are_not_imap() {
-        for (ts, tc) in [
-            (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
-            (b"USER alice\r\n", b"+OK POP3 ready\r\n"),
-            (b"GET / HTTP/1.1\r\n", b""),
-            (b"NICK jdoe\r\n", b""),
-            (b"", b"220 FTP ready\r\n"),
-            (b"\x16\x03\x01\x02\x00", b""),
-        ] {
-            assert!(
-                matches!(Imap.probe(&view(ts, tc, false)), Probe::NotMine),
-                "{ts:?} {tc:?}"
-            );
-        }
+        crate::classify::detector::testing::assert_not_mine(
+            &Imap,
+            view,
+            &[
+                (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
+                (b"USER alice\r\n", b"+OK POP3 ready\r\n"),
+                (b"GET / HTTP/1.1\r\n", b""),
+                (b"NICK jdoe\r\n", b""),
+                (b"", b"220 FTP ready\r\n"),
+                (b"\x16\x03\x01\x02\x00", b""),
+            ],
+        );
     }
 }

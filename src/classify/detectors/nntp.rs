@@ -272,39 +272,35 @@ mod tests {
 
     #[test]
     fn truncated_and_hostile() {
-        for (ts, tc) in [
-            (&b"GRO"[..], &b"20"[..]),
-            (b"", b"2"),
-            (b"\r\n", b"200\r\n"),
-        ] {
-            let _ = Nntp.probe(&view(ts, tc, false));
-            assert!(
-                !matches!(Nntp.probe(&view(ts, tc, true)), Probe::NeedMore),
-                "{ts:?} {tc:?}"
-            );
-        }
-        crate::classify::detector::testing::hostile_split(
+        crate::classify::detector::testing::assert_truncated(
+            &Nntp,
+            view,
+            &[
+                (&b"GRO"[..], &b"20"[..]),
+                (b"", b"2"),
+                (b"\r\n", b"200\r\n"),
+            ],
+        );
+        crate::classify::detector::testing::probe_hostile(
+            &Nntp,
+            view,
             b"200 GROUP MODE READER STARTTLS\r\n\x16\xff",
             31,
             600,
-            |ts, tc, last| {
-                let _ = Nntp.probe(&view(ts, tc, last));
-            },
         );
     }
 
     #[test]
     fn smtp_and_ftp_are_not_nntp() {
-        for (ts, tc) in [
-            (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
-            (b"USER anonymous\r\n", b"220 FTP server ready\r\n"),
-            (b"LIST\r\n", b"220 FTP server ready\r\n"),
-            (b"QUIT\r\n", b"+OK POP3\r\n"),
-        ] {
-            assert!(
-                matches!(Nntp.probe(&view(ts, tc, false)), Probe::NotMine),
-                "{ts:?} {tc:?}"
-            );
-        }
+        crate::classify::detector::testing::assert_not_mine(
+            &Nntp,
+            view,
+            &[
+                (&b"EHLO a\r\n"[..], &b"220 mx ESMTP\r\n"[..]),
+                (b"USER anonymous\r\n", b"220 FTP server ready\r\n"),
+                (b"LIST\r\n", b"220 FTP server ready\r\n"),
+                (b"QUIT\r\n", b"+OK POP3\r\n"),
+            ],
+        );
     }
 }

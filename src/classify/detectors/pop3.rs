@@ -260,41 +260,37 @@ mod tests {
 
     #[test]
     fn truncated_and_hostile() {
-        for (ts, tc) in [
-            (&b"US"[..], &b"+O"[..]),
-            (b"", b"+"),
-            (b"\r\n", b"+OK\r\n"),
-            (b"STLS\r\n", b"\xff"),
-        ] {
-            let _ = Pop3.probe(&view(ts, tc, false));
-            assert!(
-                !matches!(Pop3.probe(&view(ts, tc, true)), Probe::NeedMore),
-                "{ts:?} {tc:?}"
-            );
-        }
-        crate::classify::detector::testing::hostile_split(
+        crate::classify::detector::testing::assert_truncated(
+            &Pop3,
+            view,
+            &[
+                (&b"US"[..], &b"+O"[..]),
+                (b"", b"+"),
+                (b"\r\n", b"+OK\r\n"),
+                (b"STLS\r\n", b"\xff"),
+            ],
+        );
+        crate::classify::detector::testing::probe_hostile(
+            &Pop3,
+            view,
             b"+OK -ERR STLS CAPA USER\r\n\x16\xff",
             29,
             600,
-            |ts, tc, last| {
-                let _ = Pop3.probe(&view(ts, tc, last));
-            },
         );
     }
 
     #[test]
     fn other_protocols_are_not_pop3() {
-        for (ts, tc) in [
-            (&b"USER anonymous\r\n"[..], &b"220 FTP server ready\r\n"[..]),
-            (b"EHLO a\r\n", b"220 mx ESMTP\r\n"),
-            (b"A1 CAPABILITY\r\n", b"* OK IMAP4rev1\r\n"),
-            (b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
-            (b"*2\r\n$3\r\nGET\r\n", b"+OK\r\n"),
-        ] {
-            assert!(
-                matches!(Pop3.probe(&view(ts, tc, false)), Probe::NotMine),
-                "{ts:?} {tc:?}"
-            );
-        }
+        crate::classify::detector::testing::assert_not_mine(
+            &Pop3,
+            view,
+            &[
+                (&b"USER anonymous\r\n"[..], &b"220 FTP server ready\r\n"[..]),
+                (b"EHLO a\r\n", b"220 mx ESMTP\r\n"),
+                (b"A1 CAPABILITY\r\n", b"* OK IMAP4rev1\r\n"),
+                (b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n"),
+                (b"*2\r\n$3\r\nGET\r\n", b"+OK\r\n"),
+            ],
+        );
     }
 }
