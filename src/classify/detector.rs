@@ -114,6 +114,30 @@ pub mod testing {
     /// A detector test's view builder: bytes to server, to client, last chance.
     pub type View = for<'a> fn(&'a [u8], &'a [u8], bool) -> Payloads<'a>;
 
+    /// Probe `d` with one UDP datagram each way (an empty side sends none).
+    pub fn udp_probe(
+        d: &dyn Detector,
+        ts: &[u8],
+        tc: &[u8],
+        server_port: u16,
+        last: bool,
+    ) -> Probe {
+        let heads: Vec<super::DatagramHead> = [(ts, true), (tc, false)]
+            .into_iter()
+            .filter(|(b, _)| !b.is_empty())
+            .map(|(b, orig)| super::DatagramHead::new(orig, b, b.len() as u32))
+            .collect();
+        d.probe(&Payloads {
+            transport: crate::decode::IPPROTO_UDP,
+            ts,
+            tc,
+            datagrams: &heads,
+            server_port,
+            client_port: 50000,
+            last_chance: last,
+        })
+    }
+
     /// Cut-short exchanges: a probe may ask for more, but never at the flow's last chance.
     pub fn assert_truncated(d: &dyn Detector, view: View, cases: &[(&[u8], &[u8])]) {
         for &(ts, tc) in cases {

@@ -260,22 +260,7 @@ mod tests {
     }
 
     fn probe(ts: &[u8], tc: &[u8], last: bool) -> Probe {
-        let mut heads = Vec::new();
-        if !ts.is_empty() {
-            heads.push(head(ts, true));
-        }
-        if !tc.is_empty() {
-            heads.push(head(tc, false));
-        }
-        Quic.probe(&Payloads {
-            transport: 17,
-            ts,
-            tc,
-            datagrams: &heads,
-            server_port: 443,
-            client_port: 50000,
-            last_chance: last,
-        })
+        crate::classify::detector::testing::udp_probe(&Quic, ts, tc, 443, last)
     }
 
     fn mine(p: Probe) -> Detection {

@@ -188,7 +188,6 @@ impl Detector for Stun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::detector::DatagramHead;
 
     /// RFC 5769 2.1: sample request (SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME,
     /// MESSAGE-INTEGRITY, FINGERPRINT).
@@ -213,27 +212,8 @@ mod tests {
         0x04, 0xc0, 0x7d, 0x4c, 0x96,
     ];
 
-    fn head(b: &[u8], from_orig: bool) -> DatagramHead {
-        DatagramHead::new(from_orig, b, b.len() as u32)
-    }
-
     fn udp(ts: &[u8], tc: &[u8], last: bool) -> Probe {
-        let mut heads = Vec::new();
-        if !ts.is_empty() {
-            heads.push(head(ts, true));
-        }
-        if !tc.is_empty() {
-            heads.push(head(tc, false));
-        }
-        Stun.probe(&Payloads {
-            transport: 17,
-            ts,
-            tc,
-            datagrams: &heads,
-            server_port: 3478,
-            client_port: 50000,
-            last_chance: last,
-        })
+        crate::classify::detector::testing::udp_probe(&Stun, ts, tc, 3478, last)
     }
 
     fn tcp(ts: &[u8], tc: &[u8], last: bool) -> Probe {
