@@ -108,6 +108,8 @@ pub struct Start {
     pub first_ts: u64,
     /// The reader clock at that packet, which announcements are compared with.
     pub clock: u64,
+    /// The worker that owns the flow: only its copy of the tables keeps the match.
+    pub owner: u16,
 }
 
 /// What a worker reports besides finished flows.
@@ -144,13 +146,14 @@ impl Fact {
     }
 
     /// A start is matched once announcements up to `SLACK` after it can have arrived.
-    pub fn started(clock: u64, key: FlowKey, first_ts: u64) -> Self {
+    pub fn started(owner: usize, clock: u64, key: FlowKey, first_ts: u64) -> Self {
         Fact {
             at: clock.saturating_add(SLACK),
             kind: FactKind::Started(Start {
                 key,
                 first_ts,
                 clock,
+                owner: owner as u16,
             }),
         }
     }
@@ -179,6 +182,24 @@ pub struct LinkStats {
     pub endpoints_applied: u64,
     pub endpoints_evicted: u64,
     pub flows_held_peak: u64,
+}
+
+impl LinkStats {
+    /// Fold in one worker's figures. Every worker applies every fact to its own copy of the
+    /// tables, so the table counters are taken from one copy (`tables`); flows held and
+    /// labels applied are each worker's own.
+    pub fn add_worker(&mut self, w: &LinkStats, tables: bool) {
+        if tables {
+            let (applied, held) = (self.endpoints_applied, self.flows_held_peak);
+            *self = LinkStats {
+                endpoints_applied: applied,
+                flows_held_peak: held,
+                ..*w
+            };
+        }
+        self.endpoints_applied += w.endpoints_applied;
+        self.flows_held_peak += w.flows_held_peak;
+    }
 }
 
 #[derive(Debug)]
@@ -486,6 +507,7 @@ mod tests {
             },
             first_ts,
             clock: first_ts,
+            owner: 0,
         }
     }
 

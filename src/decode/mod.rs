@@ -138,6 +138,65 @@ fn addr4(b: [u8; 4]) -> [u8; 16] {
     a
 }
 
+/// Which worker a frame goes to: a symmetric hash of its IP address pair, found by walking
+/// the link header only. Every frame of a flow and every fragment of a datagram carry the same
+/// pair, so they meet on one worker (IP-in-IP: the outer pair, which all of a tunnelled flow's
+/// frames share). Frames without an IP pair hash to 0; their worker counts them as
+/// undecodable.
+pub fn shard_hash(linktype: i32, frame: &[u8]) -> u64 {
+    let Ok(link) = link::strip(linktype, frame) else {
+        return 0;
+    };
+    let mut ip = link.ip;
+    // IP-in-IP and 6in4 are looked through one level, as `decode_ip` does: a tunnelled
+    // flow is the inner packet's, and may reach the capture through several tunnels.
+    if let Some(inner) = tunnelled(ip) {
+        if matches!(inner.first().map(|b| b >> 4), Some(4 | 6)) {
+            ip = inner;
+        }
+    }
+    let word = |b: &[u8]| -> u64 {
+        let mut w = [0u8; 8];
+        w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+        u64::from_le_bytes(w)
+    };
+    let (a, b) = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => (word(&ip[12..16]), word(&ip[16..20])),
+        Some(6) if ip.len() >= 40 => (
+            word(&ip[8..16]) ^ word(&ip[16..24]).rotate_left(29),
+            word(&ip[24..32]) ^ word(&ip[32..40]).rotate_left(29),
+        ),
+        _ => return 0,
+    };
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    mix(lo.rotate_left(32) ^ mix(hi))
+}
+
+/// The inner packet of an unfragmented IP-in-IP or 6in4 packet.
+fn tunnelled(ip: &[u8]) -> Option<&[u8]> {
+    match ip.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
+            let proto = *ip.get(9)?;
+            (frag == 0 && ihl >= 20 && matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6))
+                .then(|| ip.get(ihl..))
+                .flatten()
+        }
+        6 => matches!(*ip.get(6)?, IPPROTO_IPIP | IPPROTO_IPV6)
+            .then(|| ip.get(40..))
+            .flatten(),
+        _ => None,
+    }
+}
+
+/// splitmix64's finaliser: every input bit reaches every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// Decode one frame of link type `linktype`.
 pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, Undecodable> {
     let link = link::strip(linktype, frame)?;

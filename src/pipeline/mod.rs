@@ -1,28 +1,38 @@
-//! Pipeline: one reader decodes and shards packets by flow hash to N workers over bounded
-//! channels, in batches; each worker owns a flow table; one sink writes records and the summary.
+//! Pipeline: where a packet goes and which thread owns what.
+//!
+//! - The reader (`reader`) frames the capture and hashes each frame's IP address pair to pick
+//!   its worker; it sends raw frames in batches over bounded channels. It decodes nothing.
+//! - Each worker (`worker`) owns its shard end to end: decoding, fragment reassembly, the flow
+//!   table, payload inspection, its copy of the cross-flow tables (`linker`, fed by the facts
+//!   every worker publishes through `exchange`), the policy judge's fork, the NDJSON records
+//!   and its summary.
+//! - The writer (this module, on the calling thread) writes the workers' record buffers as
+//!   they come and merges their summaries and judges at the end.
 
 pub mod control;
+pub mod exchange;
+pub mod linker;
 pub mod reader;
-pub mod sink;
 pub mod worker;
 
 use crate::capture::live::LiveCapture;
 use crate::capture::CaptureError;
 use crate::classify::expect::Fact;
-use crate::classify::{Classifier, Verdict};
+use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
+use crate::flow::Timeouts;
 use crate::flow::{EndReason, Flow};
-use crate::flow::{FlowPacket, Timeouts};
-use crate::policy::{FlowFacts, FlowJudge, Kind, NoJudge};
-use crate::report::record;
-use crate::report::summary::{LiveStats, Summary, WorkerStats};
+use crate::policy::{FlowJudge, NoJudge};
+use crate::report::summary::{LiveStats, Summary};
 use crossbeam::channel;
+use exchange::Exchange;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use worker::{Worker, WorkerConfig, WorkerResult};
 
-/// Packets per batch handed from the reader to a worker.
+/// Frames per batch handed from the reader to a worker.
 pub const BATCH_PACKETS: usize = 512;
 /// Every worker reports its clock to the sink at least this often in capture time (ns).
 pub const TICK: u64 = crate::classify::expect::SECOND;
@@ -106,18 +116,30 @@ impl Counters {
     }
 }
 
-/// A run of packets for one worker, with the reader's clock when it was sent.
-pub struct Batch {
-    pub pkts: Vec<FlowPacket>,
+/// One frame in a batch, as read: where its bytes sit in the batch's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RawFrame {
+    pub ts: u64,
+    /// The reader's clock at this frame (the latest capture time read so far): never
+    /// decreases, so facts stamped with it reach the other workers in order.
+    pub clock: u64,
+    pub linktype: i32,
+    pub off: u32,
+    pub len: u32,
+}
+
+/// A run of frames for one worker, with the reader's clock when it was sent.
+pub struct RawBatch {
+    pub frames: Vec<RawFrame>,
     pub data: Vec<u8>,
     /// The latest capture time the reader had seen when it sent the batch.
     pub clock: u64,
 }
 
-impl Batch {
+impl RawBatch {
     fn new() -> Self {
-        Batch {
-            pkts: Vec::with_capacity(BATCH_PACKETS),
+        RawBatch {
+            frames: Vec::with_capacity(BATCH_PACKETS),
             data: Vec::with_capacity(BATCH_PACKETS * 256),
             clock: 0,
         }
@@ -126,9 +148,9 @@ impl Batch {
 
 /// Messages from the reader to a worker.
 pub enum ToWorker {
-    Batch(Batch),
-    /// No packet for this worker lately (live capture): the capture clock has moved on to
-    /// `clock`, so idle flows expire and finished records go out now.
+    Batch(RawBatch),
+    /// No packet for this worker lately: the capture clock has moved on to `clock`, so idle
+    /// flows expire and the other workers' watermark moves.
     Tick {
         clock: u64,
     },
@@ -140,8 +162,8 @@ pub enum ToWorker {
     },
 }
 
-/// What a worker hands the sink: finished flows, facts for the cross-flow tables, and its
-/// clock (every fact stamped before it has been sent).
+/// What a worker's linker takes: a worker's facts and clock (every fact stamped before it
+/// has been published), and, from the linker's own worker, its finished flows.
 pub struct Report {
     pub worker: usize,
     pub clock: u64,
@@ -149,14 +171,10 @@ pub struct Report {
     pub facts: Vec<Fact>,
 }
 
-/// Messages from workers to the sink.
-pub enum ToSink {
-    /// Finished flows and facts, to label, classify, write and count.
-    Report(Report),
-    /// Flows still alive whose payload verdict was just reached (snapshots), when
-    /// `verdict_events` is on.
-    Decided(Vec<Flow>),
-    Done(usize, Box<WorkerStats>),
+/// Messages from workers to the writer.
+pub enum ToWriter {
+    /// NDJSON records, whole lines.
+    Records(Vec<u8>),
 }
 
 /// What an audit produced besides the records it wrote.
@@ -180,6 +198,10 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
 
 /// Run the pipeline on `input`, writing NDJSON records to `out`. On SIGHUP (live capture)
 /// `out` is reopened and `on_reopen` is called for the caller's other files.
+///
+/// Threads: one reader frames the input and shards frames by a hash of their address pair;
+/// each of `cfg.workers` workers owns its shard from decoding to serialised records; this
+/// thread only writes the workers' record buffers and merges their results at the end.
 pub fn run(
     cfg: &AuditConfig,
     input: Input,
@@ -191,47 +213,52 @@ pub fn run(
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
     let counters = Arc::new(Counters::default());
-    let (sink_tx, sink_rx) = channel::bounded::<ToSink>(64);
-    let (pool_tx, pool_rx) = channel::unbounded::<Batch>();
-    // A few spare report buffers per worker are enough: reports go out once a second of
-    // capture time, and the sink empties each at once.
-    let (spare_tx, spare_rx) = channel::bounded::<Vec<(Flow, EndReason)>>(4 * n.max(1));
-    let mut worker_txs = Vec::with_capacity(n);
-    let mut sink = Sink {
-        cfg,
+    let exchange = Exchange::new(n);
+    let (writer_tx, writer_rx) = channel::bounded::<ToWriter>(4 * n);
+    let (pool_tx, pool_rx) = channel::unbounded::<RawBatch>();
+    // Emptied record buffers go back to the workers.
+    let (spare_tx, spare_rx) = channel::bounded::<Vec<u8>>(4 * n);
+    let frag = FragLimits {
+        max_bytes: (cfg.frag.max_bytes / n).max(1),
+        ..cfg.frag
+    };
+    let mut writer = Writer {
         out,
-        judge,
-        summary: Summary::new(),
         write_error: None,
         pipe_closed: false,
-        json: Vec::with_capacity(1 << 20),
         flush_each: live,
-        linker: sink::Linker::new(n),
-        ready: Vec::new(),
-        spares: spare_tx,
     };
-    let (read_stats, errors) = std::thread::scope(|s| {
+    let mut worker_txs = Vec::with_capacity(n);
+    let (read_stats, errors, results) = std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = channel::bounded::<ToWorker>(32);
             worker_txs.push(tx);
-            let sink_tx = sink_tx.clone();
-            let pool_tx = pool_tx.clone();
-            let spare_rx = spare_rx.clone();
-            let classifier = cfg.classifier.clone();
-            let timeouts = cfg.timeouts;
+            let wcfg = WorkerConfig {
+                id: i,
+                classifier: cfg.classifier.clone(),
+                max_flows: per_worker,
+                timeouts: cfg.timeouts,
+                frag,
+                write_records: cfg.write_records,
+                flush_each: live,
+                notify_verdicts: cfg.verdict_events,
+            };
+            let fork = judge.fork();
+            let (writer_tx, pool_tx, spare_rx) =
+                (writer_tx.clone(), pool_tx.clone(), spare_rx.clone());
             let counters = counters.clone();
-            let notify = cfg.verdict_events;
-            std::thread::Builder::new()
+            let exchange = &exchange;
+            let h = std::thread::Builder::new()
                 .name(format!("exwatch-worker-{i}"))
                 .spawn_scoped(s, move || {
-                    worker::Worker::new(i, classifier, per_worker, timeouts)
-                        .with_counters(counters, notify)
-                        .with_spares(spare_rx)
-                        .run(rx, sink_tx, pool_tx)
+                    Worker::new(wcfg, n, exchange, fork, writer_tx, spare_rx, counters)
+                        .run(rx, pool_tx)
                 })
                 .expect("spawning a worker thread");
+            handles.push(h);
         }
-        drop(sink_tx);
+        drop(writer_tx);
         drop(pool_tx);
         let reader_counters = counters.clone();
         let reader = std::thread::Builder::new()
@@ -245,13 +272,13 @@ pub fn run(
         if live {
             let mut next_stats = cfg.stats_interval.map(|d| (Instant::now() + d, d));
             loop {
-                match sink_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(msg) => sink.message(msg),
+                match writer_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(msg) => writer.message(msg, &spare_tx),
                     Err(channel::RecvTimeoutError::Timeout) => {}
                     Err(channel::RecvTimeoutError::Disconnected) => break,
                 }
                 if control::take_reopen() {
-                    sink.reopen(on_reopen);
+                    writer.reopen(on_reopen);
                 }
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
@@ -262,20 +289,23 @@ pub fn run(
                 }
             }
         } else {
-            for msg in sink_rx.iter() {
-                sink.message(msg);
+            for msg in writer_rx.iter() {
+                writer.message(msg, &spare_tx);
             }
         }
-        reader.join().expect("reader thread panicked")
+        let results: Vec<WorkerResult> = handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread panicked"))
+            .collect();
+        let (read, errors) = reader.join().expect("reader thread panicked");
+        (read, errors, results)
     });
-    let Sink {
-        mut summary,
-        linker,
+    let Writer {
         mut write_error,
         pipe_closed,
         out,
         ..
-    } = sink;
+    } = writer;
     if !pipe_closed && write_error.is_none() {
         if let Err(e) = out.flush() {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -283,8 +313,15 @@ pub fn run(
             }
         }
     }
+    let mut summary = Summary::new();
     summary.read = read_stats;
-    summary.link = linker.stats;
+    for (i, r) in results.into_iter().enumerate() {
+        summary.read.add_decoded(&r.read);
+        summary.add_worker(&r.stats);
+        summary.merge(r.summary);
+        summary.link.add_worker(&r.link, i == 0);
+        judge.merge(r.judge);
+    }
     if live {
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
@@ -300,94 +337,35 @@ pub fn run(
     }
 }
 
-/// The sink's state: classifies finished flows, writes their records, keeps the summary.
-struct Sink<'a> {
-    cfg: &'a AuditConfig,
+/// The one serial stage after the reader: writes the record buffers workers send, in the
+/// order they arrive (each buffer holds whole lines).
+struct Writer<'a> {
     out: &'a mut dyn Output,
-    /// Policy, firewall rules or learning: sees every final record; interim and alert records
-    /// are only assessed, so that findings count each flow once.
-    judge: &'a mut dyn FlowJudge,
-    summary: Summary,
     write_error: Option<std::io::Error>,
     pipe_closed: bool,
-    json: Vec<u8>,
-    /// Flush the output after every message (live: records appear as flows end).
+    /// Flush the output after every buffer (live: records appear as flows end).
     flush_each: bool,
-    /// Cross-flow labels: holds finished flows until the facts that may explain them are in.
-    linker: sink::Linker,
-    /// Flows whose final verdict is known, to write.
-    ready: Vec<(Flow, EndReason, Verdict)>,
-    /// Emptied report buffers go back to the workers (see `Worker::with_spares`).
-    spares: channel::Sender<Vec<(Flow, EndReason)>>,
 }
 
-impl Sink<'_> {
-    fn message(&mut self, msg: ToSink) {
+impl Writer<'_> {
+    fn message(&mut self, msg: ToWriter, spares: &channel::Sender<Vec<u8>>) {
         match msg {
-            ToSink::Report(r) => {
-                let spare = self.linker.report(r, &self.cfg.classifier, &mut self.ready);
-                // Dropped when the workers hold enough already, or when it is one of the rare
-                // large ones (end of input, a burst of expiries): spares stay a few MB at most.
-                if spare.capacity() > 0 && spare.capacity() <= 4 * worker::FLUSH_FLOWS {
-                    let _ = self.spares.try_send(spare);
+            ToWriter::Records(mut buf) => {
+                self.write(&buf);
+                buf.clear();
+                // Dropped when the workers hold enough spares already.
+                if buf.capacity() <= 4 << 20 {
+                    let _ = spares.try_send(buf);
                 }
-                self.release();
-            }
-            ToSink::Decided(flows) => {
-                self.json.clear();
-                for f in &flows {
-                    // The verdict of a live flow is known here, before its end: a flow the
-                    // policy does not expect raises an alert record now, not at its end.
-                    let verdict = self.cfg.classifier.verdict(f);
-                    self.summary.live_verdicts += 1;
-                    let notes = self.judge.assess(&FlowFacts::new(f, &verdict));
-                    if notes
-                        .policy
-                        .as_ref()
-                        .is_some_and(|p| p.kind != Kind::Allowed)
-                    {
-                        self.summary.alerts += 1;
-                        let out = self.cfg.write_records.then_some(&mut self.json);
-                        record::build_noted(f, EndReason::Alert, verdict, &notes, out);
-                    }
-                }
-                self.write();
-            }
-            ToSink::Done(i, w) => {
-                self.summary.add_worker(&w);
-                self.linker
-                    .worker_done(i, &self.cfg.classifier, &mut self.ready);
-                self.release();
             }
         }
     }
 
-    /// Write the flows whose final verdict is known: the one place every record passes
-    /// through, where the judge (policy, firewall rules, learning) sees it.
-    fn release(&mut self) {
-        if self.ready.is_empty() {
+    fn write(&mut self, buf: &[u8]) {
+        if self.pipe_closed || self.write_error.is_some() || buf.is_empty() {
             return;
         }
-        self.json.clear();
-        for (f, reason, verdict) in self.ready.drain(..) {
-            let out = self.cfg.write_records.then_some(&mut self.json);
-            let facts = FlowFacts::new(&f, &verdict);
-            let notes = if reason.is_interim() {
-                self.judge.assess(&facts)
-            } else {
-                self.judge.judge(&facts)
-            };
-            let s = record::build_noted(&f, reason, verdict, &notes, out);
-            self.summary.add_flow(&s);
-        }
-        self.write();
-    }
-
-    fn write(&mut self) {
-        if self.pipe_closed || self.write_error.is_some() || self.json.is_empty() {
-            return;
-        }
-        let mut r = self.out.write_all(&self.json);
+        let mut r = self.out.write_all(buf);
         if r.is_ok() && self.flush_each {
             r = self.out.flush();
         }

@@ -1,15 +1,13 @@
-//! The reader thread: capture files in order, or a live interface, decode, reassemble
-//! fragments, shard by flow hash.
+//! The reader thread: capture files in order, or a live interface; frames go, undecoded, to
+//! the worker their address pair hashes to (`decode::shard_hash`), in batches.
 
 use super::{
-    control, AuditConfig, Batch, Counters, Input, ToWorker, BATCH_PACKETS, MAX_COPY, TICK,
+    control, AuditConfig, Counters, Input, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK,
 };
 use crate::capture::live::{LiveCapture, Next};
 use crate::capture::{CaptureError, OfflineCapture, RawPacket};
-use crate::decode::frag::{Offer, Reassembler};
-use crate::decode::{self, link, Decoded, IpPair, Undecodable, L4};
+use crate::decode::{self, link};
 use crate::flow::EndReason;
-use crate::flow::{FlowKey, FlowPacket};
 use crate::report::summary::ReadStats;
 use crossbeam::channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,10 +24,9 @@ const WALL_LAG_NS: u64 = 1_000_000_000;
 /// Reads every capture and feeds the workers.
 pub struct Reader {
     txs: Vec<Sender<ToWorker>>,
-    pool: Receiver<super::Batch>,
-    batches: Vec<Batch>,
+    pool: Receiver<RawBatch>,
+    batches: Vec<RawBatch>,
     stats: ReadStats,
-    reasm: Reassembler,
     clock: u64,
     /// When every worker is next sent the clock, even one that gets no packets.
     next_tick: u64,
@@ -38,8 +35,8 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(cfg: &AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<Batch>) -> Self {
-        let batches = (0..txs.len()).map(|_| Batch::new()).collect();
+    pub fn new(cfg: &AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<RawBatch>) -> Self {
+        let batches = (0..txs.len()).map(|_| RawBatch::new()).collect();
         let progress = cfg.progress.then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.set_style(
@@ -55,7 +52,6 @@ impl Reader {
             pool,
             batches,
             stats: ReadStats::default(),
-            reasm: Reassembler::new(cfg.frag),
             clock: 0,
             next_tick: 0,
             progress,
@@ -76,8 +72,6 @@ impl Reader {
             Input::Files(specs) => (self.read_files(&specs), EndReason::EndOfInput),
             Input::Live(cap) => (self.read_live(*cap), EndReason::Shutdown),
         };
-        let incomplete = self.reasm.finish();
-        self.count_undecodable(Undecodable::FragmentIncomplete, u64::from(incomplete));
         for i in 0..self.txs.len() {
             self.flush(i);
             // A worker that is gone has panicked; its scope join reports that.
@@ -153,7 +147,7 @@ impl Reader {
     fn tick(&mut self) {
         self.next_tick = self.clock.saturating_add(TICK);
         for i in 0..self.txs.len() {
-            if self.batches[i].pkts.is_empty() {
+            if self.batches[i].frames.is_empty() {
                 self.send(i, ToWorker::Tick { clock: self.clock });
             } else {
                 self.flush(i);
@@ -202,7 +196,7 @@ impl Reader {
         }
     }
 
-    /// Decode one frame and hand it (or the datagram it completes) to its worker.
+    /// Hand one frame to the worker its address pair belongs to.
     fn packet(&mut self, lt: i32, raw: RawPacket<'_>) {
         let ts = raw.ts;
         self.stats.packets_read += 1;
@@ -212,109 +206,30 @@ impl Reader {
         if self.clock >= self.next_tick {
             self.tick();
         }
-        match decode::decode(lt, raw.data) {
-            Err(u) => self.count_undecodable(u, 1),
-            Ok(Decoded::Packet(p)) => {
-                self.stats.decoded += 1;
-                self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, ts, 1, p.ip_len);
-            }
-            Ok(Decoded::Fragment(f)) => {
-                let offer = self.reasm.offer(&f, ts);
-                for (u, n) in self.reasm.take_dropped() {
-                    self.count_undecodable(u, u64::from(n));
-                }
-                match offer {
-                    Offer::Held => {}
-                    Offer::Refused(u, held) => self.count_undecodable(u, u64::from(held) + 1),
-                    Offer::Complete(d) => {
-                        self.stats.datagrams_reassembled += 1;
-                        let wire = d.data.len() as u32;
-                        match decode::decode_l4(d.proto, &d.data, wire) {
-                            Ok(l4) => {
-                                self.stats.decoded += u64::from(d.packets);
-                                let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
-                                self.dispatch(&d.ip, d.vlan, d.proto, &l4, ts, d.packets, bytes);
-                            }
-                            Err(u) => self.count_undecodable(u, u64::from(d.packets)),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn count_undecodable(&mut self, u: Undecodable, n: u64) {
-        if n > 0 {
-            *self.stats.undecodable.entry(u.label()).or_default() += n;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(
-        &mut self,
-        ip: &IpPair,
-        vlan: [u16; 2],
-        proto: u8,
-        l4: &L4<'_>,
-        ts: u64,
-        frames: u32,
-        ip_bytes: u32,
-    ) {
-        let (sport, dport, flags, seq, ack, payload, payload_len, icmp) = match *l4 {
-            L4::Tcp {
-                sport,
-                dport,
-                seq,
-                ack,
-                flags,
-                payload,
-                payload_len,
-            } => (sport, dport, flags, seq, ack, payload, payload_len, 0),
-            L4::Udp {
-                sport,
-                dport,
-                payload,
-                payload_len,
-            } => (sport, dport, 0, 0, 0, payload, payload_len, 0),
-            L4::Icmp { type_code } => (0, 0, 0, 0, 0, &[][..], 0, type_code),
-            L4::Other => (0, 0, 0, 0, 0, &[][..], 0, 0),
-        };
-        let (key, from_lo) = FlowKey::new(ip, sport, dport, proto, vlan);
-        let hash = key.hash64();
+        let hash = decode::shard_hash(lt, raw.data);
         // Multiply-shift on the low half rather than `%`: a 64-bit division per packet was
-        // the costliest instruction of the reader. (The flow table indexes by the lowest
-        // bits and tags by the top ones, so neither correlates with the shard.)
+        // the costliest instruction of the reader.
         let shard = (((hash & 0xffff_ffff) * self.txs.len() as u64) >> 32) as usize;
         let b = &mut self.batches[shard];
-        let copy = &payload[..payload.len().min(MAX_COPY)];
-        let data_off = b.data.len() as u32;
-        b.data.extend_from_slice(copy);
-        b.pkts.push(FlowPacket {
+        let off = b.data.len() as u32;
+        b.data.extend_from_slice(raw.data);
+        b.frames.push(RawFrame {
             ts,
             clock: self.clock,
-            hash,
-            key,
-            from_lo,
-            tcp_flags: flags,
-            seq,
-            ack,
-            frames,
-            ip_bytes,
-            payload_len,
-            data_off,
-            data_len: copy.len() as u32,
-            icmp,
+            linktype: lt,
+            off,
+            len: raw.data.len() as u32,
         });
-        if b.pkts.len() >= BATCH_PACKETS {
+        if b.frames.len() >= BATCH_PACKETS {
             self.flush(shard);
         }
     }
 
     fn flush(&mut self, shard: usize) {
-        if self.batches[shard].pkts.is_empty() {
+        if self.batches[shard].frames.is_empty() {
             return;
         }
-        let fresh = self.pool.try_recv().unwrap_or_else(|_| Batch::new());
+        let fresh = self.pool.try_recv().unwrap_or_else(|_| RawBatch::new());
         let mut full = std::mem::replace(&mut self.batches[shard], fresh);
         full.clock = self.clock;
         self.send(shard, ToWorker::Batch(full));

@@ -1,133 +1,177 @@
-//! A worker thread: owns one shard's flow table, classifies and serialises finished flows.
+//! A worker thread: owns one shard of the traffic from its frames to its records. It decodes
+//! the frames the reader hands it (raw, with their capture clock), reassembles fragments,
+//! tracks and inspects its flows, labels them from the facts all workers publish (its own
+//! copy of the cross-flow tables, `linker`), judges them against the policy with its own fork
+//! of the judge, writes their NDJSON records into its own buffers and keeps its own summary.
+//! The writer thread only concatenates the buffers; summaries and judges are merged at the end.
 
-use super::{Batch, Counters, Report, ToSink, ToWorker, TICK};
+use super::exchange::{Exchange, Publication, UnwindGuard};
+use super::linker::Linker;
+use super::{Counters, RawBatch, Report, ToWorker, ToWriter, MAX_COPY, TICK};
 use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
 use crate::classify::expect::Fact;
 use crate::classify::inspect::{Inspector, Outcome};
-use crate::classify::Classifier;
+use crate::classify::{Classifier, Verdict};
+use crate::decode::frag::{FragLimits, Offer, Reassembler};
 use crate::decode::tcp_flags::{ACK, SYN};
-use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP, L4};
 use crate::flow::table::FlowTable;
-use crate::flow::{Class, EndReason, Flow, FlowPacket, Timeouts};
-use crate::report::summary::WorkerStats;
+use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
+use crate::policy::{FlowFacts, FlowJudge, Kind};
+use crate::report::record;
+use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Finished flows are handed to the sink in batches of this many.
+/// Finished flows are handed to the linker in runs of this many.
 pub(super) const FLUSH_FLOWS: usize = 1024;
 /// One packet in this many has its processing time measured.
 const SAMPLE_EVERY: u64 = 16;
-
-/// Facts buffered before a report is sent anyway.
+/// Facts buffered before they are published anyway.
 const FLUSH_FACTS: usize = 4096;
+/// Record bytes buffered before they go to the writer.
+const FLUSH_BYTES: usize = 256 << 10;
 
-/// Per-shard flow tracking.
-pub struct Worker {
-    id: usize,
-    classifier: Arc<Classifier>,
-    /// Facts for the sink's cross-flow tables, stamped with reader clocks.
-    facts: Vec<Fact>,
-    /// The clock of the last report sent to the sink.
-    reported: u64,
-    /// The input has ended: every fact has been sent.
-    no_more_facts: bool,
-    table: FlowTable,
-    clock: u64,
-    finished: Vec<(Flow, EndReason)>,
-    stats: WorkerStats,
-    expired: Vec<(Flow, EndReason)>,
-    /// Snapshots of flows whose verdict was just reached, when `notify_verdicts`.
-    decided: Vec<Flow>,
-    notify_verdicts: bool,
-    counters: Arc<Counters>,
-    /// Emptied report buffers the sink hands back: a fresh buffer per report would be fresh
-    /// memory the kernel has to zero (page faults showed in the profile).
-    spares: Option<Receiver<Vec<(Flow, EndReason)>>>,
+/// What a worker hands back when its input has ended.
+pub struct WorkerResult {
+    pub stats: WorkerStats,
+    pub summary: Summary,
+    pub read: ReadStats,
+    pub link: crate::classify::expect::LinkStats,
+    pub judge: Box<dyn FlowJudge>,
 }
 
-impl Worker {
+/// How a worker is set up.
+pub struct WorkerConfig {
+    pub id: usize,
+    pub classifier: Arc<Classifier>,
+    pub max_flows: usize,
+    pub timeouts: Timeouts,
+    pub frag: FragLimits,
+    pub write_records: bool,
+    /// Live capture: records go to the writer after every batch and tick, not in large runs.
+    pub flush_each: bool,
+    /// Judge each flow when its payload verdict is reached while it is alive (alerts).
+    pub notify_verdicts: bool,
+}
+
+/// One shard's flows, from frames to records.
+pub struct Worker<'a> {
+    id: usize,
+    classifier: Arc<Classifier>,
+    exchange: &'a Exchange,
+    /// Facts not yet published, stamped with reader clocks.
+    facts: Vec<Fact>,
+    /// The clock of the last publication.
+    reported: u64,
+    table: FlowTable,
+    reasm: Reassembler,
+    clock: u64,
+    finished: Vec<(Flow, EndReason)>,
+    expired: Vec<(Flow, EndReason)>,
+    stats: WorkerStats,
+    read: ReadStats,
+    linker: Linker,
+    ready: Vec<(Flow, EndReason, Verdict)>,
+    inbox: Vec<Publication>,
+    judge: Box<dyn FlowJudge>,
+    summary: Summary,
+    write_records: bool,
+    flush_each: bool,
+    notify_verdicts: bool,
+    json: Vec<u8>,
+    writer: Sender<ToWriter>,
+    /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
+    /// memory the kernel has to zero.
+    spare_json: Receiver<Vec<u8>>,
+    counters: Arc<Counters>,
+}
+
+impl<'a> Worker<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        id: usize,
-        classifier: Arc<Classifier>,
-        max_flows: usize,
-        timeouts: Timeouts,
+        cfg: WorkerConfig,
+        workers: usize,
+        exchange: &'a Exchange,
+        judge: Box<dyn FlowJudge>,
+        writer: Sender<ToWriter>,
+        spare_json: Receiver<Vec<u8>>,
+        counters: Arc<Counters>,
     ) -> Self {
         Worker {
-            id,
-            classifier,
+            id: cfg.id,
+            classifier: cfg.classifier,
+            exchange,
             facts: Vec::new(),
             reported: 0,
-            no_more_facts: false,
-            table: FlowTable::new(max_flows, timeouts),
+            table: FlowTable::new(cfg.max_flows, cfg.timeouts),
+            reasm: Reassembler::new(cfg.frag),
             clock: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
-            stats: WorkerStats::new(),
             expired: Vec::new(),
-            decided: Vec::new(),
-            notify_verdicts: false,
-            counters: Arc::default(),
-            spares: None,
+            stats: WorkerStats::new(),
+            read: ReadStats::default(),
+            linker: Linker::new(workers, cfg.id),
+            ready: Vec::new(),
+            inbox: Vec::new(),
+            judge,
+            summary: Summary::new(),
+            write_records: cfg.write_records,
+            flush_each: cfg.flush_each,
+            notify_verdicts: cfg.notify_verdicts,
+            json: Vec::new(),
+            writer,
+            spare_json,
+            counters,
         }
     }
 
-    /// Take report buffers for finished flows from `spares` when there are some.
-    pub fn with_spares(mut self, spares: Receiver<Vec<(Flow, EndReason)>>) -> Self {
-        self.spares = Some(spares);
-        self
-    }
-
-    /// Share the live counters (flow-table-full evictions) and, with `notify_verdicts`,
-    /// report each verdict reached while its flow is alive.
-    pub fn with_counters(mut self, counters: Arc<Counters>, notify_verdicts: bool) -> Self {
-        self.counters = counters;
-        self.notify_verdicts = notify_verdicts;
-        self
-    }
-
-    /// Process messages until the reader says the input has ended.
-    pub fn run(mut self, rx: Receiver<ToWorker>, sink: Sender<ToSink>, pool: Sender<Batch>) {
+    /// Process messages until the reader says the input has ended, then wait for every other
+    /// worker's last facts, write every remaining record and return what was counted.
+    pub fn run(mut self, rx: Receiver<ToWorker>, pool: Sender<RawBatch>) -> WorkerResult {
+        let _guard = UnwindGuard {
+            exchange: self.exchange,
+            id: self.id,
+        };
         for msg in rx.iter() {
             match msg {
                 ToWorker::Batch(mut b) => {
-                    for p in &b.pkts {
-                        let sample = self.stats.packets % SAMPLE_EVERY == 0;
-                        let t0 = sample.then(Instant::now);
-                        self.packet(p, &b.data);
-                        if let Some(t0) = t0 {
-                            self.stats
-                                .proc_ns
-                                .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
-                        }
-                        self.stats.packets += 1;
-                    }
+                    self.batch(&b);
                     // Safe only after the batch: every packet in it is at or before its clock.
                     self.clock = self.clock.max(b.clock);
                     self.expire();
-                    b.pkts.clear();
+                    b.frames.clear();
                     b.data.clear();
                     let _ = pool.send(b);
-                    self.flush_if_full(&sink);
-                    if self.clock >= self.reported.saturating_add(TICK) {
-                        self.send(&sink);
+                    let due = self.clock >= self.reported.saturating_add(TICK)
+                        || self.finished.len() >= FLUSH_FLOWS
+                        || self.facts.len() >= FLUSH_FACTS;
+                    if due {
+                        self.publish(self.clock);
                     }
+                    self.collect();
                 }
                 ToWorker::Tick { clock } => {
                     self.clock = self.clock.max(clock);
                     self.expire();
-                    self.send(&sink);
+                    self.publish(self.clock);
+                    self.collect();
                 }
                 ToWorker::Finish {
                     clock,
                     reason: open,
                 } => {
                     self.clock = self.clock.max(clock);
-                    // Ending flows produce no facts: say so at once, so the sink can write
-                    // the flows that follow instead of holding them for the other workers.
-                    self.no_more_facts = true;
-                    self.send(&sink);
+                    self.expire();
+                    let incomplete = self.reasm.finish();
+                    count(
+                        &mut self.read,
+                        Undecodable::FragmentIncomplete,
+                        u64::from(incomplete),
+                    );
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {
                             continue;
@@ -138,18 +182,148 @@ impl Worker {
                             open
                         };
                         self.emit(f, reason);
-                        self.flush_if_full(&sink);
+                        if self.finished.len() >= FLUSH_FLOWS {
+                            self.publish(self.clock);
+                        }
                     }
                     break;
                 }
             }
         }
-        self.send(&sink);
-        let stats = std::mem::take(&mut self.stats);
-        let _ = sink.send(ToSink::Done(self.id, Box::new(stats)));
+        // Every fact this worker will ever make is out with this publication.
+        self.publish(u64::MAX);
+        while self.linker.watermark() != u64::MAX {
+            let mut inbox = std::mem::take(&mut self.inbox);
+            self.exchange
+                .wait(self.id, &mut inbox, Duration::from_millis(50));
+            self.inbox = inbox;
+            self.collect();
+        }
+        self.collect();
+        self.send_records();
+        let link = self.linker.stats;
+        WorkerResult {
+            stats: std::mem::take(&mut self.stats),
+            summary: std::mem::take(&mut self.summary),
+            read: std::mem::take(&mut self.read),
+            link,
+            judge: self.judge,
+        }
     }
 
-    fn packet(&mut self, p: &FlowPacket, data: &[u8]) {
+    /// Decode the frames of a batch and track them.
+    fn batch(&mut self, b: &RawBatch) {
+        for fr in &b.frames {
+            let sample = self.stats.packets % SAMPLE_EVERY == 0;
+            let t0 = sample.then(Instant::now);
+            let frame = b
+                .data
+                .get(fr.off as usize..(fr.off + fr.len) as usize)
+                .unwrap_or_default();
+            self.frame(fr.linktype, fr.ts, fr.clock, frame);
+            if let Some(t0) = t0 {
+                self.stats
+                    .proc_ns
+                    .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+            }
+            self.stats.packets += 1;
+        }
+    }
+
+    /// Decode one frame and track it (or the datagram it completes).
+    fn frame(&mut self, lt: i32, ts: u64, clock: u64, frame: &[u8]) {
+        match decode::decode(lt, frame) {
+            Err(u) => count(&mut self.read, u, 1),
+            Ok(Decoded::Packet(p)) => {
+                self.read.decoded += 1;
+                self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, ts, clock, 1, p.ip_len);
+            }
+            Ok(Decoded::Fragment(f)) => {
+                let offer = self.reasm.offer(&f, ts);
+                for (u, n) in self.reasm.take_dropped() {
+                    count(&mut self.read, u, u64::from(n));
+                }
+                match offer {
+                    Offer::Held => {}
+                    Offer::Refused(u, held) => count(&mut self.read, u, u64::from(held) + 1),
+                    Offer::Complete(d) => {
+                        self.read.datagrams_reassembled += 1;
+                        let wire = d.data.len() as u32;
+                        match decode::decode_l4(d.proto, &d.data, wire) {
+                            Ok(l4) => {
+                                self.read.decoded += u64::from(d.packets);
+                                let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
+                                self.dispatch(
+                                    &d.ip, d.vlan, d.proto, &l4, ts, clock, d.packets, bytes,
+                                );
+                            }
+                            Err(u) => count(&mut self.read, u, u64::from(d.packets)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        ip: &IpPair,
+        vlan: [u16; 2],
+        proto: u8,
+        l4: &L4<'_>,
+        ts: u64,
+        clock: u64,
+        frames: u32,
+        ip_bytes: u32,
+    ) {
+        let (sport, dport, flags, seq, ack, payload, payload_len, icmp) = match *l4 {
+            L4::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                payload,
+                payload_len,
+            } => (sport, dport, flags, seq, ack, payload, payload_len, 0),
+            L4::Udp {
+                sport,
+                dport,
+                payload,
+                payload_len,
+            } => (sport, dport, 0, 0, 0, payload, payload_len, 0),
+            L4::Icmp { type_code } => (0, 0, 0, 0, 0, &[][..], 0, type_code),
+            L4::Other => (0, 0, 0, 0, 0, &[][..], 0, 0),
+        };
+        let (key, from_lo) = FlowKey::new(ip, sport, dport, proto, vlan);
+        let hash = key.hash64();
+        // Detectors look only at the first few KiB of a flow: a packet's payload beyond
+        // MAX_COPY is a hole to them, as a snaplen cut is.
+        let payload = &payload[..payload.len().min(MAX_COPY)];
+        let p = FlowPacket {
+            ts,
+            clock,
+            hash,
+            key,
+            from_lo,
+            tcp_flags: flags,
+            seq,
+            ack,
+            frames,
+            ip_bytes,
+            payload_len,
+            data_off: 0,
+            data_len: payload.len() as u32,
+            icmp,
+        };
+        if ts > self.clock {
+            self.clock = ts;
+        }
+        self.packet(&p, payload);
+    }
+
+    fn packet(&mut self, p: &FlowPacket, payload: &[u8]) {
         if p.ts > self.clock {
             self.clock = p.ts;
         }
@@ -188,7 +362,8 @@ impl Worker {
                 let c = &self.classifier;
                 let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
                 if announce::may_be_announced(&f) {
-                    self.facts.push(Fact::started(p.clock, f.key, f.first_ts));
+                    self.facts
+                        .push(Fact::started(self.id, p.clock, f.key, f.first_ts));
                 }
                 self.table.insert(f, self.clock)
             }
@@ -196,10 +371,6 @@ impl Worker {
         let f = self.table.get_mut(s);
         f.update(p);
         if p.payload_len > 0 {
-            let start = p.data_off as usize;
-            let payload = data
-                .get(start..start + p.data_len as usize)
-                .unwrap_or_default();
             match f.detection.as_deref() {
                 None => self.inspect(s, p, payload),
                 Some(d) => {
@@ -294,7 +465,8 @@ impl Worker {
         let f = self.table.get_mut(slot);
         if settle(f, outcome) && self.notify_verdicts {
             // The verdict is known while the flow lives: alerts need not wait for its end.
-            self.decided.push(f.snapshot());
+            let snap = f.snapshot();
+            self.alert(&snap);
         }
     }
 
@@ -307,48 +479,97 @@ impl Worker {
         self.expired = expired;
     }
 
-    /// A flow has ended: settle its inspection here (the detectors' state is per worker),
-    /// and leave classification and serialisation to the sink, which has a core to spare.
+    /// A flow has ended: settle its inspection and hold it for the watermark.
     fn emit(&mut self, mut f: Flow, reason: EndReason) {
         finish_inspection(&mut f);
         self.finished.push((f, reason));
     }
 
-    fn flush_if_full(&mut self, sink: &Sender<ToSink>) {
-        if self.finished.len() >= FLUSH_FLOWS || self.facts.len() >= FLUSH_FACTS {
-            self.send(sink);
-        }
-    }
-
-    /// Report finished flows, facts and the clock: every fact stamped before `clock` has
-    /// now been sent.
-    fn send(&mut self, sink: &Sender<ToSink>) {
-        if !self.decided.is_empty() {
-            let _ = sink.send(ToSink::Decided(std::mem::take(&mut self.decided)));
-        }
-        let flows = if self.finished.is_empty() {
-            Vec::new()
-        } else if let Some(mut spare) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
-            spare.append(&mut self.finished);
-            spare
-        } else {
-            // Sized to what is sent: reports go out every second of capture time, mostly
-            // small, and a fresh FLUSH_FLOWS-sized buffer each time costs page faults.
-            self.finished.split_off(0)
-        };
+    /// Publish the facts and the clock to the other workers, and apply them here with the
+    /// flows that finished: every fact stamped before `clock` is now out.
+    fn publish(&mut self, clock: u64) {
         let facts = std::mem::take(&mut self.facts);
+        self.exchange.publish(self.id, clock, &facts);
         self.reported = self.clock;
-        let clock = if self.no_more_facts {
-            u64::MAX
-        } else {
-            self.clock
-        };
-        let _ = sink.send(ToSink::Report(Report {
+        let flows = std::mem::take(&mut self.finished);
+        let r = Report {
             worker: self.id,
             clock,
             flows,
             facts,
-        }));
+        };
+        let mut back = self.linker.report(r, &self.classifier, &mut self.ready);
+        back.clear();
+        self.finished = back;
+        self.release();
+    }
+
+    /// Apply what the other workers published, and write what that released.
+    fn collect(&mut self) {
+        self.exchange.take(self.id, &mut self.inbox);
+        for p in std::mem::take(&mut self.inbox) {
+            let r = Report {
+                worker: p.from,
+                clock: p.clock,
+                flows: Vec::new(),
+                facts: p.facts,
+            };
+            self.linker.report(r, &self.classifier, &mut self.ready);
+        }
+        self.release();
+        if self.flush_each || self.json.len() >= FLUSH_BYTES {
+            self.send_records();
+        }
+    }
+
+    /// Judge and write the flows whose final verdict is known.
+    fn release(&mut self) {
+        for (f, reason, verdict) in std::mem::take(&mut self.ready) {
+            let out = self.write_records.then_some(&mut self.json);
+            let facts = FlowFacts::new(&f, &verdict);
+            let notes = if reason.is_interim() {
+                self.judge.assess(&facts)
+            } else {
+                self.judge.judge(&facts)
+            };
+            let s = record::build_noted(&f, reason, verdict, &notes, out);
+            self.summary.add_flow(&s);
+        }
+    }
+
+    /// A live flow's verdict was just reached: a flow the policy does not expect raises an
+    /// alert record now, not at its end.
+    fn alert(&mut self, f: &Flow) {
+        let verdict = self.classifier.verdict(f);
+        self.summary.live_verdicts += 1;
+        let notes = self.judge.assess(&FlowFacts::new(f, &verdict));
+        if notes
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.kind != Kind::Allowed)
+        {
+            self.summary.alerts += 1;
+            let out = self.write_records.then_some(&mut self.json);
+            record::build_noted(f, EndReason::Alert, verdict, &notes, out);
+        }
+    }
+
+    /// Hand the buffered records to the writer.
+    fn send_records(&mut self) {
+        if self.json.is_empty() {
+            return;
+        }
+        let spare = self.spare_json.try_recv().unwrap_or_default();
+        let full = std::mem::replace(&mut self.json, spare);
+        // The writer is gone only when it gave up on the output; records are then lost
+        // anyway, and it has said why.
+        let _ = self.writer.send(ToWriter::Records(full));
+    }
+}
+
+fn count(read: &mut ReadStats, u: Undecodable, n: u64) {
+    if n > 0 {
+        *read.undecodable.entry(u.label()).or_default() += n;
     }
 }
 

@@ -31,10 +31,13 @@ pub struct Agg {
     pub last_ts: u64,
     /// `src:port -> dst:port` of the first flow, and why it was flagged.
     pub example: String,
+    /// Which flow the example is: the one that ended first (then started first), whatever
+    /// order the workers judged them in.
+    example_at: (u64, u64),
 }
 
 /// Findings of one run, in a stable order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Findings {
     pub groups: BTreeMap<Key, Agg>,
 }
@@ -55,21 +58,54 @@ fn time(ts: u64) -> String {
 impl Findings {
     /// Count a flagged flow.
     pub fn add(&mut self, key: Key, f: &FlowFacts<'_>, why: &str) {
+        let at = (f.last_ts, f.first_ts);
+        let example = || {
+            format!(
+                "{} -> {}: {why}",
+                endpoint(f.src, f.sport, f.has_ports()),
+                endpoint(f.dst, f.dport, f.has_ports())
+            )
+        };
         let e = self.groups.entry(key).or_insert_with(|| Agg {
             flows: 0,
             bytes: 0,
             first_ts: f.first_ts,
             last_ts: f.last_ts,
-            example: format!(
-                "{} -> {}: {why}",
-                endpoint(f.src, f.sport, f.has_ports()),
-                endpoint(f.dst, f.dport, f.has_ports())
-            ),
+            example: example(),
+            example_at: at,
         });
+        if at <= e.example_at && e.flows > 0 {
+            let x = example();
+            if (at, &x) < (e.example_at, &e.example) {
+                e.example = x;
+                e.example_at = at;
+            }
+        }
         e.flows += 1;
         e.bytes += f.bytes;
         e.first_ts = e.first_ts.min(f.first_ts);
         e.last_ts = e.last_ts.max(f.last_ts);
+    }
+
+    /// Fold in the findings of another worker.
+    pub fn merge(&mut self, other: Findings) {
+        for (k, a) in other.groups {
+            match self.groups.get_mut(&k) {
+                None => {
+                    self.groups.insert(k, a);
+                }
+                Some(e) => {
+                    e.flows += a.flows;
+                    e.bytes += a.bytes;
+                    e.first_ts = e.first_ts.min(a.first_ts);
+                    e.last_ts = e.last_ts.max(a.last_ts);
+                    if (a.example_at, &a.example) < (e.example_at, &e.example) {
+                        e.example = a.example;
+                        e.example_at = a.example_at;
+                    }
+                }
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -20,7 +20,7 @@ struct Key {
     service: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Evidence {
     ports: BTreeSet<u16>,
     flows: u64,
@@ -32,7 +32,7 @@ struct Evidence {
 }
 
 /// Accumulates observed flows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Learner {
     groups: Groups,
     seen: BTreeMap<Key, Evidence>,
@@ -73,6 +73,28 @@ impl Learner {
     }
 
     /// Record a flow in its recorded direction.
+    /// The same groups, nothing seen yet (a worker's share).
+    pub fn fork(&self) -> Learner {
+        Learner {
+            groups: self.groups.clone(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Fold in what another worker's share saw.
+    pub fn merge(&mut self, other: Learner) {
+        for (k, o) in other.seen {
+            let e = self.seen.entry(k).or_default();
+            e.ports.extend(o.ports);
+            e.flows += o.flows;
+            e.bytes += o.bytes;
+            for (p, n) in o.protocols {
+                *e.protocols.entry(p).or_default() += n;
+            }
+            e.unidentified += o.unidentified;
+        }
+    }
+
     pub fn add(&mut self, f: &FlowFacts<'_>) {
         let key = Key {
             from: self.groups.name_of(f.src).to_string(),

@@ -2,7 +2,7 @@
 //! ordered firewall rule set (`validate`), learns policies from traffic (`learn`), and prints
 //! templates built from the Exchange port reference (`policy template`).
 //!
-//! The sink calls one [`FlowJudge`] per finished flow with its [`FlowFacts`]; what it returns
+//! Workers call one [`FlowJudge`] per finished flow with its [`FlowFacts`]; what it returns
 //! is written on the record (`policy.*`, `firewall.*`).
 
 pub mod file;
@@ -131,14 +131,23 @@ pub struct Annotations {
     pub firewall: Option<FirewallVerdict>,
 }
 
-/// Called by the sink once per finished flow, in the order flows finish.
-pub trait FlowJudge {
+/// Called once per finished flow by the worker that owns it. Each worker judges with its own
+/// [`FlowJudge::fork`] (the same rules, empty tables); the run folds the forks back in with
+/// [`FlowJudge::merge`] at the end, so findings, hits and learning do not depend on which
+/// worker saw which flow.
+pub trait FlowJudge: Send {
     fn judge(&mut self, facts: &FlowFacts<'_>) -> Annotations;
     /// The same verdicts for a record written while the flow is alive (interim or alert),
     /// without counting it in findings, hits or learning: its final record does that.
     fn assess(&self, _facts: &FlowFacts<'_>) -> Annotations {
         Annotations::default()
     }
+    /// A judge for one worker: the same rules, nothing counted yet.
+    fn fork(&self) -> Box<dyn FlowJudge>;
+    /// Fold in what a fork of this judge counted.
+    fn merge(&mut self, part: Box<dyn FlowJudge>);
+    /// For `merge`: the fork as its concrete type.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 /// The judge of a plain audit: adds nothing.
@@ -147,6 +156,13 @@ pub struct NoJudge;
 impl FlowJudge for NoJudge {
     fn judge(&mut self, _: &FlowFacts<'_>) -> Annotations {
         Annotations::default()
+    }
+    fn fork(&self) -> Box<dyn FlowJudge> {
+        Box::new(NoJudge)
+    }
+    fn merge(&mut self, _: Box<dyn FlowJudge>) {}
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }
 

@@ -11,7 +11,7 @@ use super::{transport_label, Annotations, FirewallVerdict, FlowFacts, FlowJudge,
 use std::fmt::Write as _;
 
 /// Everything one run judges with, and what it found.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct PolicyRun {
     pub policy: Option<Policy>,
     pub firewall: Option<RuleSet>,
@@ -98,6 +98,43 @@ impl FlowJudge for PolicyRun {
             });
         }
         notes
+    }
+
+    fn fork(&self) -> Box<dyn FlowJudge> {
+        Box::new(PolicyRun {
+            policy: self.policy.clone(),
+            firewall: self.firewall.clone(),
+            label_groups: self.label_groups.clone(),
+            learner: self.learner.as_ref().map(Learner::fork),
+            hits: vec![0; self.firewall.as_ref().map_or(0, |rs| rs.rules.len())],
+            ..PolicyRun::default()
+        })
+    }
+
+    fn merge(&mut self, part: Box<dyn FlowJudge>) {
+        let Ok(part) = part.into_any().downcast::<PolicyRun>() else {
+            return;
+        };
+        let part = *part;
+        if let (Some(l), Some(p)) = (&mut self.learner, part.learner) {
+            l.merge(p);
+        }
+        self.findings.merge(part.findings);
+        self.denied.merge(part.denied);
+        if self.hits.len() < part.hits.len() {
+            self.hits.resize(part.hits.len(), 0);
+        }
+        for (h, p) in self.hits.iter_mut().zip(part.hits) {
+            *h += p;
+        }
+        self.default_hits += part.default_hits;
+        for (v, p) in self.verdicts.iter_mut().zip(part.verdicts) {
+            *v += p;
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 
     fn assess(&self, f: &FlowFacts<'_>) -> Annotations {

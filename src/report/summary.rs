@@ -27,6 +27,15 @@ impl ReadStats {
     pub fn undecodable_total(&self) -> u64 {
         self.undecodable.values().sum()
     }
+
+    /// Fold in what a worker decoded (the reader only counts frames and files).
+    pub fn add_decoded(&mut self, w: &ReadStats) {
+        self.decoded += w.decoded;
+        self.datagrams_reassembled += w.datagrams_reassembled;
+        for (k, v) in &w.undecodable {
+            *self.undecodable.entry(k).or_default() += v;
+        }
+    }
 }
 
 /// What one worker measured.
@@ -216,6 +225,47 @@ impl Summary {
         self.by_service
             .iter()
             .flat_map(|(p, m)| m.iter().map(move |(s, t)| ((p, s), t)))
+    }
+
+    /// Fold in the summary a worker kept of its own flows. Per-server RTT tables keep at most
+    /// `MAX_SERVERS` servers: beyond that, which servers keep a row of their own depends on
+    /// the order flows were counted in.
+    pub fn merge(&mut self, w: Summary) {
+        self.flows += w.flows;
+        for (k, v) in w.by_end {
+            *self.by_end.entry(k).or_default() += v;
+        }
+        for (p, m) in w.by_service {
+            let mine = self.by_service.entry(p).or_default();
+            for (svc, t) in m {
+                let e = mine.entry(svc).or_default();
+                e.flows += t.flows;
+                e.packets += t.packets;
+                e.bytes += t.bytes;
+            }
+        }
+        for (svc, h) in w.rtt_service {
+            match self.rtt_service.get_mut(&svc) {
+                Some(mine) => {
+                    let _ = mine.add(&h);
+                }
+                None => {
+                    self.rtt_service.insert(svc, h);
+                }
+            }
+        }
+        let mut servers: Vec<_> = w.rtt_server.into_iter().collect();
+        servers.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, h) in servers {
+            if let Some(mine) = self.rtt_server.get_mut(&k) {
+                let _ = mine.add(&h);
+            } else if self.rtt_server.len() < MAX_SERVERS {
+                self.rtt_server.insert(k, h);
+            }
+        }
+        self.interim_records += w.interim_records;
+        self.live_verdicts += w.live_verdicts;
+        self.alerts += w.alerts;
     }
 
     /// Fold in a worker's statistics.

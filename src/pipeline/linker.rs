@@ -1,8 +1,11 @@
-//! The sink's cross-flow stage: takes the workers' reports (finished flows, facts, clocks),
-//! applies facts to the expectation and learned-endpoint tables in capture-time order once
-//! every worker has passed them (the watermark), and releases each finished flow with its
-//! final verdict once no later fact can change it. Only capture time decides, so the labels
-//! are the same for any number of workers.
+//! Cross-flow labels, one copy per worker: every worker's `Linker` takes the reports of all
+//! workers (facts and clocks, published through `exchange`) and the worker's own finished
+//! flows, applies the facts to its copy of the expectation and learned-endpoint tables in
+//! capture-time order once every worker has passed them (the watermark), and releases each of
+//! its flows with its final verdict once no later fact can change it. Every copy applies the
+//! same facts in the same order, so the copies agree, and only capture time decides, so the
+//! labels are the same for any number of workers. A match of an expectation is kept only by
+//! the copy of the worker that owns the starting flow.
 
 use super::Report;
 use crate::classify::announce;
@@ -56,6 +59,8 @@ impl Ord for Held {
 
 /// Orders facts and flows by capture time and labels flows from other flows.
 pub struct Linker {
+    /// The worker this copy belongs to.
+    me: usize,
     clocks: Vec<u64>,
     facts: BinaryHeap<Reverse<Fact>>,
     held: BinaryHeap<Reverse<Held>>,
@@ -71,14 +76,15 @@ pub struct Linker {
 }
 
 impl Linker {
-    /// A linker for `workers` workers.
-    pub fn new(workers: usize) -> Self {
-        Self::with_caps(workers, MAX_EXPECTATIONS, MAX_ENDPOINTS)
+    /// Worker `me`'s linker, among `workers` workers.
+    pub fn new(workers: usize, me: usize) -> Self {
+        Self::with_caps(workers, me, MAX_EXPECTATIONS, MAX_ENDPOINTS)
     }
 
     /// A linker with the given table bounds.
-    pub fn with_caps(workers: usize, expectations: usize, endpoints: usize) -> Self {
+    pub fn with_caps(workers: usize, me: usize, expectations: usize, endpoints: usize) -> Self {
         Linker {
+            me,
             clocks: vec![0; workers],
             facts: BinaryHeap::new(),
             held: BinaryHeap::new(),
@@ -92,8 +98,8 @@ impl Linker {
         }
     }
 
-    /// Take a worker's report; flows whose verdict is now final go to `ready`. Returns the
-    /// report's flow buffer, emptied, for reuse.
+    /// Take a worker's report (its own flows only from this linker's worker); flows whose
+    /// verdict is now final go to `ready`. Returns the report's flow buffer, emptied, for reuse.
     pub fn report(
         &mut self,
         r: Report,
@@ -127,6 +133,16 @@ impl Linker {
         }
         self.advance(classifier, ready);
         flows
+    }
+
+    /// The slowest worker's clock: every fact stamped before it has been applied.
+    pub fn watermark(&self) -> u64 {
+        self.clocks.iter().copied().min().unwrap_or(u64::MAX)
+    }
+
+    /// Flows held for the watermark.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// A worker has sent everything.
@@ -189,7 +205,8 @@ impl Linker {
             FactKind::Announced(a) => self.expectations.announce(f.at, *a, &mut self.stats),
             FactKind::Confirmed(c) => self.endpoints.confirm(f.at, *c, &mut self.stats),
             FactKind::Started(s) => {
-                if let Some(m) = self.expectations.lookup(&s, &mut self.stats) {
+                let found = self.expectations.lookup(&s, &mut self.stats);
+                if let Some(m) = found.filter(|_| usize::from(s.owner) == self.me) {
                     let k = (s.key, s.first_ts);
                     while self.matches.len() >= MAX_MATCHES {
                         match self.match_order.pop_front() {
@@ -405,7 +422,7 @@ mod tests {
             },
         );
         for flip in [false, true] {
-            let mut l = Linker::new(2);
+            let mut l = Linker::new(2, 0);
             let mut ready = Vec::new();
             let flows = vec![
                 (flow_to(50001, 1032, true, None), EndReason::EndOfInput),
@@ -464,7 +481,7 @@ mod tests {
     fn flood_of_announcements_keeps_the_sink_bounded() {
         let c = Classifier::new(Arc::new(Signatures::embedded()));
         let cap = 4096;
-        let mut l = Linker::with_caps(2, cap, cap);
+        let mut l = Linker::with_caps(2, 0, cap, cap);
         let mut ready = Vec::new();
         let per_report = 500u32;
         let mut i = 0u32;
