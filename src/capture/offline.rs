@@ -85,6 +85,10 @@ pub struct OfflineCapture {
     linktype: i32,
     /// Packets returned so far.
     read: u64,
+    /// The FILE's stdio buffer: stdio uses a buffer of the size asked for only when it is
+    /// given one (with a NULL pointer glibc keeps its 4 KiB default). Freed after the FILE is
+    /// closed (fields drop after `Drop::drop`).
+    _buffer: Box<[u8]>,
 }
 
 // SAFETY: the handle is used by one thread at a time (the reader owns the capture).
@@ -156,10 +160,17 @@ impl OfflineCapture {
             });
         }
         let mut errbuf = [0 as libc::c_char; ffi::PCAP_ERRBUF_SIZE];
-        // SAFETY: `fp` is a fresh FILE owned by us; a NULL buffer makes stdio allocate one of
-        // the given size. pcap_fopen_offline takes ownership of `fp` on success.
+        let mut buffer = vec![0u8; STDIO_BUFFER].into_boxed_slice();
+        // SAFETY: `fp` is a fresh FILE owned by us, not yet read; `buffer` outlives it (it is
+        // kept in the capture and freed after pcap_close). pcap_fopen_offline takes ownership
+        // of `fp` on success.
         let handle = unsafe {
-            libc::setvbuf(fp, std::ptr::null_mut(), libc::_IOFBF, STDIO_BUFFER);
+            libc::setvbuf(
+                fp,
+                buffer.as_mut_ptr().cast::<libc::c_char>(),
+                libc::_IOFBF,
+                STDIO_BUFFER,
+            );
             ffi::__fsetlocking(fp, ffi::FSETLOCKING_BYCALLER);
             ffi::pcap_fopen_offline_with_tstamp_precision(
                 fp,
@@ -179,6 +190,7 @@ impl OfflineCapture {
             handle,
             linktype,
             read: 0,
+            _buffer: buffer,
         })
     }
 
