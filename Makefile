@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: deps deps-live build bench-live demo test lint bench bench-throughput fuzz golden check-signatures record
+.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput fuzz golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -28,6 +28,21 @@ deps-live:
 
 build: deps
 	$(CARGO) build --release
+
+# Binary, manual page and completions under $(DESTDIR)$(PREFIX); the systemd unit and the
+# logrotate file under $(DESTDIR)/etc (the unit runs $(PREFIX)/bin/exwatch: keep the default
+# PREFIX or edit its ExecStart).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/exwatch
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) man > $(DESTDIR)$(PREFIX)/share/man/man1/exwatch.1
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/exwatch
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_exwatch
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/exwatch.fish
+	install -D -m 644 contrib/exwatch.service $(DESTDIR)/etc/systemd/system/exwatch.service
+	install -D -m 644 contrib/exwatch.logrotate $(DESTDIR)/etc/logrotate.d/exwatch
 
 demo: build
 	$(BIN) audit --policy examples/policy.toml --json demo-records.ndjson $(DEMO)

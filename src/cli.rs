@@ -13,7 +13,7 @@ use crate::policy::learn::Learner;
 use crate::policy::run::PolicyRun;
 use crate::policy::{template, Kind};
 use crate::signatures::Signatures;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +43,8 @@ pub mod exit {
 #[derive(Parser, Debug)]
 #[command(
     name = "exwatch",
-    version,
+    version = version_text(),
+    propagate_version = true,
     about = "Passive traffic classifier for Microsoft Exchange environments"
 )]
 pub struct Cli {
@@ -65,6 +66,27 @@ pub enum Command {
     /// Policy templates from the Exchange port reference, and policy file checks.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output.
+    Man,
+}
+
+extern "C" {
+    fn pcap_lib_version() -> *const libc::c_char;
+}
+
+/// `--version` on every subcommand: exwatch's version and the libpcap it runs with.
+fn version_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        // SAFETY: libpcap returns a static NUL-terminated string.
+        let lib = unsafe { std::ffi::CStr::from_ptr(pcap_lib_version()) };
+        format!("{} ({})", env!("CARGO_PKG_VERSION"), lib.to_string_lossy())
+    })
 }
 
 #[derive(Args, Debug)]
@@ -151,9 +173,13 @@ pub struct TemplateArgs {
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
-    /// Capture files, read in the order given; `-` reads standard input.
-    #[arg(required = true, value_name = "CAPTURE")]
+    /// Capture files, read in the order given; `-` reads standard input; a directory reads
+    /// the .pcap, .pcapng and .cap files in it in name order.
+    #[arg(value_name = "CAPTURE", required_unless_present = "read")]
     pub captures: Vec<String>,
+    /// A capture to read, as with tcpdump -r (repeatable; read before the CAPTURE arguments).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -263,7 +289,67 @@ pub fn main() -> i32 {
         Command::Learn(l) => learn(l),
         Command::Policy(p) => policy(p),
         Command::Live(l) => live(l),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "exwatch", &mut buf);
+            print_out(&buf)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                Ok(()) => print_out(&buf),
+                Err(e) => {
+                    eprintln!("exwatch: man: {e}");
+                    exit::OUTPUT
+                }
+            }
+        }
     }
+}
+
+/// Write generated text to standard output; a closed pipe is not an error.
+fn print_out(b: &[u8]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(b).and_then(|_| out.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("exwatch: standard output: {e}");
+            exit::OUTPUT
+        }
+    }
+}
+
+/// The captures to read: `-r` files, then the arguments, with each directory replaced by
+/// the capture files in it in name order.
+fn expand_captures(a: &AuditArgs) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for spec in a.read.iter().chain(&a.captures) {
+        let path = std::path::Path::new(spec);
+        if spec == "-" || !path.is_dir() {
+            out.push(spec.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path).map_err(|e| format!("{spec}: cannot read: {e}"))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_capture_name(p))
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "{spec}: the directory holds no .pcap, .pcapng or .cap file"
+            ));
+        }
+        found.sort();
+        out.extend(found.into_iter().map(|p| p.to_string_lossy().into_owned()));
+    }
+    Ok(out)
+}
+
+fn is_capture_name(p: &std::path::Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["pcap", "pcapng", "cap"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn policy_error(e: &PolicyError) -> i32 {
@@ -321,7 +407,14 @@ fn learn(l: LearnArgs) -> i32 {
         return code;
     }
     let learner = run.learner.as_ref().expect("set above");
-    let sources = l.audit.captures.join(" ");
+    let sources: Vec<&str> = l
+        .audit
+        .read
+        .iter()
+        .chain(&l.audit.captures)
+        .map(String::as_str)
+        .collect();
+    let sources = sources.join(" ");
     let mut written = FileOutput::open(&l.output, false).and_then(|mut w| {
         w.write_all(learner.policy_toml(&sources).as_bytes())
             .and_then(|_| w.flush())
@@ -624,15 +717,19 @@ impl Output for Discard {
 
 /// Read capture files through the pipeline, judged by `judge`, and report for `mode`.
 fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode) -> i32 {
-    if a.captures.iter().filter(|c| *c == "-").count() > 1 {
+    let captures = match expand_captures(a) {
+        Ok(c) => c,
+        Err(e) => return usage(&e),
+    };
+    if captures.iter().filter(|c| *c == "-").count() > 1 {
         return usage("standard input (-) can be read only once");
     }
     let mut p = match prepare(&a.run, 0.0, false, mode == Mode::Learn(true)) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    p.cfg.captures = a.captures.clone();
-    let input = Input::Files(a.captures.clone());
+    p.cfg.captures = captures.clone();
+    let input = Input::Files(captures);
     let outcome = run(&p.cfg, input, &mut *p.out, &mut || Ok(()), judge);
     drop(p.out);
     let summary_out = a
