@@ -172,6 +172,10 @@ impl<'a> Worker<'a> {
                         Undecodable::FragmentIncomplete,
                         u64::from(incomplete),
                     );
+                    // Ending flows produce no facts: say so at once, so that the flows that
+                    // follow are released as soon as every worker has said the same, instead
+                    // of all being held until this worker has emptied its table.
+                    self.publish(u64::MAX);
                     for slot in 0..self.table.slots() {
                         let Some(f) = self.table.take(slot) else {
                             continue;
@@ -183,14 +187,15 @@ impl<'a> Worker<'a> {
                         };
                         self.emit(f, reason);
                         if self.finished.len() >= FLUSH_FLOWS {
-                            self.publish(self.clock);
+                            self.publish(u64::MAX);
+                            self.collect();
                         }
                     }
                     break;
                 }
             }
         }
-        // Every fact this worker will ever make is out with this publication.
+        // Every fact this worker will ever make is out.
         self.publish(u64::MAX);
         while self.linker.watermark() != u64::MAX {
             let mut inbox = std::mem::take(&mut self.inbox);
@@ -534,6 +539,11 @@ impl<'a> Worker<'a> {
             };
             let s = record::build_noted(&f, reason, verdict, &notes, out);
             self.summary.add_flow(&s);
+            // The end of input releases every open flow at once: records go out in runs, not
+            // as one buffer of all of them.
+            if self.json.len() >= FLUSH_BYTES {
+                self.send_records();
+            }
         }
     }
 
