@@ -392,3 +392,97 @@ fn bad_signature_folder_names_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ports.toml:3: transport `sctp`"), "{err}");
 }
+
+/// Issue 13, item 3: a FIFO (as `<(zcat f.pcap.gz)` gives) reports size 0 but is read to its
+/// end, with the same records as the file it carries.
+#[test]
+fn fifo_is_read_like_the_file_it_carries() {
+    let cap = root().join("pcaps/smtp-exchange-25.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("capture.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (src, dst) = (cap.clone(), fifo.clone());
+    let writer = std::thread::spawn(move || {
+        let bytes = std::fs::read(&src).unwrap();
+        std::fs::write(&dst, bytes).unwrap();
+    });
+    let piped = audit(&[&fifo], &["-q"]);
+    writer.join().unwrap();
+    let direct = audit(&[&cap], &["-q"]);
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert!(!piped.records.is_empty());
+    assert_eq!(canonical(&piped.records), canonical(&direct.records));
+}
+
+/// Issue 13, item 3: pcapng whose interfaces have different link types (as `tcpdump -i any`
+/// and multi-interface Wireshark captures write) is read with each interface's own type.
+#[test]
+fn pcapng_with_interfaces_of_different_link_types() {
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        let len = (b.len() + 12) as u32;
+        let mut out = kind.to_le_bytes().to_vec();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&b);
+        out.extend_from_slice(&len.to_le_bytes());
+        out
+    }
+    fn epb(iface: u32, ts_us: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = iface.to_le_bytes().to_vec();
+        b.extend_from_slice(&((ts_us >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts_us as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(data);
+        block(6, &b)
+    }
+    // One DNS query over IPv4/UDP, as raw IP and inside Ethernet.
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    let udp_payload = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+    let udp_len = (8 + udp_payload.len()) as u16;
+    ip.extend_from_slice(&40000u16.to_be_bytes());
+    ip.extend_from_slice(&53u16.to_be_bytes());
+    ip.extend_from_slice(&udp_len.to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(&udp_payload);
+    let total = ip.len() as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let mut eth = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    eth.extend_from_slice(&ip);
+    let mut reply = ip.clone();
+    reply[12..16].copy_from_slice(&[10, 0, 0, 2]);
+    reply[16..20].copy_from_slice(&[10, 0, 0, 1]);
+    reply[20..22].copy_from_slice(&53u16.to_be_bytes());
+    reply[22..24].copy_from_slice(&40000u16.to_be_bytes());
+    reply[30] |= 0x80; // a response
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut file = block(0x0a0d_0d0a, &shb);
+    let idb = |lt: u16| {
+        let mut b = lt.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0, 0, 0, 0, 4, 0]);
+        block(1, &b)
+    };
+    file.extend(idb(1));
+    file.extend(idb(101));
+    file.extend(epb(0, 1_700_000_000_000_000, &eth));
+    file.extend(epb(1, 1_700_000_000_000_500, &reply));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mixed.pcapng");
+    std::fs::write(&p, &file).unwrap();
+    let run = audit(&[&p], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.summary["packets_read"], 2, "{}", run.summary);
+    assert_eq!(run.summary["packets_decoded"], 2, "{}", run.summary);
+    assert_eq!(run.records.len(), 1, "both frames are one flow");
+    assert_eq!(run.records[0]["network"]["protocol"], "dns");
+    assert_eq!(run.records[0]["network"]["packets"], 2);
+}

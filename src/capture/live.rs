@@ -142,7 +142,11 @@ impl LiveCapture {
                 // Nanosecond precision was requested, so tv_usec holds nanoseconds.
                 let ts = p.header.ts.tv_sec.max(0) as u64 * 1_000_000_000
                     + p.header.ts.tv_usec.clamp(0, 999_999_999) as u64;
-                Ok(Next::Packet(RawPacket { ts, data: p.data }))
+                Ok(Next::Packet(RawPacket {
+                    ts,
+                    linktype: self.linktype,
+                    data: p.data,
+                }))
             }
             Err(pcap::Error::TimeoutExpired) => {
                 self.last_was_packet = false;

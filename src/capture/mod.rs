@@ -1,5 +1,5 @@
-//! Capture stage: packets from pcap/pcapng files, standard input or a live interface, read
-//! through libpcap.
+//! Capture stage: packets from pcap/pcapng files and standard input (framed by exwatch), or a
+//! live interface (through libpcap).
 
 pub mod live;
 pub mod offline;
@@ -10,5 +10,7 @@ pub use offline::{CaptureError, OfflineCapture};
 pub struct RawPacket<'a> {
     /// Capture time, nanoseconds since the Unix epoch.
     pub ts: u64,
+    /// The link type of the interface it was captured on (pcapng files may mix them).
+    pub linktype: i32,
     pub data: &'a [u8],
 }

@@ -36,83 +36,68 @@ impl CaptureError {
     }
 }
 
-/// libpcap's offline API, called directly so that exwatch owns the `FILE` it reads: a 1 MiB
-/// stdio buffer and no per-call stdio locking (only the reader thread touches it). Through
-/// the `pcap` crate each `fread` takes the FILE lock, which costs as much as the rest of the
-/// reader's work in a multi-threaded process.
-mod ffi {
-    use libc::{c_char, c_int, c_uint, FILE};
+/// Read buffer for capture files and pipes: few read(2) calls, reused for the whole file.
+const READ_BUFFER: usize = 1 << 20;
+/// Largest captured length accepted per packet, as libpcap (`MAXIMUM_SNAPLEN`): anything
+/// larger is a corrupt length, not a packet.
+const MAX_CAPLEN: u32 = 262_144;
+/// Largest pcapng block accepted (libpcap's limit is 16 MiB).
+const MAX_BLOCK: u32 = 16 << 20;
 
-    #[repr(C)]
-    pub struct PcapPkthdr {
-        pub ts: libc::timeval,
-        pub caplen: c_uint,
-        pub len: c_uint,
-    }
-
-    pub enum Pcap {}
-
-    pub const PCAP_ERRBUF_SIZE: usize = 256;
-    pub const PCAP_TSTAMP_PRECISION_NANO: c_uint = 1;
-    pub const FSETLOCKING_BYCALLER: c_int = 2;
-
-    #[link(name = "pcap")]
-    extern "C" {
-        pub fn pcap_fopen_offline_with_tstamp_precision(
-            fp: *mut FILE,
-            precision: c_uint,
-            errbuf: *mut c_char,
-        ) -> *mut Pcap;
-        pub fn pcap_next_ex(
-            p: *mut Pcap,
-            header: *mut *mut PcapPkthdr,
-            data: *mut *const u8,
-        ) -> c_int;
-        pub fn pcap_datalink(p: *mut Pcap) -> c_int;
-        pub fn pcap_geterr(p: *mut Pcap) -> *const c_char;
-        pub fn pcap_close(p: *mut Pcap);
-    }
-
-    extern "C" {
-        pub fn __fsetlocking(fp: *mut FILE, kind: c_int) -> c_int;
-    }
+/// Which framing the file uses.
+enum Format {
+    /// Classic pcap: byte order, nanosecond timestamps.
+    Pcap { swap: bool, nano: bool },
+    /// pcapng: byte order of the current section, and its interfaces.
+    Pcapng { swap: bool, ifaces: Vec<Iface> },
 }
 
-/// An open capture file being read packet by packet.
+/// A pcapng interface: its link type and timestamp units.
+#[derive(Clone, Copy)]
+struct Iface {
+    linktype: i32,
+    /// Timestamp units per second (if_tsresol; 10^6 by default).
+    per_sec: u64,
+    /// Seconds added to every timestamp (if_tsoffset).
+    offset: i64,
+}
+
+/// An open capture file being read packet by packet, framed by exwatch itself (classic pcap
+/// in either byte order with micro- or nanosecond timestamps, and pcapng with any number of
+/// sections and interfaces, each with its own link type and timestamp resolution). It reads
+/// any byte stream: regular files, standard input, FIFOs and process substitution.
 pub struct OfflineCapture {
     name: String,
-    handle: *mut ffi::Pcap,
+    input: Box<dyn std::io::Read + Send>,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// The input has no more bytes.
+    eof: bool,
+    format: Format,
+    /// Link type of the first interface (what `linktype` reports).
     linktype: i32,
     /// Packets returned so far.
     read: u64,
-    /// The FILE's stdio buffer: stdio uses a buffer of the size asked for only when it is
-    /// given one (with a NULL pointer glibc keeps its 4 KiB default). Freed after the FILE is
-    /// closed (fields drop after `Drop::drop`).
-    _buffer: Box<[u8]>,
 }
 
-// SAFETY: the handle is used by one thread at a time (the reader owns the capture).
-unsafe impl Send for OfflineCapture {}
-
-impl Drop for OfflineCapture {
-    fn drop(&mut self) {
-        // SAFETY: `handle` came from pcap_fopen_offline and is closed once; pcap_close also
-        // closes the FILE it was opened on.
-        unsafe { ffi::pcap_close(self.handle) }
+fn u16_of(b: &[u8], swap: bool) -> u16 {
+    let v = u16::from_le_bytes([b[0], b[1]]);
+    if swap {
+        v.swap_bytes()
+    } else {
+        v
     }
 }
 
-/// stdio buffer for capture files: fewer read(2) calls than the 4 KiB default.
-const STDIO_BUFFER: usize = 1 << 20;
-
-fn cstr(p: *const libc::c_char) -> String {
-    if p.is_null() {
-        return String::new();
+fn u32_of(b: &[u8], swap: bool) -> u32 {
+    let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if swap {
+        v.swap_bytes()
+    } else {
+        v
     }
-    // SAFETY: libpcap returns NUL-terminated strings.
-    unsafe { std::ffi::CStr::from_ptr(p) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 impl OfflineCapture {
@@ -123,133 +108,393 @@ impl OfflineCapture {
         } else {
             spec.to_string()
         };
-        if spec != "-" {
-            let path = PathBuf::from(spec);
-            match std::fs::metadata(&path) {
-                Err(e) => {
-                    return Err(CaptureError::Open {
-                        file: name,
-                        reason: e.to_string(),
-                    })
-                }
-                Ok(m) if m.is_dir() => {
-                    return Err(CaptureError::Open {
-                        file: name,
-                        reason: "is a directory".into(),
-                    })
-                }
-                Ok(m) if m.len() == 0 => return Err(CaptureError::Empty { file: name }),
-                Ok(_) => {}
-            }
-        }
-        let fp = if spec == "-" {
-            // SAFETY: fd 0 is open for the life of the process; the FILE takes it over.
-            unsafe { libc::fdopen(0, c"rb".as_ptr()) }
+        let input: Box<dyn std::io::Read + Send> = if spec == "-" {
+            Box::new(std::io::stdin())
         } else {
-            let c = std::ffi::CString::new(spec).map_err(|_| CaptureError::Open {
+            let path = PathBuf::from(spec);
+            let open_err = |e: std::io::Error| CaptureError::Open {
                 file: name.clone(),
-                reason: "the path contains a NUL byte".into(),
-            })?;
-            // SAFETY: valid C strings.
-            unsafe { libc::fopen(c.as_ptr(), c"rb".as_ptr()) }
+                reason: e.to_string(),
+            };
+            let m = std::fs::metadata(&path).map_err(open_err)?;
+            if m.is_dir() {
+                return Err(CaptureError::Open {
+                    file: name,
+                    reason: "is a directory".into(),
+                });
+            }
+            // Only a regular file's size says it is empty: a FIFO or a process substitution
+            // reports 0 and is read like standard input.
+            if m.is_file() && m.len() == 0 {
+                return Err(CaptureError::Empty { file: name });
+            }
+            Box::new(std::fs::File::open(&path).map_err(open_err)?)
         };
-        if fp.is_null() {
-            return Err(CaptureError::Open {
-                file: name,
-                reason: std::io::Error::last_os_error().to_string(),
-            });
-        }
-        let mut errbuf = [0 as libc::c_char; ffi::PCAP_ERRBUF_SIZE];
-        let mut buffer = vec![0u8; STDIO_BUFFER].into_boxed_slice();
-        // SAFETY: `fp` is a fresh FILE owned by us, not yet read; `buffer` outlives it (it is
-        // kept in the capture and freed after pcap_close). pcap_fopen_offline takes ownership
-        // of `fp` on success.
-        let handle = unsafe {
-            libc::setvbuf(
-                fp,
-                buffer.as_mut_ptr().cast::<libc::c_char>(),
-                libc::_IOFBF,
-                STDIO_BUFFER,
-            );
-            ffi::__fsetlocking(fp, ffi::FSETLOCKING_BYCALLER);
-            ffi::pcap_fopen_offline_with_tstamp_precision(
-                fp,
-                ffi::PCAP_TSTAMP_PRECISION_NANO,
-                errbuf.as_mut_ptr(),
-            )
-        };
-        if handle.is_null() {
-            // SAFETY: libpcap did not take the FILE when it failed.
-            unsafe { libc::fclose(fp) };
-            return Err(classify_open_error(&name, cstr(errbuf.as_ptr())));
-        }
-        // SAFETY: valid handle.
-        let linktype = unsafe { ffi::pcap_datalink(handle) };
-        Ok(OfflineCapture {
+        Self::from_reader(name, input)
+    }
+
+    /// Read a capture from any byte stream, named `name` in messages.
+    pub fn from_reader(
+        name: String,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<Self, CaptureError> {
+        let mut cap = OfflineCapture {
             name,
-            handle,
-            linktype,
+            input,
+            buf: vec![0; READ_BUFFER],
+            pos: 0,
+            end: 0,
+            eof: false,
+            format: Format::Pcap {
+                swap: false,
+                nano: false,
+            },
+            linktype: 0,
             read: 0,
-            _buffer: buffer,
-        })
+        };
+        cap.header()?;
+        Ok(cap)
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The file's link type (libpcap DLT value).
+    /// The file's link type (libpcap DLT value; pcapng: its first interface's).
     pub fn linktype(&self) -> i32 {
         self.linktype
     }
 
+    /// Make at least `n` unread bytes available; false when the input ends first.
+    fn fill(&mut self, n: usize) -> Result<bool, CaptureError> {
+        if self.end - self.pos >= n {
+            return Ok(true);
+        }
+        if self.buf.len() < n {
+            self.buf.resize(n.next_power_of_two(), 0);
+        }
+        if self.pos + n > self.buf.len() {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        while self.end - self.pos < n && !self.eof {
+            match self.input.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.damaged(format!("read error: {e}"))),
+            }
+        }
+        Ok(self.end - self.pos >= n)
+    }
+
+    fn damaged(&self, reason: String) -> CaptureError {
+        CaptureError::Damaged {
+            file: self.name.clone(),
+            packet: self.read + 1,
+            read: self.read,
+            reason,
+        }
+    }
+
+    fn not_capture(&self, reason: &str) -> CaptureError {
+        CaptureError::NotCapture {
+            file: self.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Read the file header (classic pcap) or the first section header (pcapng).
+    fn header(&mut self) -> Result<(), CaptureError> {
+        if !self.fill(4)? {
+            return Err(if self.end == self.pos {
+                CaptureError::Empty {
+                    file: self.name.clone(),
+                }
+            } else {
+                self.not_capture("truncated dump file; the file header is cut short")
+            });
+        }
+        let magic = u32::from_le_bytes(self.buf[self.pos..self.pos + 4].try_into().unwrap());
+        let (swap, nano) = match magic {
+            0xa1b2_c3d4 => (false, false),
+            0xd4c3_b2a1 => (true, false),
+            0xa1b2_3c4d => (false, true),
+            0x4d3c_b2a1 => (true, true),
+            0x0a0d_0d0a => {
+                self.format = Format::Pcapng {
+                    swap: false,
+                    ifaces: Vec::new(),
+                };
+                // The first block must be a section header; its interfaces follow.
+                if !self.fill(12)? {
+                    return Err(self.not_capture("truncated pcapng Section Header Block"));
+                }
+                self.section()?;
+                return Ok(());
+            }
+            _ => return Err(self.not_capture("unknown file format")),
+        };
+        if !self.fill(24)? {
+            return Err(self.not_capture("truncated dump file; the file header is cut short"));
+        }
+        let h = &self.buf[self.pos..self.pos + 24];
+        self.linktype = (u32_of(&h[20..24], swap) & 0x03ff_ffff) as i32;
+        self.pos += 24;
+        self.format = Format::Pcap { swap, nano };
+        Ok(())
+    }
+
+    /// A pcapng Section Header Block at `pos` (at least 12 bytes available): its byte order,
+    /// and a fresh interface list.
+    fn section(&mut self) -> Result<(), CaptureError> {
+        let bom = &self.buf[self.pos + 8..self.pos + 12];
+        let swap = match u32::from_le_bytes(bom.try_into().unwrap()) {
+            0x1a2b_3c4d => false,
+            0x4d3c_2b1a => true,
+            _ => {
+                return Err(
+                    self.not_capture("pcapng Section Header Block has a bad byte-order magic")
+                )
+            }
+        };
+        let len = u32_of(&self.buf[self.pos + 4..self.pos + 8], swap);
+        if !(28..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+            return Err(self.not_capture("pcapng Section Header Block has a bad length"));
+        }
+        if !self.fill(len as usize)? {
+            return Err(self.not_capture("truncated pcapng Section Header Block"));
+        }
+        self.pos += len as usize;
+        self.format = Format::Pcapng {
+            swap,
+            ifaces: Vec::new(),
+        };
+        Ok(())
+    }
+
     /// The next packet, `Ok(None)` at the clean end of the file.
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
-        let mut hdr: *mut ffi::PcapPkthdr = std::ptr::null_mut();
-        let mut data: *const u8 = std::ptr::null();
-        // SAFETY: valid handle and out-pointers; on success libpcap points them at its own
-        // buffers, valid until the next call (which needs `&mut self`, so the borrow ends).
-        let rc = unsafe { ffi::pcap_next_ex(self.handle, &mut hdr, &mut data) };
-        match rc {
-            1 => {
-                self.read += 1;
-                // SAFETY: rc == 1 means both pointers are set.
-                let h = unsafe { &*hdr };
-                let bytes = unsafe { std::slice::from_raw_parts(data, h.caplen as usize) };
-                // Nanosecond precision was requested, so tv_usec holds nanoseconds.
-                let ns = h.ts.tv_sec.max(0) as u64 * 1_000_000_000
-                    + h.ts.tv_usec.clamp(0, 999_999_999) as u64;
-                Ok(Some(RawPacket {
-                    ts: ns,
-                    data: bytes,
-                }))
-            }
-            -2 => Ok(None),
-            _ => Err(CaptureError::Damaged {
-                file: self.name.clone(),
-                packet: self.read + 1,
-                read: self.read,
-                // SAFETY: valid handle.
-                reason: cstr(unsafe { ffi::pcap_geterr(self.handle) }),
-            }),
+        match self.format {
+            Format::Pcap { swap, nano } => self.next_pcap(swap, nano),
+            Format::Pcapng { .. } => self.next_pcapng(),
         }
+    }
+
+    fn next_pcap(&mut self, swap: bool, nano: bool) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        if !self.fill(16)? {
+            let left = self.end - self.pos;
+            if left == 0 {
+                return Ok(None);
+            }
+            return Err(self.damaged(format!(
+                "truncated dump file; tried to read 16 header bytes, only got {left}"
+            )));
+        }
+        let h = &self.buf[self.pos..self.pos + 16];
+        let sec = u64::from(u32_of(&h[0..4], swap));
+        let frac = u64::from(u32_of(&h[4..8], swap));
+        let caplen = u32_of(&h[8..12], swap);
+        if caplen > MAX_CAPLEN {
+            return Err(self.damaged(format!(
+                "invalid packet capture length {caplen}, bigger than maximum of {MAX_CAPLEN}"
+            )));
+        }
+        if !self.fill(16 + caplen as usize)? {
+            let left = self.end - self.pos - 16;
+            return Err(self.damaged(format!(
+                "truncated dump file; tried to read {caplen} captured bytes, only got {left}"
+            )));
+        }
+        // As libpcap scales to nanoseconds: a microsecond field is multiplied, whatever it
+        // holds; what cannot be a fraction of a second is clamped.
+        let frac = if nano { frac } else { frac * 1000 };
+        let ts = sec * 1_000_000_000 + frac.min(999_999_999);
+        let start = self.pos + 16;
+        self.pos = start + caplen as usize;
+        self.read += 1;
+        Ok(Some(RawPacket {
+            ts,
+            linktype: self.linktype,
+            data: &self.buf[start..self.pos],
+        }))
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<RawPacket<'_>>, CaptureError> {
+        loop {
+            if !self.fill(8)? {
+                let left = self.end - self.pos;
+                if left == 0 {
+                    return Ok(None);
+                }
+                return Err(
+                    self.damaged(format!("truncated pcapng block header: {left} of 8 bytes"))
+                );
+            }
+            let Format::Pcapng { swap, .. } = self.format else {
+                unreachable!("pcapng framing")
+            };
+            let b = &self.buf[self.pos..self.pos + 8];
+            let kind = u32_of(&b[0..4], swap);
+            if kind == 0x0a0d_0d0a {
+                if !self.fill(12)? {
+                    return Err(self.damaged("truncated pcapng Section Header Block".into()));
+                }
+                self.section().map_err(|e| self.damaged(e.to_string()))?;
+                continue;
+            }
+            let len = u32_of(&b[4..8], swap);
+            if !(12..=MAX_BLOCK).contains(&len) || len % 4 != 0 {
+                return Err(self.damaged(format!(
+                    "pcapng block of type {kind:#x} has a bad length {len}"
+                )));
+            }
+            if !self.fill(len as usize)? {
+                let left = self.end - self.pos;
+                return Err(self.damaged(format!(
+                    "truncated pcapng block: tried to read {len} bytes, only got {left}"
+                )));
+            }
+            let start = self.pos;
+            self.pos += len as usize;
+            let body = start + 8..start + len as usize - 4;
+            match kind {
+                // Interface Description Block.
+                1 => {
+                    let iface = self.interface(body, swap)?;
+                    if let Format::Pcapng { ifaces, .. } = &mut self.format {
+                        if ifaces.is_empty() && self.read == 0 {
+                            self.linktype = iface.linktype;
+                        }
+                        if ifaces.len() >= 65_536 {
+                            return Err(self.damaged("more than 65,536 pcapng interfaces".into()));
+                        }
+                        ifaces.push(iface);
+                    }
+                }
+                // Enhanced Packet Block, and the obsolete Packet Block (2-byte interface id).
+                6 | 2 => {
+                    let d = &self.buf[body.clone()];
+                    if d.len() < 20 {
+                        return Err(self.damaged("pcapng packet block too short".into()));
+                    }
+                    let ifid = if kind == 6 {
+                        u32_of(&d[0..4], swap) as usize
+                    } else {
+                        usize::from(u16_of(&d[0..2], swap))
+                    };
+                    let hi = u64::from(u32_of(&d[4..8], swap));
+                    let lo = u64::from(u32_of(&d[8..12], swap));
+                    let caplen = u32_of(&d[12..16], swap) as usize;
+                    if caplen > d.len() - 20 {
+                        return Err(self.damaged(format!(
+                            "pcapng packet block: captured length {caplen} runs past the block"
+                        )));
+                    }
+                    let Format::Pcapng { ifaces, .. } = &self.format else {
+                        unreachable!("pcapng framing")
+                    };
+                    let Some(iface) = ifaces.get(ifid).copied() else {
+                        return Err(self.damaged(format!(
+                            "a packet names interface {ifid}, which the section has not described"
+                        )));
+                    };
+                    self.read += 1;
+                    let data_at = body.start + 20;
+                    return Ok(Some(RawPacket {
+                        ts: iface.ns((hi << 32) | lo),
+                        linktype: iface.linktype,
+                        data: &self.buf[data_at..data_at + caplen],
+                    }));
+                }
+                // Simple Packet Block: interface 0, no timestamp.
+                3 => {
+                    let d = &self.buf[body.clone()];
+                    let Format::Pcapng { ifaces, .. } = &self.format else {
+                        unreachable!("pcapng framing")
+                    };
+                    let Some(iface) = ifaces.first().copied() else {
+                        return Err(
+                            self.damaged("a simple packet block comes before any interface".into())
+                        );
+                    };
+                    if d.len() < 4 {
+                        return Err(self.damaged("pcapng simple packet block too short".into()));
+                    }
+                    let wire = u32_of(&d[0..4], swap) as usize;
+                    let caplen = wire.min(d.len() - 4);
+                    self.read += 1;
+                    let data_at = body.start + 4;
+                    return Ok(Some(RawPacket {
+                        ts: 0,
+                        linktype: iface.linktype,
+                        data: &self.buf[data_at..data_at + caplen],
+                    }));
+                }
+                // Name resolution, statistics, decryption secrets, custom blocks: not packets.
+                _ => {}
+            }
+        }
+    }
+
+    /// An Interface Description Block's link type and timestamp options.
+    fn interface(&self, body: std::ops::Range<usize>, swap: bool) -> Result<Iface, CaptureError> {
+        let d = &self.buf[body];
+        if d.len() < 8 {
+            return Err(self.damaged("pcapng Interface Description Block too short".into()));
+        }
+        let mut iface = Iface {
+            linktype: i32::from(u16_of(&d[0..2], swap)),
+            per_sec: 1_000_000,
+            offset: 0,
+        };
+        let mut at = 8;
+        while at + 4 <= d.len() {
+            let code = u16_of(&d[at..at + 2], swap);
+            let len = usize::from(u16_of(&d[at + 2..at + 4], swap));
+            let v = d.get(at + 4..at + 4 + len).unwrap_or_default();
+            match (code, v) {
+                (0, _) => break,
+                (9, [r]) => {
+                    // if_tsresol: a power of 10, or of 2 with the top bit set.
+                    let exp = u32::from(r & 0x7f);
+                    let per_sec = if r & 0x80 == 0 {
+                        10u64.checked_pow(exp)
+                    } else {
+                        1u64.checked_shl(exp)
+                    };
+                    match per_sec {
+                        Some(p) if p > 0 => iface.per_sec = p,
+                        _ => {
+                            return Err(self.damaged(format!(
+                                "pcapng interface has an impossible timestamp resolution {r:#x}"
+                            )))
+                        }
+                    }
+                }
+                (14, v) if v.len() == 8 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(v);
+                    let raw = u64::from_le_bytes(b);
+                    iface.offset = if swap { raw.swap_bytes() } else { raw } as i64;
+                }
+                _ => {}
+            }
+            at += 4 + len.div_ceil(4) * 4;
+        }
+        Ok(iface)
     }
 }
 
-fn classify_open_error(name: &str, reason: String) -> CaptureError {
-    let file = name.to_string();
-    if reason.contains("only got 0") {
-        CaptureError::Empty { file }
-    } else if reason.contains("unknown file format")
-        || reason.contains("bad dump file format")
-        || reason.contains("truncated dump file")
-        || reason.contains("file header")
-        || reason.contains("unsupported")
-        || reason.contains("pcapng")
-        || reason.contains("Section Header")
-    {
-        CaptureError::NotCapture { file, reason }
-    } else {
-        CaptureError::Open { file, reason }
+impl Iface {
+    /// A timestamp in this interface's units as nanoseconds since the epoch.
+    fn ns(&self, units: u64) -> u64 {
+        let sec = (units / self.per_sec) as i64 + self.offset;
+        let frac = units % self.per_sec;
+        let frac_ns = (u128::from(frac) * 1_000_000_000 / u128::from(self.per_sec)) as u64;
+        (sec.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(frac_ns)
     }
 }

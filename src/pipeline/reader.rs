@@ -184,7 +184,8 @@ impl Reader {
                 Some(r) => r,
                 None => return Ok(()),
             };
-            self.packet(lt, raw);
+            // pcapng files may mix link types: each frame is decoded with its interface's.
+            self.packet(raw.linktype, raw);
             if self.stats.packets_read & 0xffff == 0 {
                 if let Some(pb) = &self.progress {
                     pb.set_position(self.stats.packets_read);
