@@ -134,6 +134,11 @@ fn records(b: &[u8]) -> Records {
     if b.is_empty() {
         return Records::Empty;
     }
+    // A hello is the hello parsers' to judge: one they refused (malformed, or sent by the
+    // side the flow's guess calls the server) is no evidence of a session in progress.
+    if b.first() == Some(&HANDSHAKE) && matches!(b.get(5), Some(&(CLIENT_HELLO | SERVER_HELLO))) {
+        return Records::Broken;
+    }
     let mut rest = b;
     let mut complete = 0;
     loop {
@@ -1460,6 +1465,10 @@ pub(crate) mod tests {
         let mut bad = tc.clone();
         bad[45] = 0x18; // content type 24
         assert!(matches!(Tls.probe(&view(&bad, b"", false)), Probe::NotMine));
+        // Hellos in the wrong directions (the originator guessed wrong) are not records of a
+        // session in progress.
+        let (ch, sf) = (hex(IMAPS_CLIENT_HELLO), hex(IMAPS_SERVER_FLIGHT));
+        assert!(matches!(Tls.probe(&view(&sf, &ch, true)), Probe::NotMine));
         // The other direction speaks something else.
         assert!(matches!(
             Tls.probe(&view(b"GET / HTTP/1.1\r\n\r\n", &tc, false)),
