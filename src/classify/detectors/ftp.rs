@@ -140,9 +140,17 @@ impl Detector for Ftp {
                 return Probe::NeedMore;
             }
             evidence.push_str(&format!(", {kind} upgrade"));
-            if after.first() == Some(&0x16) {
-                evidence.push_str(" into TLS");
-                fields.push(("tls.established", "true".to_string()));
+            let tc_after = super::tls::tls_after_lines(p.tc);
+            if super::tls::upgrade_into_tls(
+                after,
+                tc_after,
+                p.last_chance,
+                &mut evidence,
+                &mut fields,
+            )
+            .is_none()
+            {
+                return Probe::NeedMore;
             }
             fields.push(("exwatch.tls_upgrade", kind.to_string()));
         }
@@ -179,11 +187,13 @@ mod tests {
             Ftp.probe(&view(b"AUTH TLS\r\n", GREETING, false)),
             Probe::NeedMore
         ));
-        let ts = b"AUTH TLS\r\n\x16\x03\x03\x00\x91\x01";
-        let Probe::Mine(d) = Ftp.probe(&view(ts, &tc, false)) else {
-            panic!()
-        };
-        assert_eq!(d.evidence, "FTP 220 greeting, AUTH TLS upgrade into TLS");
+        let d = super::super::tls::tests::assert_follows_upgrade(
+            &Ftp,
+            view,
+            b"AUTH TLS\r\n",
+            &tc,
+            "FTP 220 greeting, AUTH TLS upgrade",
+        );
         assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("AUTH TLS"));
     }
 

@@ -221,9 +221,16 @@ impl Detector for Imap {
                         return Probe::NeedMore;
                     }
                     evidence.push_str(", STARTTLS upgrade");
-                    if after.first() == Some(&0x16) || tc_after.first() == Some(&0x16) {
-                        evidence.push_str(" into TLS");
-                        fields.push(("tls.established", "true".to_string()));
+                    if super::tls::upgrade_into_tls(
+                        after,
+                        tc_after,
+                        p.last_chance,
+                        &mut evidence,
+                        &mut fields,
+                    )
+                    .is_none()
+                    {
+                        return Probe::NeedMore;
                     }
                     fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
                 }
@@ -294,16 +301,14 @@ mod tests {
             b"A001 OK done\r\nA002 OK Begin TLS negotiation now.\r\n",
         ]);
         assert!(matches!(Imap.probe(&view(ts, &tc, false)), Probe::NeedMore));
-        let ts = cat(&[ts, b"\x16\x03\x01\x02\x00\x01"]);
-        let Probe::Mine(d) = Imap.probe(&view(&ts, &tc, false)) else {
-            panic!()
-        };
-        assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("STARTTLS"));
-        assert!(
-            d.evidence.contains("STARTTLS upgrade into TLS"),
-            "{}",
-            d.evidence
+        let d = super::super::tls::tests::assert_follows_upgrade(
+            &Imap,
+            view,
+            ts,
+            &tc,
+            "STARTTLS upgrade",
         );
+        assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("STARTTLS"));
         let refused = cat(&[GREETING, b"A002 NO not now\r\n"]);
         let Probe::Mine(d) = Imap.probe(&view(b"A002 STARTTLS\r\n", &refused, false)) else {
             panic!()

@@ -88,7 +88,7 @@ fn server_line(line: &[u8]) -> Option<&'static str> {
     if cmd.len() == 3 && cmd.iter().all(u8::is_ascii_digit) {
         return Some("numeric reply");
     }
-    ["NOTICE", "PRIVMSG", "PING", "MODE", "JOIN"]
+    ["NOTICE", "PRIVMSG", "PING", "MODE", "JOIN", "CAP"]
         .into_iter()
         .find(|c| cmd == c.as_bytes())
 }
@@ -124,7 +124,16 @@ impl Detector for Irc {
     fn probe(&self, p: &Payloads<'_>) -> Probe {
         let mut client: Vec<Reg> = Vec::new();
         let mut ts_bad = false;
-        for line in text::lines(p.ts).take(4) {
+        // IRCv3 `STARTTLS` (answered by numeric 670): TLS follows the line.
+        let mut upgrade = None;
+        for (line, end) in text::lines_with_end(p.ts)
+            .filter(|(l, _)| !l.is_empty())
+            .take(4)
+        {
+            if line.eq_ignore_ascii_case(b"STARTTLS") {
+                upgrade = Some(end);
+                break;
+            }
             match registration(line) {
                 Some(r) => client.push(r),
                 None => {
@@ -133,7 +142,11 @@ impl Detector for Irc {
                 }
             }
         }
-        if client.is_empty() && text::first_line(p.ts).is_none() && !p.ts.is_empty() {
+        if client.is_empty()
+            && upgrade.is_none()
+            && text::first_line(p.ts).is_none()
+            && !p.ts.is_empty()
+        {
             ts_bad = !could_be(p.ts, false);
         }
         let server = text::first_line(p.tc).and_then(server_line);
@@ -169,12 +182,34 @@ impl Detector for Irc {
                 _ => "server message",
             });
         }
+        let mut evidence = format!("IRC {}", parts.join(", "));
+        let mut fields = Vec::new();
+        if let Some(end) = upgrade {
+            let after = p.ts.get(end..).unwrap_or_default();
+            let tc_after = super::tls::tls_after_lines(p.tc);
+            if after.is_empty() && tc_after.is_empty() && !p.last_chance {
+                return Probe::NeedMore;
+            }
+            evidence.push_str(", STARTTLS upgrade");
+            if super::tls::upgrade_into_tls(
+                after,
+                tc_after,
+                p.last_chance,
+                &mut evidence,
+                &mut fields,
+            )
+            .is_none()
+            {
+                return Probe::NeedMore;
+            }
+            fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
+        }
         Probe::Mine(Detection {
             protocol: "irc",
             service: None,
             confidence: Confidence::Payload,
-            evidence: format!("IRC {}", parts.join(", ")),
-            fields: Vec::new(),
+            evidence,
+            fields,
         })
     }
 }
@@ -238,6 +273,31 @@ mod tests {
         }
         assert!(matches!(Irc.probe(&view(ts, b"", false)), Probe::Mine(_)));
         assert!(matches!(Irc.probe(&view(b"NI", b"", true)), Probe::NotMine));
+    }
+
+    #[test]
+    fn starttls_followed_into_tls() {
+        // IRCv3 tls extension: CAP LS, STARTTLS, numeric 670, then the handshake.
+        let tc = b":irc.contoso.test CAP * LS :tls multi-prefix\r\n:irc.contoso.test 670 * :STARTTLS successful, go ahead with TLS handshake\r\n";
+        let d = super::super::tls::tests::assert_follows_upgrade(
+            &Irc,
+            view,
+            b"CAP LS 302\r\nSTARTTLS\r\n",
+            tc,
+            "IRC client CAP, server message, STARTTLS upgrade",
+        );
+        assert_eq!(
+            d.fields
+                .iter()
+                .find(|f| f.0 == "exwatch.tls_upgrade")
+                .map(|f| f.1.as_str()),
+            Some("STARTTLS")
+        );
+        // A client that upgrades first thing.
+        assert!(matches!(
+            Irc.probe(&view(b"STARTTLS\r\n", b"", false)),
+            Probe::NeedMore
+        ));
     }
 
     #[test]

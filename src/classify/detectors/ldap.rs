@@ -359,9 +359,16 @@ impl Detector for Ldap {
                 return Probe::NeedMore;
             }
             evidence.push_str(", StartTLS upgrade");
-            if after.first() == Some(&0x16) || tc_after.first() == Some(&0x16) {
-                evidence.push_str(" into TLS");
-                fields.push(("tls.established", "true".to_string()));
+            if super::tls::upgrade_into_tls(
+                after,
+                tc_after,
+                p.last_chance,
+                &mut evidence,
+                &mut fields,
+            )
+            .is_none()
+            {
+                return Probe::NeedMore;
             }
             fields.push(("exwatch.tls_upgrade", "StartTLS".to_string()));
         }
@@ -426,21 +433,19 @@ mod tests {
 
     #[test]
     fn starttls_followed_into_tls() {
-        let mut ts = STARTTLS.to_vec();
+        let ts = STARTTLS.to_vec();
         assert!(matches!(
             Ldap.probe(&tcp(&ts, STARTTLS_OK, false)),
             Probe::NeedMore
         ));
-        ts.extend_from_slice(b"\x16\x03\x01\x01\x70\x01\x00");
-        let Probe::Mine(d) = Ldap.probe(&tcp(&ts, STARTTLS_OK, false)) else {
-            panic!()
-        };
-        assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("StartTLS"));
-        assert!(
-            d.evidence.ends_with("StartTLS upgrade into TLS"),
-            "{}",
-            d.evidence
+        let d = super::super::tls::tests::assert_follows_upgrade(
+            &Ldap,
+            tcp,
+            &ts,
+            STARTTLS_OK,
+            "StartTLS upgrade",
         );
+        assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("StartTLS"));
         assert_eq!(field(&d, "exwatch.ldap.operation"), Some("extendedReq"));
     }
 

@@ -182,9 +182,17 @@ impl Detector for Nntp {
                 return Probe::NeedMore;
             }
             evidence.push_str(", STARTTLS upgrade");
-            if after.first() == Some(&0x16) {
-                evidence.push_str(" into TLS");
-                fields.push(("tls.established", "true".to_string()));
+            let tc_after = super::tls::tls_after_lines(p.tc);
+            if super::tls::upgrade_into_tls(
+                after,
+                tc_after,
+                p.last_chance,
+                &mut evidence,
+                &mut fields,
+            )
+            .is_none()
+            {
+                return Probe::NeedMore;
             }
             fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
         }
@@ -226,14 +234,13 @@ mod tests {
 
     #[test]
     fn starttls_followed_into_tls() {
-        let ts = b"CAPABILITIES\r\nSTARTTLS\r\n\x16\x03\x01\x00\xf0";
-        let Probe::Mine(d) = Nntp.probe(&view(ts, GREETING, false)) else {
-            panic!()
-        };
-        assert!(
-            d.evidence.ends_with("STARTTLS upgrade into TLS"),
-            "{}",
-            d.evidence
+        let tc = [GREETING, b"382 Continue with TLS negotiation\r\n"].concat();
+        super::super::tls::tests::assert_follows_upgrade(
+            &Nntp,
+            view,
+            b"CAPABILITIES\r\nSTARTTLS\r\n",
+            &tc,
+            "STARTTLS upgrade",
         );
     }
 

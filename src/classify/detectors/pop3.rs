@@ -131,9 +131,17 @@ impl Detector for Pop3 {
                 return Probe::NeedMore;
             }
             evidence.push_str(", STLS upgrade");
-            if after.first() == Some(&0x16) {
-                evidence.push_str(" into TLS");
-                fields.push(("tls.established", "true".to_string()));
+            let tc_after = super::tls::tls_after_lines(p.tc);
+            if super::tls::upgrade_into_tls(
+                after,
+                tc_after,
+                p.last_chance,
+                &mut evidence,
+                &mut fields,
+            )
+            .is_none()
+            {
+                return Probe::NeedMore;
             }
             fields.push(("exwatch.tls_upgrade", "STLS".to_string()));
         }
@@ -199,16 +207,14 @@ mod tests {
             Pop3.probe(&view(ts, GREETING, false)),
             Probe::NeedMore
         ));
-        let ts = [&ts[..], b"\x16\x03\x01\x02\x00"].concat();
-        let Probe::Mine(d) = Pop3.probe(&view(&ts, GREETING, false)) else {
-            panic!()
-        };
+        let tc = [
+            GREETING,
+            b"+OK capabilities\r\nSTLS\r\n.\r\n+OK Begin TLS\r\n",
+        ]
+        .concat();
+        let d =
+            super::super::tls::tests::assert_follows_upgrade(&Pop3, view, ts, &tc, "STLS upgrade");
         assert_eq!(field(&d, "exwatch.tls_upgrade"), Some("STLS"));
-        assert!(
-            d.evidence.contains("STLS upgrade into TLS"),
-            "{}",
-            d.evidence
-        );
     }
 
     #[test]

@@ -167,11 +167,13 @@ impl Detector for Smtp {
             }
             evidence.push_str(&format!(", {u} upgrade"));
             if tls_bytes.first() == Some(&0x16) {
-                let (tls_fields, hello) = super::tls::upgraded_fields(tls_bytes, p.tc);
-                // A ClientHello split over segments: wait for the rest.
-                if !hello && !p.last_chance {
+                // Hellos split over segments: wait for the rest.
+                let tc_tls = super::tls::tls_after_lines(p.tc);
+                let Some((tls_fields, _)) =
+                    super::tls::follow_upgrade(tls_bytes, tc_tls, p.last_chance)
+                else {
                     return Probe::NeedMore;
-                }
+                };
                 evidence.push_str(" into TLS");
                 fields.extend(tls_fields);
             }

@@ -1,8 +1,9 @@
 //! TLS and SSL 3.0 (and SSLv2-compatible hellos): ClientHello, ServerHello and the server
 //! certificate while it travels in clear; JA3/JA4 client fingerprints; Exchange service by SNI.
 //!
-//! Also used by the detectors of protocols that upgrade to TLS in-band (STARTTLS): they hand
-//! the bytes after the upgrade to [`client_hello_fields`] and [`server_hello_fields`].
+//! A flow picked up after its handshake is still TLS when its bytes are records that chain
+//! exactly. Also used by the detectors of protocols that upgrade to TLS in-band (STARTTLS):
+//! they hand the bytes after the upgrade to [`follow_upgrade`].
 
 use crate::classify::detector::{text, Detector, Payloads, Probe};
 use crate::classify::{Confidence, Detection};
@@ -100,6 +101,103 @@ fn handshake_header_prefix(b: &[u8]) -> bool {
         && b.get(1).is_none_or(|&v| v == 3)
         && b.get(2).is_none_or(|&v| v <= 4)
         && len_ok
+}
+
+/// How a direction's bytes read as a chain of TLS records (any content type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Records {
+    /// Nothing captured.
+    Empty,
+    /// Well-formed records laid end to end from byte 0: `complete` of them whole, the bytes
+    /// ending exactly on a record boundary unless `open` (the last record still arriving).
+    Chain { complete: usize, open: bool },
+    /// Something that is not a record where one should start.
+    Broken,
+}
+
+/// Whether the bytes so far can start a record header: content type 20-23 (ChangeCipherSpec,
+/// Alert, Handshake, ApplicationData), version 0x0300-0x0304, length 1..=`MAX_RECORD`.
+fn record_header_prefix(b: &[u8]) -> bool {
+    let len_ok = match (b.get(3), b.get(4)) {
+        (Some(&h), Some(&l)) => (1..=MAX_RECORD).contains(&usize::from(u16::from_be_bytes([h, l]))),
+        _ => true,
+    };
+    b.first().is_none_or(|t| (20..=23).contains(t))
+        && b.get(1).is_none_or(|&v| v == 3)
+        && b.get(2).is_none_or(|&v| v <= 4)
+        && len_ok
+}
+
+/// Walk `b` record by record; each step moves at least six bytes, so the walk is bounded by
+/// the buffer, not by lengths read from the wire.
+fn records(b: &[u8]) -> Records {
+    if b.is_empty() {
+        return Records::Empty;
+    }
+    // A hello is the hello parsers' to judge: one they refused (malformed, or sent by the
+    // side the flow's guess calls the server) is no evidence of a session in progress.
+    if b.first() == Some(&HANDSHAKE) && matches!(b.get(5), Some(&(CLIENT_HELLO | SERVER_HELLO))) {
+        return Records::Broken;
+    }
+    let mut rest = b;
+    let mut complete = 0;
+    loop {
+        if !record_header_prefix(&rest[..rest.len().min(5)]) {
+            return Records::Broken;
+        }
+        if rest.len() < 5 {
+            return Records::Chain {
+                complete,
+                open: true,
+            };
+        }
+        let len = usize::from(u16::from_be_bytes([rest[3], rest[4]]));
+        let Some(next) = rest.get(5 + len..) else {
+            return Records::Chain {
+                complete,
+                open: true,
+            };
+        };
+        complete += 1;
+        if next.is_empty() {
+            return Records::Chain {
+                complete,
+                open: false,
+            };
+        }
+        rest = next;
+    }
+}
+
+/// A flow picked up after its handshake (or a capture of one side only): well-formed records
+/// that chain exactly across the segments of each direction that sent any. Two whole records
+/// are needed; a chain still arriving asks for more.
+fn records_without_handshake(p: &Payloads<'_>) -> Probe {
+    let (ts, tc) = (records(p.ts), records(p.tc));
+    let count = |r: Records| match r {
+        Records::Chain { complete, .. } => Some(complete),
+        Records::Empty => Some(0),
+        Records::Broken => None,
+    };
+    let (Some(n_ts), Some(n_tc)) = (count(ts), count(tc)) else {
+        return Probe::NotMine;
+    };
+    if n_ts + n_tc < 2 {
+        return if p.last_chance || (ts == Records::Empty && tc == Records::Empty) {
+            Probe::NotMine
+        } else {
+            Probe::NeedMore
+        };
+    }
+    let mut evidence = format!("TLS records without handshake ({n_ts} to server, {n_tc} to client");
+    evidence.push_str(", lengths chain over the segments)");
+    Probe::Mine(Detection {
+        protocol: "tls",
+        service: None,
+        confidence: Confidence::Payload,
+        evidence,
+        fields: Vec::new(),
+    })
 }
 
 /// The handshake-layer bytes of the first records of one direction.
@@ -473,16 +571,9 @@ fn hex_list(v: impl Iterator<Item = u16>) -> String {
     s
 }
 
-/// JA4 (FoxIO, technical_details/JA4.md) for TLS over TCP.
-fn ja4(
-    version: u16,
-    sni: bool,
-    ciphers: &[u16],
-    exts: &[u16],
-    alpn: Option<&[u8]>,
-    sigalgs: &[u16],
-) -> String {
-    let v = match version {
+/// JA4's two characters for a wire version.
+fn ja4_version(version: u16) -> &'static str {
+    match version {
         0x0304 => "13",
         0x0303 => "12",
         0x0302 => "11",
@@ -493,10 +584,12 @@ fn ja4(
         0xfefd => "d2",
         0xfefc => "d3",
         _ => "00",
-    };
-    let mut ciphers: Vec<u16> = ciphers.iter().copied().filter(|&c| !is_grease(c)).collect();
-    let exts: Vec<u16> = exts.iter().copied().filter(|&e| !is_grease(e)).collect();
-    let alpn = match alpn {
+    }
+}
+
+/// JA4's two characters for an ALPN value: its first and last character, or "00" for none.
+fn ja4_alpn(alpn: Option<&[u8]>) -> String {
+    match alpn {
         Some(&[first, ..]) => {
             let value = alpn.unwrap_or_default();
             let last = *value.last().unwrap_or(&first);
@@ -508,7 +601,55 @@ fn ja4(
             }
         }
         _ => "00".to_string(),
-    };
+    }
+}
+
+/// JA3S (Salesforce): MD5 of the ServerHello's version, cipher and extension types, in
+/// decimal and in wire order.
+fn ja3s(version: u16, cipher: u16, exts: &[u16]) -> String {
+    let mut full = String::with_capacity(16 + 6 * exts.len());
+    full.push_str(itoa::Buffer::new().format(version));
+    full.push(',');
+    full.push_str(itoa::Buffer::new().format(cipher));
+    full.push(',');
+    for (i, &e) in exts.iter().enumerate() {
+        if i > 0 {
+            full.push('-');
+        }
+        full.push_str(itoa::Buffer::new().format(e));
+    }
+    let mut out = String::with_capacity(32);
+    text::push_hex(&mut out, &Md5::digest(full.as_bytes()));
+    out
+}
+
+/// JA4S (FoxIO, technical_details/JA4S.md) for TLS over TCP: selected version, extension
+/// count and ALPN; the cipher in hex; the hash of the extension types in wire order.
+fn ja4s(version: u16, cipher: u16, exts: &[u16], alpn: Option<&[u8]>) -> String {
+    let mut cipher_hex = String::with_capacity(4);
+    text::push_hex(&mut cipher_hex, &cipher.to_be_bytes());
+    format!(
+        "t{}{:02}{}_{cipher_hex}_{}",
+        ja4_version(version),
+        exts.len().min(99),
+        ja4_alpn(alpn),
+        ja4_hash(&hex_list(exts.iter().copied()))
+    )
+}
+
+/// JA4 (FoxIO, technical_details/JA4.md) for TLS over TCP.
+fn ja4(
+    version: u16,
+    sni: bool,
+    ciphers: &[u16],
+    exts: &[u16],
+    alpn: Option<&[u8]>,
+    sigalgs: &[u16],
+) -> String {
+    let v = ja4_version(version);
+    let mut ciphers: Vec<u16> = ciphers.iter().copied().filter(|&c| !is_grease(c)).collect();
+    let exts: Vec<u16> = exts.iter().copied().filter(|&e| !is_grease(e)).collect();
+    let alpn = ja4_alpn(alpn);
     let a = format!(
         "t{v}{}{:02}{:02}{alpn}",
         if sni { 'd' } else { 'i' },
@@ -545,8 +686,14 @@ fn ja4(
 struct Server {
     /// Negotiated version (supported_versions, else the version field).
     version: u16,
+    /// The ServerHello's own version field (JA3S uses it).
+    legacy_version: u16,
     cipher: u16,
+    /// Extension types in wire order (JA3S, JA4S); bounded by the hello's size.
+    ext_types: Vec<u16>,
     alpn: Option<String>,
+    /// The raw ALPN value chosen, for JA4S.
+    alpn_raw: Option<Vec<u8>>,
     cert_cn: Option<String>,
     cert_sans: Vec<String>,
     /// TLS 1.2 or older and the Certificate message may still be on its way.
@@ -583,11 +730,13 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
     };
     let mut s = Server {
         version: sh.version.0,
+        legacy_version: sh.version.0,
         cipher: sh.cipher.0,
         ..Server::default()
     };
     for (ty, raw) in extensions(sh.ext.unwrap_or_default()) {
         let data = raw.get(4..).unwrap_or_default();
+        s.ext_types.push(ty);
         match ty {
             // The server's supported_versions holds just the selected version.
             43 => {
@@ -600,6 +749,7 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
                 let n = usize::from(*data.get(2).unwrap_or(&0));
                 if let Some(p) = data.get(3..3 + n).filter(|p| !p.is_empty()) {
                     s.alpn = Some(text::clip(p, 32));
+                    s.alpn_raw = Some(p.to_vec());
                 }
             }
             _ => {}
@@ -689,6 +839,14 @@ fn server_fields(s: &Server) -> Vec<(&'static str, String)> {
         ("tls.version", v),
         ("tls.version_protocol", proto.to_string()),
         ("tls.cipher", cipher_name(s.cipher)),
+        (
+            "tls.server.ja3s",
+            ja3s(s.legacy_version, s.cipher, &s.ext_types),
+        ),
+        (
+            "exwatch.tls.server.ja4s",
+            ja4s(s.version, s.cipher, &s.ext_types, s.alpn_raw.as_deref()),
+        ),
     ];
     if let Some(a) = &s.alpn {
         f.push(("tls.next_protocol", a.clone()));
@@ -702,46 +860,69 @@ fn server_fields(s: &Server) -> Vec<(&'static str, String)> {
     f
 }
 
-/// Record fields of the ClientHello that `b` starts with (the first TLS bytes a client sent,
-/// e.g. after STARTTLS): version offered, SNI, ALPN offered, JA3, JA4. `None` unless a
-/// complete, valid ClientHello is there.
+/// The server's bytes from its first handshake record that starts a line: where a text
+/// protocol's go-ahead reply ends and TLS begins (empty if no such record yet).
+pub fn tls_after_lines(tc: &[u8]) -> &[u8] {
+    tc.windows(3)
+        .position(|w| w[0] == b'\n' && w[1] == HANDSHAKE && w[2] == 3)
+        .map_or(&[], |i| &tc[i + 1..])
+}
+
 /// TLS fields of a session upgraded in band (STARTTLS and friends): `ts_tls` is the client's
-/// stream from the first TLS byte, `tc` the server's whole stream (its TLS starts after the
-/// last text line before a handshake record). Returns the fields and whether a ClientHello
-/// was parsed.
-pub fn upgraded_fields(ts_tls: &[u8], tc: &[u8]) -> (Vec<(&'static str, String)>, bool) {
-    let mut fields = client_hello_fields(ts_tls).unwrap_or_default();
-    let hello = !fields.is_empty();
-    if let Some(i) = tc
-        .windows(4)
-        .position(|w| w == b"\n\x16\x03\x03" || w == b"\n\x16\x03\x01")
-    {
-        if let Some(server) = server_hello_fields(&tc[i + 1..]) {
-            // The server's choice (negotiated version) replaces the client's offer.
-            for (k, v) in server {
-                fields.retain(|(fk, _)| *fk != k);
-                fields.push((k, v));
-            }
+/// stream from the byte after its upgrade command, `tc_tls` the server's from the byte after
+/// its go-ahead (empty when not there yet). `None` while a hello is still arriving and more
+/// bytes may come; otherwise the ClientHello's SNI, ALPN, JA3 and JA4 and the ServerHello's
+/// version, cipher, JA3S, JA4S and clear certificate, and whether a ClientHello was parsed.
+pub fn follow_upgrade(
+    ts_tls: &[u8],
+    tc_tls: &[u8],
+    last: bool,
+) -> Option<(Vec<(&'static str, String)>, bool)> {
+    let client = client_hello(ts_tls);
+    let server = server_hello(tc_tls);
+    let waiting = match (&client, &server) {
+        (Hello::Wait { .. }, _) | (_, Hello::Wait { .. }) => true,
+        (Hello::Yes(_), Hello::Empty) => true,
+        (_, Hello::Yes(s)) => s.cert_pending,
+        (Hello::Empty, Hello::Empty) => true,
+        _ => false,
+    };
+    if waiting && !last {
+        return None;
+    }
+    let mut fields = match &client {
+        Hello::Yes(c) => client_fields(c, true),
+        _ => Vec::new(),
+    };
+    if let Hello::Yes(s) = &server {
+        // The server's choice (negotiated version) replaces the client's offer.
+        for (k, v) in server_fields(s) {
+            fields.retain(|(fk, _)| *fk != k);
+            fields.push((k, v));
         }
     }
-    (fields, hello)
+    Some((fields, matches!(client, Hello::Yes(_))))
 }
 
-pub fn client_hello_fields(b: &[u8]) -> Option<Vec<(&'static str, String)>> {
-    match client_hello(b) {
-        Hello::Yes(c) => Some(client_fields(&c, true)),
-        _ => None,
+/// For a detector whose protocol upgraded in band: when either side's bytes after the
+/// upgrade start a handshake record, add " into TLS" to `evidence` and `tls.established` and
+/// the [`follow_upgrade`] fields to `fields`. `None` while the hellos are still arriving: the
+/// caller answers "need more".
+pub fn upgrade_into_tls(
+    ts_tls: &[u8],
+    tc_tls: &[u8],
+    last: bool,
+    evidence: &mut String,
+    fields: &mut Vec<(&'static str, String)>,
+) -> Option<()> {
+    if ts_tls.first() != Some(&HANDSHAKE) && tc_tls.first() != Some(&HANDSHAKE) {
+        return Some(());
     }
-}
-
-/// Record fields of the ServerHello that `b` starts with: negotiated version, cipher, ALPN
-/// chosen, and the server certificate's names when they travel in clear (TLS 1.2 and older)
-/// and are complete in `b`. `None` unless a complete, valid ServerHello is there.
-pub fn server_hello_fields(b: &[u8]) -> Option<Vec<(&'static str, String)>> {
-    match server_hello(b) {
-        Hello::Yes(s) => Some(server_fields(&s)),
-        _ => None,
-    }
+    let (tls, _) = follow_upgrade(ts_tls, tc_tls, last)?;
+    evidence.push_str(" into TLS");
+    fields.push(("tls.established", "true".to_string()));
+    fields.extend(tls);
+    Some(())
 }
 
 fn detection(c: Option<&Client>, s: Option<&Server>, truncated: bool) -> Probe {
@@ -800,6 +981,16 @@ impl Detector for Tls {
     }
 
     fn probe(&self, p: &Payloads<'_>) -> Probe {
+        match hellos(p) {
+            Probe::NotMine => records_without_handshake(p),
+            r => r,
+        }
+    }
+}
+
+/// The verdict from the hellos (and certificate) of both directions.
+fn hellos(p: &Payloads<'_>) -> Probe {
+    {
         let client = client_hello(p.ts);
         let server = server_hello(p.tc);
         let last = p.last_chance;
@@ -861,8 +1052,55 @@ impl Detector for Tls {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::classify::detector::testing::View;
+
+    /// For the tests of protocols that upgrade in band: `ts` and `tc` are each side's bytes up
+    /// to the first TLS byte. A ClientHello cut short waits, and at the last chance still names
+    /// the upgrade; a ClientHello alone waits for the server's; both hellos put the client's
+    /// and the server's fingerprints on the detection, which is returned.
+    pub(crate) fn assert_follows_upgrade(
+        d: &dyn Detector,
+        view: View,
+        ts: &[u8],
+        tc: &[u8],
+        evidence: &str,
+    ) -> Detection {
+        let (ch, sf) = (hex(IMAPS_CLIENT_HELLO), hex(IMAPS_SERVER_FLIGHT));
+        let name = d.name();
+        let part = [ts, &ch[..6]].concat();
+        assert!(
+            matches!(d.probe(&view(&part, tc, false)), Probe::NeedMore),
+            "{name}: hello cut short"
+        );
+        let Probe::Mine(cut) = d.probe(&view(&part, tc, true)) else {
+            panic!("{name}: hello cut short at the last chance")
+        };
+        let into = format!("{evidence} into TLS");
+        assert!(cut.evidence.contains(&into), "{name}: {}", cut.evidence);
+        let full = [ts, &ch].concat();
+        assert!(
+            matches!(d.probe(&view(&full, tc, false)), Probe::NeedMore),
+            "{name}: ClientHello alone"
+        );
+        let Probe::Mine(det) = d.probe(&view(&full, &[tc, &sf].concat(), false)) else {
+            panic!("{name}: both hellos")
+        };
+        assert!(det.evidence.contains(&into), "{name}: {}", det.evidence);
+        for k in [
+            "tls.client.server_name",
+            "tls.client.ja3",
+            "tls.client.ja4",
+            "tls.server.ja3s",
+            "exwatch.tls.server.ja4s",
+            "tls.cipher",
+        ] {
+            assert!(det.fields.iter().any(|(f, _)| *f == k), "{name}: no {k}");
+        }
+        assert_eq!(field(&det, "tls.version"), Some("1.3"), "{name}");
+        det
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
@@ -1104,7 +1342,7 @@ mod tests {
                 Probe::NotMine
             ));
         }
-        assert_eq!(client_hello_fields(&ch[..100]), None);
+        assert_eq!(follow_upgrade(&ch[..100], b"", false), None);
         // A record header claiming more than a record may hold.
         let mut bad = ch.clone();
         bad[3] = 0xff;
@@ -1128,21 +1366,114 @@ mod tests {
 
     #[test]
     fn fields_for_starttls_callers() {
-        let f = client_hello_fields(&hex(IMAPS_CLIENT_HELLO)).unwrap();
+        let (ch, sf) = (hex(IMAPS_CLIENT_HELLO), hex(IMAPS_SERVER_FLIGHT));
+        // The ClientHello alone: wait for the server's, unless nothing more comes.
+        assert_eq!(follow_upgrade(&ch, b"", false), None);
+        let (f, hello) = follow_upgrade(&ch, b"", true).unwrap();
+        assert!(hello);
         assert!(f.contains(&("tls.client.server_name", "mail.contoso.test".to_string())));
         assert!(f.contains(&("tls.version", "1.3".to_string())));
-        let f = server_hello_fields(&hex(EX12_SERVER_FLIGHT)).unwrap();
+        assert!(f.iter().any(|(k, _)| *k == "tls.client.ja3"));
+        // Both hellos: the server's fingerprints and choices join the client's.
+        let (f, _) = follow_upgrade(&ch, &sf, false).unwrap();
+        assert!(f.contains(&("tls.cipher", "TLS_AES_256_GCM_SHA384".to_string())));
         assert!(f.contains(&(
-            "tls.cipher",
-            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string()
+            "tls.server.ja3s",
+            "15af977ce25de452b96affa2addb1036".to_string()
         )));
         assert!(f.contains(&(
-            "tls.server.x509.subject.common_name",
-            "mail.contoso.test".to_string()
+            "exwatch.tls.server.ja4s",
+            "t130200_1302_a56c5b993250".to_string()
         )));
-        assert_eq!(server_hello_fields(&hex(IMAPS_CLIENT_HELLO)), None);
-        assert_eq!(client_hello_fields(&hex(IMAPS_SERVER_FLIGHT)), None);
-        assert_eq!(client_hello_fields(b"EHLO a\r\n"), None);
+        assert_eq!(f.iter().filter(|(k, _)| *k == "tls.version").count(), 1);
+        // The server's go-ahead line, then its hello.
+        let mut tc = b"a1 OK Begin TLS negotiation now\r\n".to_vec();
+        tc.extend_from_slice(&sf);
+        assert_eq!(tls_after_lines(&tc), &sf[..]);
+        assert_eq!(tls_after_lines(b"a1 OK Begin TLS\r\n"), b"");
+        // Not TLS after the upgrade: no fields, no hello.
+        assert_eq!(
+            follow_upgrade(b"EHLO a\r\n", b"", true),
+            Some((Vec::new(), false))
+        );
+    }
+
+    #[test]
+    fn server_fingerprints_follow_ja3s_and_ja4s() {
+        // Expected values computed independently (Python hashlib over the hello's fields:
+        // 771,49200,65281-0-11-16-23 and 0xff01,0x0000,0x000b,0x0010,0x0017, ALPN http/1.1).
+        let d = mine(Tls.probe(&view(
+            &hex(EX12_CLIENT_HELLO),
+            &hex(EX12_SERVER_FLIGHT),
+            true,
+        )));
+        assert_eq!(
+            field(&d, "tls.server.ja3s"),
+            Some("263c859c5391203d774bc0599793d915")
+        );
+        assert_eq!(
+            field(&d, "exwatch.tls.server.ja4s"),
+            Some("t1205h1_c030_8763c20bf469")
+        );
+    }
+
+    #[test]
+    fn records_without_handshake_chain_over_segments() {
+        let app = |n: usize| {
+            let mut r = vec![0x17, 0x03, 0x03, 0x00, n as u8];
+            r.extend(std::iter::repeat_n(0xa5, n));
+            r
+        };
+        // The server's half only: two application-data records.
+        let tc = [app(40), app(23)].concat();
+        let d = mine(Tls.probe(&view(b"", &tc, false)));
+        assert!(
+            d.evidence.contains("records without handshake"),
+            "{}",
+            d.evidence
+        );
+        assert_eq!(d.confidence, Confidence::Payload);
+        // One record each way is two records.
+        let d = mine(Tls.probe(&view(&app(30), &app(50), false)));
+        assert!(d.evidence.contains("records without handshake"));
+        // A mid-stream client flight: ClientKeyExchange, ChangeCipherSpec, Finished.
+        let mut ts = b"\x16\x03\x03\x00\x25\x10\x00\x00\x21\x20".to_vec();
+        ts.extend([0u8; 32]);
+        ts.extend(b"\x14\x03\x03\x00\x01\x01");
+        ts.extend(b"\x16\x03\x03\x00\x28");
+        ts.extend([7u8; 40]);
+        mine(Tls.probe(&view(&ts, b"", false)));
+        // The second record still arriving (the segment boundary inside it): more, please.
+        for cut in [41, 45, 46, 50] {
+            assert!(
+                matches!(Tls.probe(&view(&tc[..cut], b"", false)), Probe::NeedMore),
+                "cut at {cut}"
+            );
+            assert!(matches!(
+                Tls.probe(&view(&tc[..cut], b"", true)),
+                Probe::NotMine
+            ));
+        }
+        // A single record is not enough, lengths that do not chain are not TLS.
+        assert!(matches!(
+            Tls.probe(&view(&app(40), b"", true)),
+            Probe::NotMine
+        ));
+        let mut bad = tc.clone();
+        bad[4] = 39; // the first record ends one byte early: the next header is wrong
+        assert!(matches!(Tls.probe(&view(&bad, b"", false)), Probe::NotMine));
+        let mut bad = tc.clone();
+        bad[45] = 0x18; // content type 24
+        assert!(matches!(Tls.probe(&view(&bad, b"", false)), Probe::NotMine));
+        // Hellos in the wrong directions (the originator guessed wrong) are not records of a
+        // session in progress.
+        let (ch, sf) = (hex(IMAPS_CLIENT_HELLO), hex(IMAPS_SERVER_FLIGHT));
+        assert!(matches!(Tls.probe(&view(&sf, &ch, true)), Probe::NotMine));
+        // The other direction speaks something else.
+        assert!(matches!(
+            Tls.probe(&view(b"GET / HTTP/1.1\r\n\r\n", &tc, false)),
+            Probe::NotMine
+        ));
     }
 
     #[test]
@@ -1161,8 +1492,6 @@ mod tests {
             ),
             // SMB2 over NetBIOS session service.
             (b"\x00\x00\x00\x66\xfeSMB\x40\x00", b""),
-            // A handshake record that is not a hello (mid-stream ClientKeyExchange).
-            (b"\x16\x03\x03\x00\x25\x10\x00\x00\x21\x20", b""),
         ];
         for (ts, tc) in cases {
             for last in [false, true] {
@@ -1297,8 +1626,8 @@ mod tests {
                 let _ = Tls.probe(&view(&ch, b, last));
                 let _ = Tls.probe(&view(b, &sf, last));
             }
-            let _ = client_hello_fields(b);
-            let _ = server_hello_fields(b);
+            let _ = follow_upgrade(b, b, false);
+            let _ = follow_upgrade(&ch, b, true);
         }
     }
 }
