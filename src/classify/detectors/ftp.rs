@@ -139,9 +139,9 @@ impl Detector for Ftp {
             if after.is_empty() && !p.last_chance {
                 return Probe::NeedMore;
             }
-            evidence.push_str(&format!(", {kind} upgrade"));
             let tc_after = super::tls::tls_after_lines(p.tc);
             if super::tls::upgrade_into_tls(
+                kind,
                 after,
                 tc_after,
                 p.last_chance,
@@ -152,7 +152,6 @@ impl Detector for Ftp {
             {
                 return Probe::NeedMore;
             }
-            fields.push(("exwatch.tls_upgrade", kind.to_string()));
         }
         Probe::Mine(Detection {
             protocol: "ftp",

@@ -220,8 +220,8 @@ impl Detector for Imap {
                     if after.is_empty() && tc_after.is_empty() && !p.last_chance {
                         return Probe::NeedMore;
                     }
-                    evidence.push_str(", STARTTLS upgrade");
                     if super::tls::upgrade_into_tls(
+                        "STARTTLS",
                         after,
                         tc_after,
                         p.last_chance,
@@ -232,7 +232,6 @@ impl Detector for Imap {
                     {
                         return Probe::NeedMore;
                     }
-                    fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
                 }
             }
         }

@@ -190,8 +190,8 @@ impl Detector for Irc {
             if after.is_empty() && tc_after.is_empty() && !p.last_chance {
                 return Probe::NeedMore;
             }
-            evidence.push_str(", STARTTLS upgrade");
             if super::tls::upgrade_into_tls(
+                "STARTTLS",
                 after,
                 tc_after,
                 p.last_chance,
@@ -202,7 +202,6 @@ impl Detector for Irc {
             {
                 return Probe::NeedMore;
             }
-            fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
         }
         Probe::Mine(Detection {
             protocol: "irc",

@@ -358,8 +358,8 @@ impl Detector for Ldap {
             if after.is_empty() && tc_after.is_empty() && !p.last_chance {
                 return Probe::NeedMore;
             }
-            evidence.push_str(", StartTLS upgrade");
             if super::tls::upgrade_into_tls(
+                "StartTLS",
                 after,
                 tc_after,
                 p.last_chance,
@@ -370,7 +370,6 @@ impl Detector for Ldap {
             {
                 return Probe::NeedMore;
             }
-            fields.push(("exwatch.tls_upgrade", "StartTLS".to_string()));
         }
         Probe::Mine(Detection {
             protocol: "ldap",

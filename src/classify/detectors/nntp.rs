@@ -181,9 +181,9 @@ impl Detector for Nntp {
             if after.is_empty() && !p.last_chance {
                 return Probe::NeedMore;
             }
-            evidence.push_str(", STARTTLS upgrade");
             let tc_after = super::tls::tls_after_lines(p.tc);
             if super::tls::upgrade_into_tls(
+                "STARTTLS",
                 after,
                 tc_after,
                 p.last_chance,
@@ -194,7 +194,6 @@ impl Detector for Nntp {
             {
                 return Probe::NeedMore;
             }
-            fields.push(("exwatch.tls_upgrade", "STARTTLS".to_string()));
         }
         Probe::Mine(Detection {
             protocol: "nntp",

@@ -130,9 +130,9 @@ impl Detector for Pop3 {
             if after.is_empty() && !p.last_chance {
                 return Probe::NeedMore;
             }
-            evidence.push_str(", STLS upgrade");
             let tc_after = super::tls::tls_after_lines(p.tc);
             if super::tls::upgrade_into_tls(
+                "STLS",
                 after,
                 tc_after,
                 p.last_chance,
@@ -143,7 +143,6 @@ impl Detector for Pop3 {
             {
                 return Probe::NeedMore;
             }
-            fields.push(("exwatch.tls_upgrade", "STLS".to_string()));
         }
         if greeting && tc_line.is_some_and(|l| text::contains_ci(l, EXCHANGE_GREETING)) {
             evidence.push_str(", Microsoft Exchange POP3");

@@ -904,24 +904,29 @@ pub fn follow_upgrade(
     Some((fields, matches!(client, Hello::Yes(_))))
 }
 
-/// For a detector whose protocol upgraded in band: when either side's bytes after the
-/// upgrade start a handshake record, add " into TLS" to `evidence` and `tls.established` and
-/// the [`follow_upgrade`] fields to `fields`. `None` while the hellos are still arriving: the
-/// caller answers "need more".
+/// For a detector whose protocol upgraded in band with the command `kind` (STARTTLS, STLS,
+/// AUTH TLS...): add ", {kind} upgrade" to `evidence` and `exwatch.tls_upgrade` to `fields`,
+/// and when either side's bytes after the upgrade start a handshake record, " into TLS",
+/// `tls.established` and the [`follow_upgrade`] fields too. `None` while the hellos are still
+/// arriving: the caller answers "need more".
 pub fn upgrade_into_tls(
+    kind: &str,
     ts_tls: &[u8],
     tc_tls: &[u8],
     last: bool,
     evidence: &mut String,
     fields: &mut Vec<(&'static str, String)>,
 ) -> Option<()> {
-    if ts_tls.first() != Some(&HANDSHAKE) && tc_tls.first() != Some(&HANDSHAKE) {
-        return Some(());
+    evidence.push_str(", ");
+    evidence.push_str(kind);
+    evidence.push_str(" upgrade");
+    if ts_tls.first() == Some(&HANDSHAKE) || tc_tls.first() == Some(&HANDSHAKE) {
+        let (tls, _) = follow_upgrade(ts_tls, tc_tls, last)?;
+        evidence.push_str(" into TLS");
+        fields.push(("tls.established", "true".to_string()));
+        fields.extend(tls);
     }
-    let (tls, _) = follow_upgrade(ts_tls, tc_tls, last)?;
-    evidence.push_str(" into TLS");
-    fields.push(("tls.established", "true".to_string()));
-    fields.extend(tls);
+    fields.push(("exwatch.tls_upgrade", kind.to_string()));
     Some(())
 }
 
