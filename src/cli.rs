@@ -12,10 +12,11 @@ use crate::policy::groups::Cidr;
 use crate::policy::learn::Learner;
 use crate::policy::run::PolicyRun;
 use crate::policy::{template, Kind};
+use crate::report::record::{self, RecordContext};
 use crate::signatures::Signatures;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +74,13 @@ pub enum Command {
     },
     /// Print the manual page (roff) to standard output.
     Man,
+    /// Print the record schema: an Elasticsearch index template, or the field table.
+    Schema {
+        /// elasticsearch (an index template mapping every field), markdown (the README's
+        /// table) or tsv (field, type, shape).
+        #[arg(long, value_name = "FORMAT", default_value = "elasticsearch", value_parser = ["elasticsearch", "markdown", "tsv"])]
+        format: String,
+    },
 }
 
 extern "C" {
@@ -258,7 +266,7 @@ pub struct RunArgs {
     /// Progress display on standard error: auto (when it is a terminal), always, never.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub progress: String,
-    /// Judge every flow against this policy file (records get policy.*).
+    /// Judge every flow against this policy file (records get exwatch.policy.*).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Exit with code 7 when the policy finds flows of these kinds: unexpected, mismatch, or both
@@ -268,6 +276,10 @@ pub struct RunArgs {
     /// Write the grouped findings (policy findings; for validate, denied flows) as CSV to PATH.
     #[arg(long, value_name = "PATH")]
     pub csv: Option<String>,
+    /// The inside networks, for network.direction in records (comma-separated or repeated
+    /// CIDRs or addresses; default: the networks of the policy's groups except catch-alls).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub home_net: Vec<String>,
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -293,6 +305,15 @@ pub fn main() -> i32 {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "exwatch", &mut buf);
             print_out(&buf)
+        }
+        Command::Schema { format } => {
+            use crate::report::schema;
+            let text = match format.as_str() {
+                "markdown" => schema::markdown_table(),
+                "tsv" => schema::tsv(),
+                _ => schema::elasticsearch_template(),
+            };
+            print_out(text.as_bytes())
         }
         Command::Man => {
             let mut buf = Vec::new();
@@ -368,7 +389,7 @@ fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
 
 fn audit(a: AuditArgs) -> i32 {
     match audit_judge(&a.run) {
-        Ok(mut judge) => run_files(&a, &mut judge, Mode::Audit),
+        Ok(mut judge) => run_files(&a, &mut judge, Mode::Audit, None),
         Err(code) => code,
     }
 }
@@ -388,7 +409,7 @@ fn validate(v: ValidateArgs) -> i32 {
             Err(e) => return policy_error(&e),
         }
     }
-    run_files(&v.audit, &mut run, Mode::Validate)
+    run_files(&v.audit, &mut run, Mode::Validate, Some(&v.rules))
 }
 
 fn learn(l: LearnArgs) -> i32 {
@@ -401,7 +422,7 @@ fn learn(l: LearnArgs) -> i32 {
         Err(e) => return policy_error(&e),
     };
     run.learner = Some(Learner::new(groups));
-    let code = run_files(&l.audit, &mut run, Mode::Learn(l.output == "-"));
+    let code = run_files(&l.audit, &mut run, Mode::Learn(l.output == "-"), None);
     if matches!(code, exit::USAGE | exit::SIGNATURES | exit::OUTPUT) {
         // Nothing was learned (or the records already failed): write no policy.
         return code;
@@ -689,6 +710,7 @@ fn prepare(
         progress,
         verdict_events: false,
         stats_interval: None,
+        records: Arc::default(),
     };
     Ok(Prepared {
         cfg,
@@ -715,8 +737,38 @@ impl Output for Discard {
     }
 }
 
+/// What the records of a run share: this host as observer, `interface` when live, the home
+/// networks (`--home-net`, else the policy's groups) and the files that judge the flows.
+fn record_context(
+    a: &RunArgs,
+    judge: &PolicyRun,
+    interface: Option<&str>,
+    rules_file: Option<&Path>,
+) -> Result<Arc<RecordContext>, i32> {
+    let home_net = if a.home_net.is_empty() {
+        judge
+            .policy
+            .as_ref()
+            .map(|p| record::home_net_of(&p.groups))
+            .unwrap_or_default()
+    } else {
+        let mut v = Vec::new();
+        for c in &a.home_net {
+            match Cidr::parse(c.trim()) {
+                Ok(c) => v.push(c),
+                Err(e) => return Err(usage(&format!("--home-net {c}: {e}"))),
+            }
+        }
+        v
+    };
+    let mut ctx = RecordContext::new(&RecordContext::hostname(), interface, home_net);
+    ctx.policy_file = a.policy.as_ref().map(|p| p.display().to_string());
+    ctx.rules_file = rules_file.map(|p| p.display().to_string());
+    Ok(Arc::new(ctx))
+}
+
 /// Read capture files through the pipeline, judged by `judge`, and report for `mode`.
-fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode) -> i32 {
+fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Option<&Path>) -> i32 {
     let captures = match expand_captures(a) {
         Ok(c) => c,
         Err(e) => return usage(&e),
@@ -729,6 +781,10 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode) -> i32 {
         Err(code) => return code,
     };
     p.cfg.captures = captures.clone();
+    p.cfg.records = match record_context(&a.run, judge, None, rules_file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let input = Input::Files(captures);
     let outcome = run(&p.cfg, input, &mut *p.out, &mut || Ok(()), judge);
     drop(p.out);
@@ -765,6 +821,10 @@ fn live(l: LiveArgs) -> i32 {
     // unexpected and mismatched flows raise an alert record while they are still alive.
     p.cfg.verdict_events = judge.policy.is_some();
     p.cfg.progress = false;
+    p.cfg.records = match record_context(&l.run, &judge, Some(&l.interface), None) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     p.cfg.stats_interval = (stats_every > 0.0).then(|| Duration::from_secs_f64(stats_every));
     // The summary file is opened now, while we may still create it; it is written at the end.
     let mut summary_out = match l.run.summary_json.as_deref() {

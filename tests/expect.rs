@@ -85,7 +85,7 @@ fn endpoint_mapper_names_the_dynamic_port_connection() {
     });
     let r = by_port(&run.records, "tcp", 49154);
     assert_eq!(s(r, "network.protocol"), "dcerpc");
-    assert_eq!(s(r, "dcerpc.interface"), "samr");
+    assert_eq!(s(r, "exwatch.dcerpc.interface"), "samr");
     assert_eq!(s(r, "exwatch.confidence"), "expectation");
     assert_eq!(s(r, "exwatch.parent"), s(epm, "network.community_id"));
     assert!(s(r, "exwatch.evidence").contains("endpoint mapper"));
@@ -101,9 +101,9 @@ fn mid_stream_connection_takes_the_label_of_a_bound_one() {
         field(r, "exwatch.mid_stream") == true
     });
     assert_eq!(s(bound, "exwatch.confidence"), "payload");
-    assert_eq!(s(bound, "dcerpc.interface"), "samr");
+    assert_eq!(s(bound, "exwatch.dcerpc.interface"), "samr");
     assert_eq!(s(mid, "exwatch.confidence"), "endpoint");
-    assert_eq!(s(mid, "dcerpc.interface"), "samr");
+    assert_eq!(s(mid, "exwatch.dcerpc.interface"), "samr");
     assert_eq!(s(mid, "network.protocol"), "dcerpc");
     assert_eq!(s(mid, "exwatch.parent"), s(bound, "network.community_id"));
     assert_eq!(run.summary["endpoints"]["learned"], 1);

@@ -23,7 +23,7 @@ const KEPT: &[&str] = &[
     "exwatch.rpc_http.target_port",
     "exwatch.dcerpc.bind_result",
     "exwatch.sip.method",
-    "dcerpc.interface",
+    "exwatch.dcerpc.interface",
     "url.domain",
     "url.path",
     "tls.version",

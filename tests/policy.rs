@@ -56,8 +56,8 @@ fn flow<'a>(records: &'a [Value], src: &str, dst: &str, port: u64) -> &'a Value 
 
 fn verdict(r: &Value) -> (&str, &str) {
     (
-        field(r, "policy.verdict").as_str().unwrap(),
-        field(r, "policy.rule").as_str().unwrap_or(""),
+        field(r, "exwatch.policy.verdict").as_str().unwrap(),
+        field(r, "exwatch.policy.rule").as_str().unwrap_or(""),
     )
 }
 
@@ -98,7 +98,7 @@ fn allowed_mail_flow_and_the_demo_findings() {
     assert!(r
         .records
         .iter()
-        .all(|x| field(x, "policy.verdict").is_string()));
+        .all(|x| field(x, "exwatch.policy.verdict").is_string()));
     let findings = r.summary["policy"]["findings"].as_array().unwrap();
     let mut got: Vec<String> = findings
         .iter()
@@ -148,7 +148,7 @@ fn edgesync_directions_rdp_into_edge_http_on_sip_smtp_on_an_odd_port() {
     let wrong = flow(&r.records, EDGE, MBX1, 50636);
     assert_eq!(verdict(wrong), ("unexpected", ""));
     assert_eq!(
-        field(wrong, "policy.reason"),
+        field(wrong, "exwatch.policy.reason"),
         "no rule allows edge -> mailbox tcp/50636"
     );
     // RDP into the Edge.
@@ -163,7 +163,7 @@ fn edgesync_directions_rdp_into_edge_http_on_sip_smtp_on_an_odd_port() {
     // SMTP on the HTTPS port.
     let smtp = flow(&r.records, "10.1.10.21", MBX1, 443);
     assert_eq!(verdict(smtp), ("mismatch", "clients-web"));
-    assert!(field(smtp, "policy.reason")
+    assert!(field(smtp, "exwatch.policy.reason")
         .as_str()
         .unwrap()
         .contains("payload is smtp"));
@@ -272,11 +272,11 @@ fn a_rule_set_that_forgets_um_media_would_deny_rtp() {
         assert_eq!(r.code, 8, "{file}: {}", r.stderr);
         // SIP is let through, its media is not.
         let sip = flow(&r.records, GW, MBX1, 5060);
-        assert_eq!(field(sip, "firewall.action"), "allow");
-        assert_eq!(field(sip, "firewall.rule"), "um-sip");
+        assert_eq!(field(sip, "exwatch.firewall.action"), "allow");
+        assert_eq!(field(sip, "rule.name"), "um-sip");
         for mbx in [MBX1, MBX2] {
             let rtp = flow(&r.records, GW, mbx, 17000);
-            assert_eq!(field(rtp, "firewall.action"), "deny", "{file}");
+            assert_eq!(field(rtp, "exwatch.firewall.action"), "deny", "{file}");
             assert_eq!(field(rtp, "network.protocol"), "rtp");
         }
         let fw = &r.summary["firewall"];

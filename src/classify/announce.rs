@@ -257,7 +257,7 @@ pub fn decided(
         let parent = parent
             .get_or_insert_with(|| key_community_id(&f.key))
             .clone();
-        let interface = field("dcerpc.interface").cloned();
+        let interface = field("exwatch.dcerpc.interface").cloned();
         let (protocol, service) = inner_protocol(f, d, classifier);
         let what = interface
             .as_deref()
@@ -408,7 +408,10 @@ s=-\r\nc=IN IP4 10.0.0.99\r\nt=0 0\r\nm=audio 17002 RTP/AVP 0\r\na=rtcp:17011\r\
     #[test]
     fn payload_on_a_high_port_confirms_the_endpoint_unless_the_bind_was_rejected() {
         let f = flow(50000, 1032, IPPROTO_TCP);
-        let mut d = detection("dcerpc", vec![("dcerpc.interface", "emsmdb".into())]);
+        let mut d = detection(
+            "dcerpc",
+            vec![("exwatch.dcerpc.interface", "emsmdb".into())],
+        );
         d.service = Some("emsmdb".into());
         let mut out = Vec::new();
         decided(&f, &d, &classifier(), 3, &mut None, &mut out);

@@ -291,9 +291,11 @@ impl Linker {
         // but not the interface: a learned interface on its endpoint completes it.
         let bare_rpc = own.protocol == "dcerpc"
             && own.confidence == Confidence::Payload
-            && f.detection
-                .as_deref()
-                .is_some_and(|d| !d.fields.iter().any(|(k, _)| *k == "dcerpc.interface"));
+            && f.detection.as_deref().is_some_and(|d| {
+                !d.fields
+                    .iter()
+                    .any(|(k, _)| *k == "exwatch.dcerpc.interface")
+            });
         if (weak || bare_rpc) && f.key.proto == IPPROTO_TCP && !self.endpoints.is_empty() {
             let ((oa, op), (ra, rp)) = f.endpoints();
             let until = f.last_ts.saturating_add(HOLD);
@@ -338,8 +340,8 @@ impl Linker {
             .map(|d| d.fields.clone())
             .unwrap_or_default();
         if let Some(i) = &label.interface {
-            fields.retain(|(k, _)| *k != "dcerpc.interface");
-            fields.push(("dcerpc.interface", i.clone()));
+            fields.retain(|(k, _)| *k != "exwatch.dcerpc.interface");
+            fields.push(("exwatch.dcerpc.interface", i.clone()));
         }
         fields.push(("exwatch.parent", parent.to_string()));
         f.detection = Some(Box::new(Detection {
@@ -396,7 +398,7 @@ mod tests {
             confidence: Confidence::Payload,
             evidence: "DCE/RPC v5 request".into(),
             fields: interface
-                .map(|i| vec![("dcerpc.interface", i.to_string())])
+                .map(|i| vec![("exwatch.dcerpc.interface", i.to_string())])
                 .unwrap_or_default(),
         }
     }

@@ -23,6 +23,7 @@ use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
 use crate::flow::{EndReason, Flow};
 use crate::policy::{FlowJudge, NoJudge};
+use crate::report::record::RecordContext;
 use crate::report::summary::{LiveStats, Summary};
 use crossbeam::channel;
 use exchange::Exchange;
@@ -54,6 +55,8 @@ pub struct AuditConfig {
     pub verdict_events: bool,
     /// Live capture: print capture statistics to standard error this often.
     pub stats_interval: Option<Duration>,
+    /// What every record shares (observer, home networks, rule files).
+    pub records: Arc<RecordContext>,
 }
 
 /// Where the reader takes packets from.
@@ -243,6 +246,7 @@ pub fn run(
                 write_records: cfg.write_records,
                 flush_each: live,
                 notify_verdicts: cfg.verdict_events,
+                records: cfg.records.clone(),
             };
             let fork = judge.fork();
             let (writer_tx, pool_tx, spare_rx) =
@@ -408,6 +412,7 @@ mod tests_support {
             progress: false,
             verdict_events,
             stats_interval: None,
+            records: Arc::default(),
         }
     }
 }

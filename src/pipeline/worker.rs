@@ -19,7 +19,7 @@ use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP
 use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
-use crate::report::record;
+use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::Ordering::Relaxed;
@@ -56,6 +56,8 @@ pub struct WorkerConfig {
     pub flush_each: bool,
     /// Judge each flow when its payload verdict is reached while it is alive (alerts).
     pub notify_verdicts: bool,
+    /// What every record shares (observer, home networks, rule set).
+    pub records: Arc<RecordContext>,
 }
 
 /// One shard's flows, from frames to records.
@@ -82,6 +84,7 @@ pub struct Worker<'a> {
     write_records: bool,
     flush_each: bool,
     notify_verdicts: bool,
+    records: Arc<RecordContext>,
     json: Vec<u8>,
     writer: Sender<ToWriter>,
     /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
@@ -122,6 +125,7 @@ impl<'a> Worker<'a> {
             write_records: cfg.write_records,
             flush_each: cfg.flush_each,
             notify_verdicts: cfg.notify_verdicts,
+            records: cfg.records,
             json: Vec::new(),
             writer,
             spare_json,
@@ -537,7 +541,7 @@ impl<'a> Worker<'a> {
             } else {
                 self.judge.judge(&facts)
             };
-            let s = record::build_noted(&f, reason, verdict, &notes, out);
+            let s = record::build_noted(&f, reason, verdict, &notes, &self.records, out);
             self.summary.add_flow(&s);
             // The end of input releases every open flow at once: records go out in runs, not
             // as one buffer of all of them.
@@ -560,7 +564,7 @@ impl<'a> Worker<'a> {
         {
             self.summary.alerts += 1;
             let out = self.write_records.then_some(&mut self.json);
-            record::build_noted(f, EndReason::Alert, verdict, &notes, out);
+            record::build_noted(f, EndReason::Alert, verdict, &notes, &self.records, out);
         }
     }
 

@@ -3,7 +3,7 @@
 //! templates built from the Exchange port reference (`policy template`).
 //!
 //! Workers call one [`FlowJudge`] per finished flow with its [`FlowFacts`]; what it returns
-//! is written on the record (`policy.*`, `firewall.*`).
+//! is written on the record (`exwatch.policy.*`, `exwatch.firewall.*`, `rule.*`).
 
 pub mod file;
 pub mod findings;
@@ -102,7 +102,7 @@ impl Kind {
     }
 }
 
-/// `policy.*` of a record.
+/// `exwatch.policy.*` of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyVerdict {
     pub kind: Kind,
@@ -115,7 +115,7 @@ pub struct PolicyVerdict {
     pub reversed: bool,
 }
 
-/// `firewall.*` of a record.
+/// `exwatch.firewall.*` of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallVerdict {
     /// The first matching rule, or the chain's default policy.

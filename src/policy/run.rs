@@ -1,5 +1,5 @@
 //! The judge the sink calls during `audit --policy`, `validate` and `learn`: it adds
-//! `policy.*` and `firewall.*` to records and keeps the grouped findings, rule hit counts and
+//! `exwatch.policy.*` and `exwatch.firewall.*` to records and keeps the grouped findings, rule hit counts and
 //! learned evidence for the end of the run.
 
 use super::file::Policy;

@@ -3,5 +3,6 @@
 pub mod community_id;
 pub mod json;
 pub mod record;
+pub mod schema;
 pub mod summary;
 pub mod time;

@@ -2,12 +2,14 @@
 
 use super::community_id::community_id_into;
 use super::json::{self, Obj, Val};
+use super::schema::{self, Type};
 use super::time::rfc3339_into;
 use crate::classify::{Classifier, Verdict};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, ORIG, RESP};
-use crate::policy::Annotations;
+use crate::policy::groups::Cidr;
+use crate::policy::{Annotations, Kind};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -44,12 +46,14 @@ pub fn transport_name(proto: u8) -> Cow<'static, str> {
 /// rather than written twice.
 const OWN: &[&str] = &[
     "@timestamp",
+    "ecs",
     "event",
     "source",
     "destination",
+    "related",
     "network",
-    "policy",
-    "firewall",
+    "observer",
+    "rule",
 ];
 const OWN_EXWATCH: &[&str] = &[
     "service",
@@ -62,6 +66,9 @@ const OWN_EXWATCH: &[&str] = &[
     "rtt_ms",
     "port_mismatch",
     "interim",
+    "icmp",
+    "policy",
+    "firewall",
 ];
 
 fn top(path: &str) -> &str {
@@ -92,6 +99,93 @@ fn ip_text(ip: IpAddr, buf: &mut [u8; 15]) -> Cow<'_, str> {
     }
 }
 
+/// What every record of a run shares beyond the flow: the observer, the home networks that
+/// decide `network.direction`, and the policy and rule-set files that judged the flows.
+#[derive(Debug, Clone, Default)]
+pub struct RecordContext {
+    /// `"observer":{...},` pre-rendered once (empty: no observer fields).
+    observer: String,
+    home_net: Vec<Cidr>,
+    /// `rule.ruleset` of records the policy decided (`--policy`).
+    pub policy_file: Option<String>,
+    /// `rule.ruleset` of records a firewall rule set decided (`validate --rules`).
+    pub rules_file: Option<String>,
+}
+
+impl RecordContext {
+    /// `hostname` and `interface` (live) describe the observer; `home_net` (empty: no
+    /// `network.direction`) the inside. The rule files are set by the caller.
+    pub fn new(hostname: &str, interface: Option<&str>, home_net: Vec<Cidr>) -> Self {
+        let mut observer = Vec::new();
+        let mut w = Obj {
+            out: &mut observer,
+            first: true,
+        };
+        w.begin("observer");
+        if !hostname.is_empty() {
+            w.str("hostname", hostname);
+        }
+        if let Some(i) = interface {
+            w.begin("ingress")
+                .begin("interface")
+                .str("name", i)
+                .end()
+                .end();
+        }
+        w.str("product", "exwatch")
+            .str("type", "sensor")
+            .str("vendor", "exwatch")
+            .str("version", env!("CARGO_PKG_VERSION"))
+            .end();
+        observer.push(b',');
+        RecordContext {
+            observer: String::from_utf8(observer).expect("JSON text"),
+            home_net,
+            policy_file: None,
+            rules_file: None,
+        }
+    }
+
+    /// The host's name, for `observer.hostname` (empty when the system will not say).
+    pub fn hostname() -> String {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+        // or fails.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return String::new();
+        }
+        let n = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn direction(&self, src: IpAddr, dst: IpAddr) -> Option<&'static str> {
+        if self.home_net.is_empty() {
+            return None;
+        }
+        let inside = |ip| self.home_net.iter().any(|c| c.contains(ip));
+        Some(match (inside(src), inside(dst)) {
+            (true, true) => "internal",
+            (true, false) => "outbound",
+            (false, true) => "inbound",
+            (false, false) => "external",
+        })
+    }
+}
+
+/// The home networks a policy's groups describe: every network of every group that is not a
+/// catch-all (a group holding a /0 stands for the outside, such as `internet`).
+pub fn home_net_of(groups: &crate::policy::groups::Groups) -> Vec<Cidr> {
+    groups
+        .iter()
+        .filter(|(_, cidrs)| cidrs.iter().all(|c| c.prefix() > 0))
+        .flat_map(|(_, cidrs)| cidrs.iter().copied())
+        .collect()
+}
+
+static NO_CONTEXT: std::sync::LazyLock<RecordContext> =
+    std::sync::LazyLock::new(RecordContext::default);
+
 /// Build a flow's record into `out` (one NDJSON line) when given, and return its summary.
 pub fn build(
     flow: &Flow,
@@ -99,23 +193,37 @@ pub fn build(
     verdict: Verdict,
     out: Option<&mut Vec<u8>>,
 ) -> FlowSummary {
-    build_noted(flow, reason, verdict, &Annotations::default(), out)
+    build_noted(
+        flow,
+        reason,
+        verdict,
+        &Annotations::default(),
+        &NO_CONTEXT,
+        out,
+    )
 }
 
-/// [`build`] with the policy and firewall verdicts (`policy.*`, `firewall.*`) of the flow.
+/// [`build`] with the policy and firewall verdicts of the flow and the run's context.
 pub fn build_noted(
     flow: &Flow,
     reason: EndReason,
     verdict: Verdict,
     notes: &Annotations,
+    ctx: &RecordContext,
     out: Option<&mut Vec<u8>>,
 ) -> FlowSummary {
     let ((oa, op), (ra, rp)) = flow.endpoints();
     let (src, dst) = (to_ip(&oa, flow.key.v6), to_ip(&ra, flow.key.v6));
     let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
     if let Some(out) = out {
-        write_record(out, flow, reason, &verdict, (src, op), (dst, rp));
-        write_notes(out, notes);
+        let rec = Rec {
+            flow,
+            reason,
+            verdict: &verdict,
+            notes,
+            ctx,
+        };
+        write_record(out, &rec, (src, op), (dst, rp));
     }
     FlowSummary {
         protocol: verdict.protocol,
@@ -128,20 +236,88 @@ pub fn build_noted(
     }
 }
 
+/// What one record is made of.
+struct Rec<'a> {
+    flow: &'a Flow,
+    reason: EndReason,
+    verdict: &'a Verdict,
+    notes: &'a Annotations,
+    ctx: &'a RecordContext,
+}
+
+/// A detection field's value before the lists it may point into are complete.
+enum Pre<'a> {
+    Val(Val<'a>),
+    List(usize),
+}
+
+/// The detection fields in path order, typed by the schema: numbers and booleans as such, and
+/// the entries of an array field (one per element, in the detector's order) as one array.
+/// A value that does not parse as its type is left out rather than written with a type an
+/// index would refuse.
+fn typed_fields<'a>(
+    fields: &'a [(&'static str, String)],
+) -> (Vec<(&'a str, Pre<'a>)>, Vec<Vec<&'a str>>) {
+    let mut raw: Vec<(&str, &str)> = fields
+        .iter()
+        .filter(|(k, _)| !OWN.contains(&top(k)))
+        .filter(|(k, _)| {
+            k.strip_prefix("exwatch.")
+                .is_none_or(|rest| !OWN_EXWATCH.contains(&top(rest)))
+        })
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    // Stable: the elements of an array keep the detector's order.
+    raw.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(raw.len());
+    let mut lists: Vec<Vec<&str>> = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let (k, v) = raw[i];
+        let Some(field) = schema::lookup(k) else {
+            out.push((k, Pre::Val(Val::Str(v))));
+            i += 1;
+            continue;
+        };
+        if field.array {
+            let n = raw[i..].iter().take_while(|(k2, _)| *k2 == k).count();
+            lists.push(raw[i..i + n].iter().map(|(_, v)| *v).collect());
+            out.push((k, Pre::List(lists.len() - 1)));
+            i += n;
+            continue;
+        }
+        let val = match field.ty {
+            Type::Long => v.parse().ok().map(Val::U64),
+            Type::Float => v.parse().ok().map(Val::F64),
+            Type::Boolean => match v {
+                "true" => Some(Val::Bool(true)),
+                "false" => Some(Val::Bool(false)),
+                _ => None,
+            },
+            _ => Some(Val::Str(v)),
+        };
+        if let Some(val) = val {
+            out.push((k, Pre::Val(val)));
+        }
+        i += 1;
+    }
+    (out, lists)
+}
+
 fn write_record(
     out: &mut Vec<u8>,
-    flow: &Flow,
-    reason: EndReason,
-    verdict: &Verdict,
+    rec: &Rec<'_>,
     (src, op): (IpAddr, u16),
     (dst, rp): (IpAddr, u16),
 ) {
+    let (flow, reason, verdict) = (rec.flow, rec.reason, rec.verdict);
     let proto = flow.key.proto;
     let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
     let has_ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+    let icmp = proto == 1 || proto == 58;
     let ports = if has_ports {
         Some((op, rp))
-    } else if proto == 1 || proto == 58 {
+    } else if icmp {
         Some((flow.icmp_type_code >> 8, flow.icmp_type_code & 0xff))
     } else {
         None
@@ -150,66 +326,85 @@ fn write_record(
     let start = rfc3339_into(flow.first_ts, &mut tb1);
     let end = rfc3339_into(flow.last_ts, &mut tb2);
     let (mut ib1, mut ib2) = ([0u8; 15], [0u8; 15]);
-    // Detection fields, sorted so each nested object's members are contiguous.
-    let mut extra: Vec<(&str, Val<'_>)> = flow
-        .detection
-        .as_deref()
-        .map(|d| {
-            d.fields
-                .iter()
-                .filter(|(k, _)| !OWN.contains(&top(k)))
-                .filter(|(k, _)| {
-                    k.strip_prefix("exwatch.")
-                        .is_none_or(|rest| !OWN_EXWATCH.contains(&top(rest)))
-                })
-                .map(|(k, v)| (*k, Val::Str(v.as_str())))
-                .collect()
+    let no_fields = Vec::new();
+    let fields = flow.detection.as_deref().map_or(&no_fields, |d| &d.fields);
+    let (pre, lists) = typed_fields(fields);
+    let extra: Vec<(&str, Val<'_>)> = pre
+        .into_iter()
+        .map(|(k, p)| match p {
+            Pre::Val(v) => (k, v),
+            Pre::List(i) => (k, Val::Strs(&lists[i])),
         })
-        .unwrap_or_default();
-    extra.sort_by(|a, b| a.0.cmp(b.0));
+        .collect();
     let split = extra.partition_point(|(k, _)| *k < "exwatch.");
     let ex_end = extra.partition_point(|(k, _)| *k < "exwatch/");
+    let (policy, firewall) = (rec.notes.policy.as_ref(), rec.notes.firewall.as_ref());
+    // A judged flow is allowed or denied (a policy's unexpected and mismatch flows are not
+    // allowed by it).
+    let judged = match (firewall, policy) {
+        (Some(f), _) => Some(f.allowed),
+        (None, Some(p)) => Some(p.kind == Kind::Allowed),
+        (None, None) => None,
+    };
     // The record's constant opening is copied in a few pieces instead of being built member
     // by member (the timestamps are digits and separators: nothing to escape).
     out.reserve(1024);
-    // Interim and alert records say so in event.kind and event.type.
+    // Interim and alert records say so in event.kind and event.type; the final one says `end`.
     let (kind, types) = match reason {
-        EndReason::Alert => ("alert", "[\"connection\",\"info\"]"),
-        EndReason::ActiveTimeout => ("event", "[\"connection\",\"info\"]"),
-        _ => ("event", "[\"connection\"]"),
+        EndReason::Alert => ("alert", "[\"connection\",\"info\""),
+        EndReason::ActiveTimeout => ("event", "[\"connection\",\"info\""),
+        _ => ("event", "[\"connection\",\"end\""),
+    };
+    let judged_type = match judged {
+        Some(true) => ",\"allowed\"]",
+        Some(false) => ",\"denied\"]",
+        None => "]",
     };
     for piece in [
         "{\"@timestamp\":\"",
         start,
-        "\",\"event\":{\"kind\":\"",
+        "\",\"ecs\":{\"version\":\"",
+        schema::ECS_VERSION,
+        "\"},\"event\":{\"kind\":\"",
         kind,
         "\",\"category\":[\"network\"],\"type\":",
         types,
-        ",\"dataset\":\"exwatch.flow\",\"start\":\"",
+        judged_type,
+        ",\"module\":\"exwatch\",\"dataset\":\"exwatch.flow\",\"start\":\"",
         start,
         "\",\"end\":\"",
         end,
         "\",\"duration\":",
         itoa::Buffer::new().format(flow.last_ts - flow.first_ts),
-        "}",
+        "},",
+        &rec.ctx.observer,
     ] {
         out.extend_from_slice(piece.as_bytes());
     }
-    let mut w = Obj { out, first: false };
-    for (name, ip, port, d, buf) in [
-        ("source", src, op, o, &mut ib1),
-        ("destination", dst, rp, r, &mut ib2),
+    let mut w = Obj { out, first: true };
+    let (src_text, dst_text) = (ip_text(src, &mut ib1), ip_text(dst, &mut ib2));
+    for (name, ip, port, d) in [
+        ("source", &src_text, op, o),
+        ("destination", &dst_text, rp, r),
     ] {
-        w.begin(name).str("ip", &ip_text(ip, buf));
+        w.begin(name).str("ip", ip);
         if has_ports {
             w.u64("port", u64::from(port));
         }
         w.u64("packets", d.packets).u64("bytes", d.bytes).end();
     }
+    let related: [&str; 2] = [&src_text, &dst_text];
+    let related = if src == dst {
+        &related[..1]
+    } else {
+        &related[..]
+    };
+    w.begin("related").val("ip", Val::Strs(related)).end();
     let mut cid = [0u8; 30];
     w.begin("network")
         .str("transport", &transport_name(proto))
         .str("type", if flow.key.v6 { "ipv6" } else { "ipv4" })
+        .str("iana_number", itoa::Buffer::new().format(proto))
         .str("protocol", &verdict.protocol)
         .str(
             "community_id",
@@ -217,15 +412,18 @@ fn write_record(
         )
         .u64("bytes", o.bytes + r.bytes)
         .u64("packets", o.packets + r.packets);
+    if let Some(d) = rec.ctx.direction(src, dst) {
+        w.str("direction", d);
+    }
     if flow.key.vlan[0] != 0 {
         // ECS keeps VLAN ids as keyword strings.
         w.begin("vlan")
-            .str("id", &flow.key.vlan[0].to_string())
+            .str("id", itoa::Buffer::new().format(flow.key.vlan[0]))
             .end();
         if flow.key.vlan[1] != 0 {
             w.begin("inner")
                 .begin("vlan")
-                .str("id", &flow.key.vlan[1].to_string())
+                .str("id", itoa::Buffer::new().format(flow.key.vlan[1]))
                 .end()
                 .end();
         }
@@ -251,27 +449,13 @@ fn write_record(
     if let Some(m) = &verdict.port_mismatch {
         w.str("port_mismatch", m);
     }
-    let inner: Vec<(&str, Val<'_>)> = extra[split..ex_end]
-        .iter()
-        .map(|(k, v)| (&k["exwatch.".len()..], *v))
-        .collect();
-    json::write_members(w.out, &inner, &mut w.first);
-    w.end();
-    let mut first = w.first;
-    json::write_members(w.out, &extra[..split], &mut first);
-    json::write_members(w.out, &extra[ex_end..], &mut first);
-    out_close(w.out);
-}
-
-/// Append `policy.*` and `firewall.*` to the record just written (before its closing brace).
-fn write_notes(out: &mut Vec<u8>, notes: &Annotations) {
-    if notes.policy.is_none() && notes.firewall.is_none() {
-        return;
+    if icmp {
+        w.begin("icmp")
+            .u64("type", u64::from(flow.icmp_type_code >> 8))
+            .u64("code", u64::from(flow.icmp_type_code & 0xff))
+            .end();
     }
-    debug_assert!(out.ends_with(b"}\n"));
-    out.truncate(out.len() - 2);
-    let mut w = Obj { out, first: false };
-    if let Some(p) = &notes.policy {
+    if let Some(p) = policy {
         w.begin("policy").str("verdict", p.kind.label());
         if let Some(r) = &p.rule {
             w.str("rule", r);
@@ -282,12 +466,35 @@ fn write_notes(out: &mut Vec<u8>, notes: &Annotations) {
             .val("reversed", Val::Bool(p.reversed))
             .end();
     }
-    if let Some(f) = &notes.firewall {
+    if let Some(f) = firewall {
         w.begin("firewall")
-            .str("rule", &f.rule)
             .str("action", if f.allowed { "allow" } else { "deny" })
             .val("reversed", Val::Bool(f.reversed))
             .end();
+    }
+    let inner: Vec<(&str, Val<'_>)> = extra[split..ex_end]
+        .iter()
+        .map(|(k, v)| (&k["exwatch.".len()..], *v))
+        .collect();
+    json::write_members(w.out, &inner, &mut w.first);
+    w.end();
+    json::write_members(w.out, &extra[..split], &mut w.first);
+    json::write_members(w.out, &extra[ex_end..], &mut w.first);
+    // ECS's rule: the rule that decided the record, the firewall's when a rule set judged.
+    let (rule, ruleset) = match (firewall, policy) {
+        (Some(f), _) => (Some(f.rule.as_str()), rec.ctx.rules_file.as_deref()),
+        (None, Some(p)) => (p.rule.as_deref(), rec.ctx.policy_file.as_deref()),
+        (None, None) => (None, None),
+    };
+    if rule.is_some() || ruleset.is_some() {
+        w.begin("rule");
+        if let Some(r) = rule {
+            w.str("name", r);
+        }
+        if let Some(s) = ruleset {
+            w.str("ruleset", s);
+        }
+        w.end();
     }
     out_close(w.out);
 }

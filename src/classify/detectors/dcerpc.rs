@@ -990,7 +990,7 @@ impl Dcerpc {
                         c.minor,
                         uuid_string(&c.uuid)
                     ));
-                    d.fields.push(("dcerpc.interface", label));
+                    d.fields.push(("exwatch.dcerpc.interface", label));
                     d.fields
                         .push(("exwatch.dcerpc.interface_uuid", uuid_string(&c.uuid)));
                     d.fields.push((
@@ -1045,7 +1045,7 @@ fn name_interfaces(d: &mut Detection, info: &BindInfo) {
         c.minor,
         uuid_string(&c.uuid)
     ));
-    d.fields.push(("dcerpc.interface", label));
+    d.fields.push(("exwatch.dcerpc.interface", label));
     d.fields
         .push(("exwatch.dcerpc.interface_uuid", uuid_string(&c.uuid)));
     d.fields.push((
@@ -1061,7 +1061,7 @@ fn name_interfaces(d: &mut Detection, info: &BindInfo) {
     }
     if info.contexts.len() > 1 {
         d.fields
-            .push(("exwatch.dcerpc.interfaces", names.join(",")));
+            .extend(names.into_iter().map(|n| ("exwatch.dcerpc.interfaces", n)));
     }
     if let Some((t, l)) = info.auth {
         d.fields
@@ -1236,7 +1236,7 @@ mod tests {
         let d = mine(Dcerpc.probe(&view(&ts, &tc, false)));
         assert_eq!(d.protocol, "dcerpc");
         assert_eq!(d.service.as_deref(), Some("emsmdb"));
-        assert_eq!(field(&d, "dcerpc.interface"), Some("emsmdb"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("emsmdb"));
         assert_eq!(
             field(&d, "exwatch.dcerpc.interface_uuid"),
             Some("a4f1db00-ca47-1067-b31f-00dd010662da")
@@ -1248,7 +1248,7 @@ mod tests {
         );
         // Without the reply, the last chance still names the interface.
         let d = mine(Dcerpc.probe(&view(&ts, b"", true)));
-        assert_eq!(field(&d, "dcerpc.interface"), Some("emsmdb"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("emsmdb"));
         assert!(field(&d, "exwatch.dcerpc.bind_result").is_none());
     }
 
@@ -1299,7 +1299,7 @@ mod tests {
         tc.extend(hex(EPT_MAP_RESP));
         let d = mine(Dcerpc.probe(&view(&ts, &tc, false)));
         assert_eq!(d.service, None, "the port's service (msrpc-epm) applies");
-        assert_eq!(field(&d, "dcerpc.interface"), Some("epm"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("epm"));
         assert_eq!(field(&d, "exwatch.dcerpc.bind_result"), Some("accepted"));
         assert_eq!(field(&d, "exwatch.dcerpc.epm_port"), Some("49154"));
         assert_eq!(field(&d, "exwatch.dcerpc.epm_map_interface"), Some("samr"));
@@ -1318,7 +1318,7 @@ mod tests {
         let len = ts.len() as u16;
         ts[8..10].copy_from_slice(&len.to_le_bytes());
         let d = mine(Dcerpc.probe(&view(&ts, b"", true)));
-        assert_eq!(field(&d, "dcerpc.interface"), Some("iremunknown2"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("iremunknown2"));
         assert_eq!(field(&d, "exwatch.dcerpc.interfaces"), Some("iremunknown2"));
     }
 
@@ -1346,7 +1346,7 @@ mod tests {
         let alter = hex("05000e03100000004800000002000000d016d016000000000100000001000100354251e3064bd111ab0400c04fc2dcd20400000033057171babe37498319b5dbef9ccc3601000000");
         ts.extend(&alter);
         let d = mine(Dcerpc.probe(&view(&ts, &tc, false)));
-        assert_eq!(field(&d, "dcerpc.interface"), Some("drsuapi"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("drsuapi"));
         assert_eq!(field(&d, "exwatch.dcerpc.interface_version"), Some("4.0"));
     }
 
@@ -1362,7 +1362,7 @@ mod tests {
         ));
         let d = mine(Dcerpc.probe(&view(&ack, &bind, false)));
         assert!(d.evidence.contains("reversed"), "{}", d.evidence);
-        assert_eq!(field(&d, "dcerpc.interface"), Some("emsmdb"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("emsmdb"));
     }
 
     #[test]
@@ -1398,7 +1398,7 @@ mod tests {
             last_chance: false,
         };
         let d = mine(Dcerpc.probe(&p));
-        assert_eq!(field(&d, "dcerpc.interface"), Some("nspi"));
+        assert_eq!(field(&d, "exwatch.dcerpc.interface"), Some("nspi"));
         assert_eq!(field(&d, "exwatch.dcerpc.interface_version"), Some("56.0"));
         assert_eq!(d.service.as_deref(), Some("nspi"));
         // Body length that disagrees with the datagram: not v4.

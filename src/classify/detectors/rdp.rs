@@ -13,8 +13,13 @@ const NEG_REQ: u8 = 0x01;
 const NEG_RSP: u8 = 0x02;
 const NEG_FAILURE: u8 = 0x03;
 
-/// Names of the requestedProtocols / selectedProtocol flags.
+/// Names of the requestedProtocols / selectedProtocol flags, as text.
 fn protocols(flags: u32) -> String {
+    protocol_list(flags).join(", ")
+}
+
+/// Names of the requestedProtocols / selectedProtocol flags.
+fn protocol_list(flags: u32) -> Vec<String> {
     const NAMES: [(u32, &str); 5] = [
         (0x01, "TLS"),
         (0x02, "CredSSP"),
@@ -23,7 +28,7 @@ fn protocols(flags: u32) -> String {
         (0x10, "RDSAAD"),
     ];
     if flags == 0 {
-        return "RDP".to_string();
+        return vec!["RDP".to_string()];
     }
     let mut v: Vec<String> = NAMES
         .iter()
@@ -33,7 +38,7 @@ fn protocols(flags: u32) -> String {
     if flags & !0x1f != 0 {
         v.push(format!("0x{:x}", flags & !0x1f));
     }
-    v.join(", ")
+    v
 }
 
 fn failure(code: u32) -> &'static str {
@@ -150,7 +155,11 @@ impl Detector for Rdp {
                         if r.cookie.is_some() { " and" } else { " with" },
                         protocols(f)
                     ));
-                    fields.push(("exwatch.rdp.requested_protocols", protocols(f)));
+                    fields.extend(
+                        protocol_list(f)
+                            .into_iter()
+                            .map(|p| ("exwatch.rdp.requested_protocols", p)),
+                    );
                 }
             }
             None => evidence.push_str(" without negotiation on port 3389 (legacy RDP client)"),
@@ -199,6 +208,14 @@ mod tests {
         }
     }
 
+    fn all<'a>(d: &'a Detection, k: &str) -> Vec<&'a str> {
+        d.fields
+            .iter()
+            .filter(|(fk, _)| *fk == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {
         d.fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str())
     }
@@ -225,8 +242,8 @@ mod tests {
         };
         assert_eq!(d.protocol, "rdp");
         assert_eq!(
-            field(&d, "exwatch.rdp.requested_protocols"),
-            Some("TLS, CredSSP")
+            all(&d, "exwatch.rdp.requested_protocols"),
+            ["TLS", "CredSSP"]
         );
         assert_eq!(field(&d, "exwatch.rdp.selected_protocol"), Some("TLS"));
         // The cookie's value (a user name) appears nowhere.
@@ -243,8 +260,8 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            field(&d, "exwatch.rdp.requested_protocols"),
-            Some("TLS, CredSSP, CredSSP-EX")
+            all(&d, "exwatch.rdp.requested_protocols"),
+            ["TLS", "CredSSP", "CredSSP-EX"]
         );
         assert_eq!(
             field(&d, "exwatch.rdp.selected_protocol"),

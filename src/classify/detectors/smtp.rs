@@ -181,7 +181,11 @@ impl Detector for Smtp {
         }
         if !markers.is_empty() {
             evidence.push_str(&format!(", Exchange markers: {}", markers.join(" ")));
-            fields.push(("exwatch.exchange_markers", markers.join(",")));
+            fields.extend(
+                markers
+                    .iter()
+                    .map(|m| ("exwatch.exchange_markers", m.to_string())),
+            );
         }
         Probe::Mine(Detection {
             protocol: "smtp",
@@ -219,14 +223,21 @@ mod tests {
         };
         assert!(d.evidence.contains("X-ANONYMOUSTLS"), "{}", d.evidence);
         assert!(d.evidence.contains("banner"));
-        let m = d
+        let m: Vec<&str> = d
             .fields
             .iter()
-            .find(|f| f.0 == "exwatch.exchange_markers")
-            .unwrap();
+            .filter(|f| f.0 == "exwatch.exchange_markers")
+            .map(|f| f.1.as_str())
+            .collect();
         assert_eq!(
-            m.1,
-            "Microsoft ESMTP MAIL Service banner,X-ANONYMOUSTLS,X-EXPS,XEXCH50,XRDST"
+            m,
+            [
+                "Microsoft ESMTP MAIL Service banner",
+                "X-ANONYMOUSTLS",
+                "X-EXPS",
+                "XEXCH50",
+                "XRDST"
+            ]
         );
     }
 

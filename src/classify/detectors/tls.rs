@@ -32,6 +32,8 @@ const MIN_SERVER_HELLO: usize = 2 + 32 + 1 + 2 + 1;
 const MAX_NAME: usize = 253;
 const MAX_ALPN: usize = 8;
 const MAX_SAN: usize = 16;
+/// Longest distinguished name recorded (issuer, subject).
+const MAX_DN: usize = 512;
 
 const HANDSHAKE: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
@@ -330,6 +332,8 @@ struct Client {
     /// (a probe that answers "need more" must not pay for them on every packet).
     fp: Option<FingerprintParts>,
     sslv2: bool,
+    /// The legacy session ID offered (at most 32 bytes), to tell a resumption by its echo.
+    session_id: Vec<u8>,
 }
 
 /// The parts of a ClientHello that JA3 and JA4 are computed from (each list capped by the
@@ -416,11 +420,15 @@ fn client_hello(b: &[u8]) -> Hello<Client> {
         return Hello::No;
     }
     let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
-    Hello::Yes(client_from_parts(
-        ch.version.0,
-        &ciphers,
-        ch.ext.unwrap_or_default(),
-    ))
+    let mut c = client_from_parts(ch.version.0, &ciphers, ch.ext.unwrap_or_default());
+    c.session_id = session_id(ch.session_id);
+    Hello::Yes(c)
+}
+
+/// A hello's legacy session ID, bounded by the field's 32-byte maximum.
+fn session_id(id: Option<&[u8]>) -> Vec<u8> {
+    id.map(|i| i[..i.len().min(32)].to_vec())
+        .unwrap_or_default()
 }
 
 /// Build the client summary and fingerprints from the hello's parts.
@@ -696,8 +704,50 @@ struct Server {
     alpn_raw: Option<Vec<u8>>,
     cert_cn: Option<String>,
     cert_sans: Vec<String>,
+    cert: Option<CertFacts>,
     /// TLS 1.2 or older and the Certificate message may still be on its way.
     cert_pending: bool,
+    /// The legacy session ID the server answered with (at most 32 bytes).
+    session_id: Vec<u8>,
+    /// The server accepted a pre-shared key (TLS 1.3 resumption).
+    psk: bool,
+}
+
+/// Issuer, subject and validity of the server's certificate (each capped).
+#[derive(Debug, Clone, Default)]
+struct CertFacts {
+    subject: String,
+    issuer: String,
+    issuer_cn: Option<String>,
+    not_before: Option<String>,
+    not_after: Option<String>,
+}
+
+impl Server {
+    /// Whether the server resumed the client's session: up to TLS 1.2 by echoing the session
+    /// ID the client offered; in TLS 1.3 (which echoes it always, for middleboxes) by
+    /// accepting a pre-shared key.
+    fn resumed(&self, c: &Client) -> bool {
+        if self.version >= 0x0304 {
+            self.psk
+        } else {
+            !c.session_id.is_empty() && c.session_id == self.session_id
+        }
+    }
+}
+
+/// An X.509 time as RFC 3339 text.
+fn x509_time(t: x509_parser::time::ASN1Time) -> String {
+    let d = t.to_datetime();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year().clamp(0, 9999),
+        u8::from(d.month()),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
 }
 
 fn server_hello(b: &[u8]) -> Hello<Server> {
@@ -732,12 +782,15 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
         version: sh.version.0,
         legacy_version: sh.version.0,
         cipher: sh.cipher.0,
+        session_id: session_id(sh.session_id),
         ..Server::default()
     };
     for (ty, raw) in extensions(sh.ext.unwrap_or_default()) {
         let data = raw.get(4..).unwrap_or_default();
         s.ext_types.push(ty);
         match ty {
+            // pre_shared_key: the server accepted one of the client's keys.
+            41 => s.psk = true,
             // The server's supported_versions holds just the selected version.
             43 => {
                 if let Some(v) = be16(data, 0) {
@@ -807,6 +860,19 @@ fn certificate(f: &Flight<'_>, pos: usize, s: &mut Server) {
             .map(|d| text::clip(d.as_bytes(), MAX_NAME))
             .collect();
     }
+    let issuer = cert.issuer();
+    let validity = cert.validity();
+    s.cert = Some(CertFacts {
+        subject: text::clip(cert.subject().to_string().as_bytes(), MAX_DN),
+        issuer: text::clip(issuer.to_string().as_bytes(), MAX_DN),
+        issuer_cn: issuer
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(|cn| text::clip(cn.as_bytes(), MAX_NAME)),
+        not_before: Some(x509_time(validity.not_before)),
+        not_after: Some(x509_time(validity.not_after)),
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -824,7 +890,12 @@ fn client_fields(c: &Client, with_version: bool) -> Vec<(&'static str, String)> 
         f.push(("tls.client.server_name", n.clone()));
     }
     if !c.alpn.is_empty() {
-        f.push(("exwatch.tls.client_alpn", c.alpn.join(",")));
+        // An array field: one entry per element.
+        f.extend(
+            c.alpn
+                .iter()
+                .map(|a| ("exwatch.tls.client_alpn", a.clone())),
+        );
     }
     if let Some(fp) = &c.fp {
         f.push(("tls.client.ja3", fp.ja3()));
@@ -844,7 +915,7 @@ fn server_fields(s: &Server) -> Vec<(&'static str, String)> {
             ja3s(s.legacy_version, s.cipher, &s.ext_types),
         ),
         (
-            "exwatch.tls.server.ja4s",
+            "tls.server.ja4s",
             ja4s(s.version, s.cipher, &s.ext_types, s.alpn_raw.as_deref()),
         ),
     ];
@@ -854,10 +925,41 @@ fn server_fields(s: &Server) -> Vec<(&'static str, String)> {
     if let Some(cn) = &s.cert_cn {
         f.push(("tls.server.x509.subject.common_name", cn.clone()));
     }
-    if !s.cert_sans.is_empty() {
-        f.push(("tls.server.x509.alternative_names", s.cert_sans.join(",")));
+    f.extend(
+        s.cert_sans
+            .iter()
+            .map(|n| ("tls.server.x509.alternative_names", n.clone())),
+    );
+    if let Some(c) = &s.cert {
+        f.push(("tls.server.subject", c.subject.clone()));
+        f.push(("tls.server.issuer", c.issuer.clone()));
+        if let Some(cn) = &c.issuer_cn {
+            f.push(("tls.server.x509.issuer.common_name", cn.clone()));
+        }
+        for (k, x, v) in [
+            (
+                "tls.server.not_before",
+                "tls.server.x509.not_before",
+                &c.not_before,
+            ),
+            (
+                "tls.server.not_after",
+                "tls.server.x509.not_after",
+                &c.not_after,
+            ),
+        ] {
+            if let Some(v) = v {
+                f.push((k, v.clone()));
+                f.push((x, v.clone()));
+            }
+        }
     }
     f
+}
+
+/// `tls.resumed` when both hellos were seen.
+fn resumed_field(c: &Client, s: &Server) -> (&'static str, String) {
+    ("tls.resumed", s.resumed(c).to_string())
 }
 
 /// The server's bytes from its first handshake record that starts a line: where a text
@@ -896,9 +998,11 @@ pub fn follow_upgrade(
     };
     if let Hello::Yes(s) = &server {
         // The server's choice (negotiated version) replaces the client's offer.
-        for (k, v) in server_fields(s) {
-            fields.retain(|(fk, _)| *fk != k);
-            fields.push((k, v));
+        let sf = server_fields(s);
+        fields.retain(|(fk, _)| !sf.iter().any(|(k, _)| k == fk));
+        fields.extend(sf);
+        if let Hello::Yes(c) = &client {
+            fields.push(resumed_field(c, s));
         }
     }
     Some((fields, matches!(client, Hello::Yes(_))))
@@ -934,6 +1038,9 @@ fn detection(c: Option<&Client>, s: Option<&Server>, truncated: bool) -> Probe {
     let mut fields = s.map(server_fields).unwrap_or_default();
     if let Some(c) = c {
         fields.extend(client_fields(c, s.is_none()));
+        if let Some(s) = s {
+            fields.push(resumed_field(c, s));
+        }
     }
     let sni = c.and_then(|c| c.sni.as_deref());
     let service = sni.and_then(sni_service);
@@ -1098,7 +1205,7 @@ pub(crate) mod tests {
             "tls.client.ja3",
             "tls.client.ja4",
             "tls.server.ja3s",
-            "exwatch.tls.server.ja4s",
+            "tls.server.ja4s",
             "tls.cipher",
         ] {
             assert!(det.fields.iter().any(|(f, _)| *f == k), "{name}: no {k}");
@@ -1224,10 +1331,43 @@ pub(crate) mod tests {
             field(&d, "tls.server.x509.subject.common_name"),
             Some("mail.contoso.test")
         );
+        let sans: Vec<&str> = d
+            .fields
+            .iter()
+            .filter(|f| f.0 == "tls.server.x509.alternative_names")
+            .map(|f| f.1.as_str())
+            .collect();
         assert_eq!(
-            field(&d, "tls.server.x509.alternative_names"),
-            Some("mail.contoso.test,autodiscover.contoso.test,contoso.test")
+            sans,
+            [
+                "mail.contoso.test",
+                "autodiscover.contoso.test",
+                "contoso.test"
+            ]
         );
+        // Issuer, subject and validity of the same certificate, as `openssl x509 -issuer
+        // -subject -dates` prints them: issuer=O = exwatch test CA, CN = exwatch test CA,
+        // subject=O = Contoso test, CN = mail.contoso.test, notBefore=Nov 24 02:46:52 2026
+        // GMT, notAfter=Nov 21 02:46:52 2036 GMT.
+        assert_eq!(
+            field(&d, "tls.server.issuer"),
+            Some("O=exwatch test CA, CN=exwatch test CA")
+        );
+        assert_eq!(
+            field(&d, "tls.server.subject"),
+            Some("O=Contoso test, CN=mail.contoso.test")
+        );
+        assert_eq!(
+            field(&d, "tls.server.x509.issuer.common_name"),
+            Some("exwatch test CA")
+        );
+        for k in ["tls.server.not_before", "tls.server.x509.not_before"] {
+            assert_eq!(field(&d, k), Some("2026-11-24T02:46:52Z"));
+        }
+        for k in ["tls.server.not_after", "tls.server.x509.not_after"] {
+            assert_eq!(field(&d, k), Some("2036-11-21T02:46:52Z"));
+        }
+        assert_eq!(field(&d, "tls.resumed"), Some("false"));
         assert_eq!(
             d.fields.iter().filter(|f| f.0 == "tls.version").count(),
             1,
@@ -1386,10 +1526,7 @@ pub(crate) mod tests {
             "tls.server.ja3s",
             "15af977ce25de452b96affa2addb1036".to_string()
         )));
-        assert!(f.contains(&(
-            "exwatch.tls.server.ja4s",
-            "t130200_1302_a56c5b993250".to_string()
-        )));
+        assert!(f.contains(&("tls.server.ja4s", "t130200_1302_a56c5b993250".to_string())));
         assert_eq!(f.iter().filter(|(k, _)| *k == "tls.version").count(), 1);
         // The server's go-ahead line, then its hello.
         let mut tc = b"a1 OK Begin TLS negotiation now\r\n".to_vec();
@@ -1417,7 +1554,7 @@ pub(crate) mod tests {
             Some("263c859c5391203d774bc0599793d915")
         );
         assert_eq!(
-            field(&d, "exwatch.tls.server.ja4s"),
+            field(&d, "tls.server.ja4s"),
             Some("t1205h1_c030_8763c20bf469")
         );
     }
