@@ -47,6 +47,7 @@ fn packet_of(ip_src: u32, ip_dst: u32, sport: u16, dport: u16, flags: u8, ts: u6
         data_off: 0,
         data_len: 0,
         icmp: 0,
+        macs: [[0; 6]; 2],
     }
 }
 

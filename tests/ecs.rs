@@ -365,3 +365,59 @@ fn the_check_refuses_what_an_ecs_index_would() {
         );
     }
 }
+
+/// `source.mac` and `destination.mac` are the Ethernet addresses tcpdump prints for a flow's
+/// packets from source to destination.
+#[test]
+fn macs_are_the_frames_addresses() {
+    let mut checked = 0;
+    for cap in [
+        root().join("pcaps/imap-143.pcap"),
+        root().join("pcaps/demo-exchange-day.pcap"),
+        shared("smtp.pcap"),
+    ] {
+        let out = std::process::Command::new("tcpdump")
+            .args(["-enr"])
+            .arg(&cap)
+            .output()
+            .expect("tcpdump (make deps-live)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "TIME SMAC > DMAC, ethertype IPv4 (0x0800), length N: SIP.SPORT > DIP.DPORT: ..."
+        let mut macs: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+        for line in text.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let Some(j) = w.iter().position(|x| *x == "length") else {
+                continue;
+            };
+            if w.len() < j + 5 || w[2] != ">" || w[j + 3] != ">" {
+                continue;
+            }
+            let mac = |s: &str| s.trim_end_matches(',').replace(':', "-").to_uppercase();
+            let key = (
+                w[j + 2].to_string(),
+                w[j + 4].trim_end_matches(':').to_string(),
+            );
+            macs.entry(key).or_insert((mac(w[1]), mac(w[3])));
+        }
+        for r in records_of("audit", &[], &cap) {
+            let Some(sm) = r["source"]["mac"].as_str() else {
+                continue;
+            };
+            let ep = |side: &str| {
+                format!(
+                    "{}.{}",
+                    r[side]["ip"].as_str().unwrap(),
+                    r[side]["port"].as_u64().unwrap_or(0)
+                )
+            };
+            if let Some((s, d)) = macs.get(&(ep("source"), ep("destination"))) {
+                assert_eq!(
+                    (sm, r["destination"]["mac"].as_str().unwrap()),
+                    (s.as_str(), d.as_str())
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} flows checked");
+}

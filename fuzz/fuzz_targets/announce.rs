@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         data_off: 0,
         data_len: 0,
         icmp: 0,
+        macs: [[0; 6]; 2],
     };
     let f = Flow::new(&p, |_, port| port == dport);
     let mut out = Vec::new();

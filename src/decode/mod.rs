@@ -197,6 +197,17 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The destination and source MAC addresses of an Ethernet frame (all zero for other link
+/// types, or a frame too short to hold them).
+pub fn macs(linktype: i32, frame: &[u8]) -> [[u8; 6]; 2] {
+    let mut m = [[0u8; 6]; 2];
+    if linktype == link::dlt::EN10MB && frame.len() >= 14 {
+        m[0].copy_from_slice(&frame[..6]);
+        m[1].copy_from_slice(&frame[6..12]);
+    }
+    m
+}
+
 /// Decode one frame of link type `linktype`.
 pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, Undecodable> {
     let link = link::strip(linktype, frame)?;

@@ -37,6 +37,8 @@ pub struct FlowPacket {
     pub data_len: u32,
     /// ICMP type and code (type << 8 | code), for the Community ID of ICMP flows.
     pub icmp: u16,
+    /// The frame's destination and source MAC addresses (all zero: no Ethernet header).
+    pub macs: [[u8; 6]; 2],
 }
 
 /// Counters of one direction.
@@ -45,8 +47,6 @@ pub struct DirStats {
     pub packets: u64,
     pub bytes: u64,
     pub payload_bytes: u64,
-    /// `tcp::hist` bits seen from this side.
-    pub hist: u8,
 }
 
 /// Why a flow's record was written.
@@ -157,6 +157,12 @@ pub struct Flow {
     pub rtt_us: u32,
     /// ICMP type and code of the first packet (type << 8 | code).
     pub icmp_type_code: u16,
+    /// `tcp::hist` bits seen from each side (`hist[ORIG]`, `hist[RESP]`); kept here, not in
+    /// `DirStats`, where the byte would cost its padding twice.
+    pub hist: [u8; 2],
+    /// The MAC addresses of the `lo` and `hi` endpoints as the first Ethernet frame gave them
+    /// (all zero: no Ethernet header).
+    pub macs: [[u8; 6]; 2],
     /// What payload inspection decided, once it has.
     pub detection: Option<Box<Detection>>,
     /// Payload inspection state, from the first payload until a decision (then dropped).
@@ -209,6 +215,13 @@ impl Flow {
             syn_ts: 0,
             rtt_us: 0,
             icmp_type_code: p.icmp,
+            hist: [0; 2],
+            // The frame's source is the sender's MAC.
+            macs: if p.from_lo {
+                [p.macs[1], p.macs[0]]
+            } else {
+                p.macs
+            },
             detection: None,
             inspect: None,
             prev: u32::MAX,
@@ -262,7 +275,7 @@ impl Flow {
         s.payload_bytes += u64::from(p.payload_len);
         if self.key.proto == IPPROTO_TCP {
             let b = tcp::bits(p.tcp_flags, p.payload_len);
-            s.hist |= b;
+            self.hist[d] |= b;
             if d == ORIG && b & tcp::hist::SYN != 0 && self.syn_ts == 0 {
                 self.syn_ts = p.ts.max(1);
             }
@@ -270,13 +283,13 @@ impl Flow {
                 && self.rtt_us == 0
                 && self.syn_ts != 0
                 && b & (tcp::hist::ACK) != 0
-                && self.dirs[RESP].hist & tcp::hist::SYNACK != 0
+                && self.hist[RESP] & tcp::hist::SYNACK != 0
             {
                 self.rtt_us =
                     (p.ts.saturating_sub(self.syn_ts) / 1000).clamp(1, u64::from(u32::MAX)) as u32;
             }
         } else if p.payload_len > 0 || p.frames > 0 {
-            s.hist |= tcp::hist::DATA;
+            self.hist[d] |= tcp::hist::DATA;
         }
         self.class = self.current_class();
     }
@@ -286,7 +299,7 @@ impl Flow {
         use tcp::hist::*;
         match self.key.proto {
             IPPROTO_TCP => {
-                let (o, r) = (self.dirs[ORIG].hist, self.dirs[RESP].hist);
+                let (o, r) = (self.hist[ORIG], self.hist[RESP]);
                 if (o | r) & RST != 0 || (o & FIN != 0 && r & FIN != 0) {
                     Class::Closed
                 } else if r == 0 || (o | r) & !(SYN | SYNACK) == 0 {
@@ -306,7 +319,7 @@ impl Flow {
 
     /// Zeek-style connection state.
     pub fn conn_state(&self) -> &'static str {
-        tcp::conn_state(self.dirs[ORIG].hist, self.dirs[RESP].hist, self.key.proto)
+        tcp::conn_state(self.hist[ORIG], self.hist[RESP], self.key.proto)
     }
 
     /// The originator's and the responder's (address bytes, port).
@@ -415,6 +428,7 @@ pub(crate) mod tests {
             data_off: 0,
             data_len: 0,
             icmp: 0,
+            macs: [[0; 6]; 2],
         }
     }
 

@@ -241,11 +241,13 @@ impl<'a> Worker<'a> {
 
     /// Decode one frame and track it (or the datagram it completes).
     fn frame(&mut self, lt: i32, ts: u64, clock: u64, frame: &[u8]) {
+        let macs = decode::macs(lt, frame);
+        let at = Stamp { ts, clock, macs };
         match decode::decode(lt, frame) {
             Err(u) => count(&mut self.read, u, 1),
             Ok(Decoded::Packet(p)) => {
                 self.read.decoded += 1;
-                self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, ts, clock, 1, p.ip_len);
+                self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, &at, 1, p.ip_len);
             }
             Ok(Decoded::Fragment(f)) => {
                 let offer = self.reasm.offer(&f, ts);
@@ -262,9 +264,7 @@ impl<'a> Worker<'a> {
                             Ok(l4) => {
                                 self.read.decoded += u64::from(d.packets);
                                 let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
-                                self.dispatch(
-                                    &d.ip, d.vlan, d.proto, &l4, ts, clock, d.packets, bytes,
-                                );
+                                self.dispatch(&d.ip, d.vlan, d.proto, &l4, &at, d.packets, bytes);
                             }
                             Err(u) => count(&mut self.read, u, u64::from(d.packets)),
                         }
@@ -281,11 +281,11 @@ impl<'a> Worker<'a> {
         vlan: [u16; 2],
         proto: u8,
         l4: &L4<'_>,
-        ts: u64,
-        clock: u64,
+        at: &Stamp,
         frames: u32,
         ip_bytes: u32,
     ) {
+        let (ts, clock) = (at.ts, at.clock);
         let (sport, dport, flags, seq, ack, payload, payload_len, icmp) = match *l4 {
             L4::Tcp {
                 sport,
@@ -325,6 +325,7 @@ impl<'a> Worker<'a> {
             data_off: 0,
             data_len: payload.len() as u32,
             icmp,
+            macs: at.macs,
         };
         if ts > self.clock {
             self.clock = ts;
@@ -579,6 +580,13 @@ impl<'a> Worker<'a> {
         // anyway, and it has said why.
         let _ = self.writer.send(ToWriter::Records(full));
     }
+}
+
+/// When and through which link addresses a frame arrived.
+struct Stamp {
+    ts: u64,
+    clock: u64,
+    macs: [[u8; 6]; 2],
 }
 
 fn count(read: &mut ReadStats, u: Undecodable, n: u64) {

@@ -78,6 +78,19 @@ fn top(path: &str) -> &str {
         .map_or(path, |i| &path[..i])
 }
 
+/// A MAC address as ECS writes it: upper-case hexadecimal pairs joined by hyphens.
+fn mac_text(m: [u8; 6], buf: &mut [u8; 17]) -> &str {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for (i, b) in m.iter().enumerate() {
+        buf[i * 3] = HEX[usize::from(b >> 4)];
+        buf[i * 3 + 1] = HEX[usize::from(b & 15)];
+        if i < 5 {
+            buf[i * 3 + 2] = b'-';
+        }
+    }
+    std::str::from_utf8(&buf[..]).expect("hex digits and hyphens")
+}
+
 /// An IP address as text without allocating for IPv4 (the common case).
 fn ip_text(ip: IpAddr, buf: &mut [u8; 15]) -> Cow<'_, str> {
     match ip {
@@ -383,13 +396,21 @@ fn write_record(
     }
     let mut w = Obj { out, first: true };
     let (src_text, dst_text) = (ip_text(src, &mut ib1), ip_text(dst, &mut ib2));
-    for (name, ip, port, d) in [
-        ("source", &src_text, op, o),
-        ("destination", &dst_text, rp, r),
+    let (src_mac, dst_mac) = if flow.orig_is_lo {
+        (flow.macs[0], flow.macs[1])
+    } else {
+        (flow.macs[1], flow.macs[0])
+    };
+    for (name, ip, port, d, mac) in [
+        ("source", &src_text, op, o, src_mac),
+        ("destination", &dst_text, rp, r, dst_mac),
     ] {
         w.begin(name).str("ip", ip);
         if has_ports {
             w.u64("port", u64::from(port));
+        }
+        if mac != [0; 6] {
+            w.str("mac", mac_text(mac, &mut [0; 17]));
         }
         w.u64("packets", d.packets).u64("bytes", d.bytes).end();
     }
