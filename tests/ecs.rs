@@ -421,3 +421,24 @@ fn macs_are_the_frames_addresses() {
     }
     assert!(checked > 20, "only {checked} flows checked");
 }
+
+/// `pcaps/tls-resume-443.pcap` (`pcaps/record/tls-resume.sh`): openssl s_client said "New",
+/// "Reused" (TLS 1.2 session ID), "New", "Reused" (TLS 1.3 pre-shared key), in that order.
+#[test]
+fn tls_resumption_is_told_from_the_hellos() {
+    let mut r = records_of("audit", &[], &root().join("pcaps/tls-resume-443.pcap"));
+    r.sort_by_key(|x| x["@timestamp"].as_str().unwrap().to_string());
+    let got: Vec<(&str, bool)> = r
+        .iter()
+        .map(|x| {
+            (
+                x["tls"]["version"].as_str().unwrap(),
+                x["tls"]["resumed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("1.2", false), ("1.2", true), ("1.3", false), ("1.3", true)]
+    );
+}
