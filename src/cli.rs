@@ -12,6 +12,7 @@ use crate::policy::groups::Cidr;
 use crate::policy::learn::Learner;
 use crate::policy::run::PolicyRun;
 use crate::policy::{template, Kind};
+use crate::report::clickhouse;
 use crate::report::record::{self, RecordContext};
 use crate::signatures::Signatures;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -76,9 +77,9 @@ pub enum Command {
     Man,
     /// Print the record schema: an Elasticsearch index template, or the field table.
     Schema {
-        /// elasticsearch (an index template mapping every field), markdown (the README's
-        /// table) or tsv (field, type, shape).
-        #[arg(long, value_name = "FORMAT", default_value = "elasticsearch", value_parser = ["elasticsearch", "markdown", "tsv"])]
+        /// elasticsearch (an index template mapping every field), clickhouse (the table's
+        /// DDL), markdown (the README's table) or tsv (field, type, shape).
+        #[arg(long, value_name = "FORMAT", default_value = "elasticsearch", value_parser = ["elasticsearch", "clickhouse", "markdown", "tsv"])]
         format: String,
     },
 }
@@ -280,6 +281,14 @@ pub struct RunArgs {
     /// CIDRs or addresses; default: the networks of the policy's groups except catch-alls).
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub home_net: Vec<String>,
+    /// Also insert every record into ClickHouse over its HTTP interface
+    /// (http://HOST:8123/, optionally ?database=DB&user=U&password=P), in batches, without
+    /// ever holding up capture: records the server does not take are counted as lost.
+    #[arg(long, value_name = "URL")]
+    pub clickhouse: Option<String>,
+    /// The ClickHouse table (create it with `exwatch schema --format clickhouse`).
+    #[arg(long, value_name = "NAME", default_value = "exwatch_flows")]
+    pub clickhouse_table: String,
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -310,6 +319,7 @@ pub fn main() -> i32 {
             use crate::report::schema;
             let text = match format.as_str() {
                 "markdown" => schema::markdown_table(),
+                "clickhouse" => clickhouse::ddl("exwatch_flows"),
                 "tsv" => schema::tsv(),
                 _ => schema::elasticsearch_template(),
             };
@@ -608,6 +618,8 @@ impl Output for FileOutput {
 struct Prepared {
     cfg: AuditConfig,
     out: Box<dyn Output>,
+    /// The ClickHouse sender (`--clickhouse`), to wait for at the end.
+    clickhouse: Option<clickhouse::Handle>,
     /// Something else goes to standard output: the summary text goes to standard error.
     text_to_stderr: bool,
 }
@@ -671,7 +683,11 @@ fn prepare(
             "only one of --json, --summary-json, --csv and the learned policy can write to standard output",
         ));
     }
-    let out: Box<dyn Output> = match &a.json {
+    let target = match &a.clickhouse {
+        Some(u) => Some(clickhouse::Target::new(u, &a.clickhouse_table).map_err(|e| usage(&e))?),
+        None => None,
+    };
+    let mut out: Box<dyn Output> = match &a.json {
         Some(p) => match FileOutput::open(p, append) {
             Ok(w) => Box::new(w),
             Err(e) => {
@@ -681,6 +697,23 @@ fn prepare(
         },
         None => Box::new(Discard),
     };
+    let mut handle = None;
+    let mut stats_suffix = None;
+    if let Some(t) = target {
+        let (pusher, h) = clickhouse::start(t);
+        let stats = pusher.stats();
+        stats_suffix = Some(Arc::new(move || {
+            format!(
+                " clickhouse-lost {}",
+                stats.lost.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        }) as Arc<dyn Fn() -> String + Send + Sync>);
+        out = Box::new(Tee {
+            first: out,
+            second: pusher,
+        });
+        handle = Some(h);
+    }
     let workers = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -706,17 +739,48 @@ fn prepare(
             ..FragLimits::default()
         },
         classifier: Arc::new(Classifier::new(Arc::new(sigs))),
-        write_records: a.json.is_some(),
+        write_records: a.json.is_some() || handle.is_some(),
         progress,
         verdict_events: false,
         stats_interval: None,
         records: Arc::default(),
+        stats_suffix,
     };
     Ok(Prepared {
         cfg,
         out,
+        clickhouse: handle,
         text_to_stderr: to_stdout.contains(&true),
     })
+}
+
+/// Records to two places: the `--json` output (or nothing) and the ClickHouse queue.
+struct Tee {
+    first: Box<dyn Output>,
+    second: clickhouse::Pusher,
+}
+
+impl Write for Tee {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        // The queue never fails and never waits: it goes first, so that a failing file does
+        // not also cost the database its records.
+        self.second.write_all(b)?;
+        self.first.write_all(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.second.flush()?;
+        self.first.flush()
+    }
+}
+
+impl Output for Tee {
+    fn reopen(&mut self) -> std::io::Result<()> {
+        self.first.reopen()
+    }
 }
 
 /// No `--json`: records are built for nothing.
@@ -788,12 +852,21 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
     let input = Input::Files(captures);
     let outcome = run(&p.cfg, input, &mut *p.out, &mut || Ok(()), judge);
     drop(p.out);
+    let ch = p.clickhouse.map(clickhouse::Handle::finish);
     let summary_out = a
         .run
         .summary_json
         .as_deref()
         .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
-    finish(&a.run, &outcome, p.text_to_stderr, summary_out, judge, mode)
+    finish(
+        &a.run,
+        &outcome,
+        p.text_to_stderr,
+        summary_out,
+        judge,
+        mode,
+        ch.as_deref(),
+    )
 }
 
 fn live(l: LiveArgs) -> i32 {
@@ -878,6 +951,7 @@ fn live(l: LiveArgs) -> i32 {
     let input = Input::Live(Box::new(cap));
     let outcome = run(&p.cfg, input, &mut *p.out, &mut reopen_summary, &mut judge);
     drop(p.out);
+    let ch = p.clickhouse.map(clickhouse::Handle::finish);
     let summary_out = summary_out.map(Ok);
     finish(
         &l.run,
@@ -886,6 +960,7 @@ fn live(l: LiveArgs) -> i32 {
         summary_out,
         &mut judge,
         Mode::Audit,
+        ch.as_deref(),
     )
 }
 
@@ -897,6 +972,7 @@ fn finish(
     summary_out: Option<Result<FileOutput, (&str, std::io::Error)>>,
     judge: &mut PolicyRun,
     mode: Mode,
+    clickhouse: Option<&clickhouse::Stats>,
 ) -> i32 {
     let fail_on = a
         .fail_on
@@ -916,6 +992,9 @@ fn finish(
         }
         if mode == Mode::Validate {
             text.push_str(&judge.render_firewall());
+        }
+        if let Some(c) = clickhouse {
+            text.push_str(&c.render());
         }
         if summary_to_stderr {
             eprint!("{text}");
@@ -949,6 +1028,9 @@ fn finish(
             if judge.firewall.is_some() {
                 obj.insert("firewall".into(), judge.firewall_json());
             }
+            if let Some(c) = clickhouse {
+                obj.insert("clickhouse".into(), c.to_json());
+            }
         }
         let written = w.map_err(|(_, e)| e).and_then(|mut w| {
             serde_json::to_writer_pretty(&mut w, &json)?;
@@ -958,6 +1040,20 @@ fn finish(
         if let Err(e) = written {
             eprintln!("exwatch: {path}: cannot write summary: {e}");
             code = exit::OUTPUT;
+        }
+    }
+    // Records the database did not take are records lost: the run says so, as for a file.
+    if let Some(c) = clickhouse {
+        let lost = c.lost.load(std::sync::atomic::Ordering::Relaxed);
+        if lost > 0 {
+            let why = c
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_default();
+            eprintln!("exwatch: ClickHouse: {lost} records lost ({why})");
+            code = code.max(exit::OUTPUT);
         }
     }
     if code == exit::OK {

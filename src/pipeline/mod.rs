@@ -57,6 +57,8 @@ pub struct AuditConfig {
     pub stats_interval: Option<Duration>,
     /// What every record shares (observer, home networks, rule files).
     pub records: Arc<RecordContext>,
+    /// More for the live statistics line (the ClickHouse output's losses).
+    pub stats_suffix: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 /// Where the reader takes packets from.
@@ -213,6 +215,7 @@ pub fn run(
     judge: &mut dyn FlowJudge,
 ) -> AuditOutcome {
     let live = matches!(input, Input::Live(_));
+    let suffix = || cfg.stats_suffix.as_ref().map_or(String::new(), |f| f());
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
     let counters = Arc::new(Counters::default());
@@ -287,7 +290,7 @@ pub fn run(
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
                         let read = counters.packets_read.load(Relaxed);
-                        eprintln!("{}", counters.live_stats().line(read));
+                        eprintln!("{}{}", counters.live_stats().line(read), suffix());
                         *at += *every;
                     }
                 }
@@ -330,7 +333,7 @@ pub fn run(
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
             // The last word on drops, however short the run.
-            eprintln!("{}", stats.line(summary.read.packets_read));
+            eprintln!("{}{}", stats.line(summary.read.packets_read), suffix());
         }
         summary.live = Some(stats);
     }
@@ -413,6 +416,7 @@ mod tests_support {
             verdict_events,
             stats_interval: None,
             records: Arc::default(),
+            stats_suffix: None,
         }
     }
 }

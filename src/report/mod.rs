@@ -1,5 +1,6 @@
 //! Report stage: flow records in Elastic Common Schema names, and the run summary.
 
+pub mod clickhouse;
 pub mod community_id;
 pub mod json;
 pub mod record;
