@@ -119,6 +119,17 @@ impl Db {
         db
     }
 
+    /// A running server holding the empty table, unless the test cannot run here.
+    fn with_table() -> Option<Db> {
+        if !ready() {
+            return None;
+        }
+        let mut db = Db::new();
+        db.start_server();
+        db.create_table();
+        Some(db)
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns]).args(args);
@@ -271,12 +282,9 @@ fn read_ndjson(p: &Path) -> Vec<Value> {
 
 #[test]
 fn records_inserted_are_the_records_written() {
-    if !ready() {
+    let Some(db) = Db::with_table() else {
         return;
-    }
-    let mut db = Db::new();
-    db.start_server();
-    db.create_table();
+    };
     let d = db.dir.path().to_path_buf();
     let (rec, sum) = (d.join("r.ndjson"), d.join("s.json"));
     let caps: Vec<PathBuf> = [
@@ -341,12 +349,9 @@ fn replay(db: &Db, caps: &[&str]) {
 
 #[test]
 fn a_server_stopped_mid_capture_loses_what_the_summary_says() {
-    if !ready() {
+    let Some(mut db) = Db::with_table() else {
         return;
-    }
-    let mut db = Db::new();
-    db.start_server();
-    db.create_table();
+    };
     let d = db.dir.path().to_path_buf();
     let (rec, sum) = (d.join("live.ndjson"), d.join("live-summary.json"));
     let stderr = std::fs::File::create(d.join("live.err")).unwrap();
