@@ -289,6 +289,10 @@ pub struct RunArgs {
     /// The ClickHouse table (create it with `exwatch schema --format clickhouse`).
     #[arg(long, value_name = "NAME", default_value = "exwatch_flows")]
     pub clickhouse_table: String,
+    /// Decrypt TLS sessions whose secrets this NSS key log (SSLKEYLOGFILE) holds, to name the
+    /// Exchange service inside HTTPS (live: the file is read again as it grows).
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Option<PathBuf>,
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -682,6 +686,27 @@ fn prepare(
         return Err(usage(
             "only one of --json, --summary-json, --csv and the learned policy can write to standard output",
         ));
+    }
+    if let Some(path) = &a.tls_keylog {
+        match crate::classify::keylog::KeyLog::load(path) {
+            Ok(k) => {
+                let st = k.stats();
+                for r in &st.reported {
+                    eprintln!("exwatch: --tls-keylog: {r} (line skipped)");
+                }
+                if st.bad_lines > st.reported.len() as u64 {
+                    eprintln!(
+                        "exwatch: --tls-keylog {}: {} bad lines in all",
+                        path.display(),
+                        st.bad_lines
+                    );
+                }
+                crate::classify::keylog::install(k, active_default > 0.0);
+            }
+            Err(e) => {
+                return Err(usage(&format!("--tls-keylog {}: {e}", path.display())));
+            }
+        }
     }
     let target = match &a.clickhouse {
         Some(u) => Some(clickhouse::Target::new(u, &a.clickhouse_table).map_err(|e| usage(&e))?),

@@ -97,6 +97,8 @@ CREATE TABLE IF NOT EXISTS exwatch_flows
     exwatch_syslog_facility Nullable(Int64),
     exwatch_syslog_severity Nullable(Int64),
     exwatch_tls_client_alpn Array(String),
+    exwatch_tls_decrypt_error Nullable(String),
+    exwatch_tls_decrypted Nullable(UInt8),
     exwatch_tls_upgrade Nullable(String),
     exwatch_x400_called_tsap Nullable(String),
     http_request_method Nullable(String),

@@ -6,7 +6,9 @@ pub mod detector;
 pub mod detectors;
 pub mod expect;
 pub mod inspect;
+pub mod keylog;
 pub mod ports;
+pub mod tls_decrypt;
 
 use crate::flow::Flow;
 use crate::signatures::{PortEntry, Signatures};

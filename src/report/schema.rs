@@ -164,6 +164,8 @@ pub const FIELDS: &[Field] = &[
     f("exwatch.syslog.facility", L, "syslog: facility number"),
     f("exwatch.syslog.severity", L, "syslog: severity number"),
     list("exwatch.tls.client_alpn", K, "TLS: the ALPN protocols the client offered"),
+    f("exwatch.tls.decrypt_error", K, "TLS: why the session's records could not be decrypted with `--tls-keylog` (suite not supported, secrets missing, a record the keys do not open)"),
+    f("exwatch.tls.decrypted", B, "TLS: the application data was decrypted with `--tls-keylog` (for classification only: nothing decrypted is recorded)"),
     f("exwatch.tls_upgrade", K, "`STARTTLS`, `STLS`, `X-ANONYMOUSTLS`... when a clear-text session was upgraded"),
     f("exwatch.x400.called_tsap", K, "X.400 over RFC 1006: the called TSAP"),
     f("http.request.method", K, "HTTP: the first request's method"),

@@ -6,6 +6,7 @@
 //! they hand the bytes after the upgrade to [`follow_upgrade`].
 
 use crate::classify::detector::{text, Detector, Payloads, Probe};
+use crate::classify::{keylog, tls_decrypt};
 use crate::classify::{Confidence, Detection};
 use md5::Md5;
 use serde::Deserialize;
@@ -334,6 +335,8 @@ struct Client {
     sslv2: bool,
     /// The legacy session ID offered (at most 32 bytes), to tell a resumption by its echo.
     session_id: Vec<u8>,
+    /// The hello's random: the key log's index of the session's secrets.
+    random: Vec<u8>,
 }
 
 /// The parts of a ClientHello that JA3 and JA4 are computed from (each list capped by the
@@ -422,6 +425,7 @@ fn client_hello(b: &[u8]) -> Hello<Client> {
     let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
     let mut c = client_from_parts(ch.version.0, &ciphers, ch.ext.unwrap_or_default());
     c.session_id = session_id(ch.session_id);
+    c.random = ch.random.to_vec();
     Hello::Yes(c)
 }
 
@@ -711,6 +715,7 @@ struct Server {
     session_id: Vec<u8>,
     /// The server accepted a pre-shared key (TLS 1.3 resumption).
     psk: bool,
+    random: Vec<u8>,
 }
 
 /// Issuer, subject and validity of the server's certificate (each capped).
@@ -783,6 +788,7 @@ fn server_hello(b: &[u8]) -> Hello<Server> {
         legacy_version: sh.version.0,
         cipher: sh.cipher.0,
         session_id: session_id(sh.session_id),
+        random: sh.random.to_vec(),
         ..Server::default()
     };
     for (ty, raw) in extensions(sh.ext.unwrap_or_default()) {
@@ -1100,6 +1106,56 @@ impl Detector for Tls {
     }
 }
 
+/// A session whose secrets the key log holds: the hellos' detection, named by the HTTP request
+/// inside when the decrypted application data holds one. Waits (while bytes may still come)
+/// for the client's first application data; a record the keys do not open gives
+/// `exwatch.tls.decrypt_error` and the detection of the hellos alone.
+fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -> Probe {
+    let sess = tls_decrypt::Session {
+        version: s.version,
+        cipher: s.cipher,
+        client_random: &c.random,
+        server_random: &s.random,
+    };
+    if !p.last_chance && !tls_decrypt::client_data_arrived(s.version, p.ts) {
+        return Probe::NeedMore;
+    }
+    let Probe::Mine(mut d) = detection(Some(c), Some(s), false) else {
+        return Probe::NotMine;
+    };
+    let plain = match tls_decrypt::decrypt(&sess, keys, p.ts, p.tc) {
+        Ok(plain) => plain,
+        Err(e) => {
+            d.fields.push(("exwatch.tls.decrypt_error", e));
+            return Probe::Mine(d);
+        }
+    };
+    if let Some(e) = plain.error {
+        d.fields.push(("exwatch.tls.decrypt_error", e));
+        return Probe::Mine(d);
+    }
+    if plain.ts.is_empty() && !p.last_chance {
+        return Probe::NeedMore;
+    }
+    let inner = Payloads {
+        ts: &plain.ts,
+        tc: &plain.tc,
+        ..*p
+    };
+    match super::http::Http.probe(&inner) {
+        Probe::NeedMore if !p.last_chance => return Probe::NeedMore,
+        Probe::Mine(h) if h.protocol == "http" => {
+            d.service = h.service.or(d.service);
+            d.evidence.push_str("; decrypted with the key log: ");
+            d.evidence.push_str(&h.evidence);
+            d.fields.extend(h.fields);
+        }
+        _ => d.evidence.push_str("; decrypted with the key log"),
+    }
+    d.fields.push(("exwatch.tls.decrypted", "true".to_string()));
+    Probe::Mine(d)
+}
+
 /// The verdict from the hellos (and certificate) of both directions.
 fn hellos(p: &Payloads<'_>) -> Probe {
     {
@@ -1112,7 +1168,10 @@ fn hellos(p: &Payloads<'_>) -> Probe {
                 if s.cert_pending && !last {
                     Probe::NeedMore
                 } else {
-                    detection(Some(&c), Some(&s), false)
+                    match keylog::lookup(&c.random) {
+                        Some(keys) => decrypted(p, &c, &s, &keys),
+                        None => detection(Some(&c), Some(&s), false),
+                    }
                 }
             }
             (Hello::Yes(c), Hello::Empty | Hello::Wait { .. }) => {
