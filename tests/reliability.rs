@@ -125,3 +125,122 @@ fn issue13_full_reassembly_memory_evicts_the_oldest() {
         assert!(out.contains("ip-fragment-evicted"), "{out}");
     }
 }
+
+/// Where a test points standard output.
+enum Sink {
+    /// A pipe whose reader is already closed: every write fails with EPIPE.
+    ClosedPipe,
+    /// `/dev/full`: every write fails with ENOSPC.
+    Full,
+}
+
+fn run_into(sink: Sink, args: &[&str]) -> std::process::Output {
+    let out: std::process::Stdio = match sink {
+        Sink::ClosedPipe => {
+            // the write end of a pipe whose only reader (`true`) has exited
+            let mut reader = std::process::Command::new("true")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let writer = reader.stdin.take().unwrap();
+            assert!(reader.wait().unwrap().success());
+            writer.into()
+        }
+        Sink::Full => std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+            .into(),
+    };
+    exwatch()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .output()
+        .unwrap()
+}
+
+/// Issue 13 item 6: text to standard output that cannot be written (a closed pipe, a full disk)
+/// gives exit 1 and says why, instead of a panic (101) or a silent 0.
+#[test]
+fn issue13_unwritable_standard_output_is_exit_1_with_a_message() {
+    let cap = root().join("pcaps/imap-143.pcap");
+    let cap = cap.to_str().unwrap();
+    let policy = root().join("examples/policy.toml");
+    let policy = policy.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["audit", cap], "standard output"),
+        (&["audit", "--policy", policy, cap], "standard output"),
+        (&["policy", "list"], "standard output"),
+        (&["policy", "template", "exchange2016"], "standard output"),
+        (&["audit", "-q", "--json", "-", cap], "writing records"),
+        // records to stdout, the summary to stderr: the records' failure is the one reported
+        (&["audit", "--json", "-", cap], "writing records"),
+        (
+            &["audit", "-q", "--summary-json", "-", cap],
+            "cannot write summary",
+        ),
+    ];
+    for (args, what) in cases {
+        for (sink, why) in [
+            (Sink::ClosedPipe, "Broken pipe"),
+            (Sink::Full, "No space left on device"),
+        ] {
+            let out = run_into(sink, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?} ({why}): {err}");
+            assert!(
+                err.contains(what) && err.contains(why),
+                "{args:?} ({why}): {err}"
+            );
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+    }
+}
+
+/// The same commands succeed when standard output can be written (the test above can fail only
+/// on the output).
+#[test]
+fn issue13_writable_standard_output_is_exit_0() {
+    let cap = root().join("pcaps/imap-143.pcap");
+    let cap = cap.to_str().unwrap();
+    for args in [
+        &["audit", cap][..],
+        &["policy", "list"],
+        &["policy", "template", "exchange2016"],
+        &["audit", "-q", "--json", "-", cap],
+    ] {
+        let out = exwatch()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// Issue 13 item 6: `--threads` above 256 is refused before anything runs (exit 2, a message
+/// naming the bound); 256 itself runs.
+#[test]
+fn issue13_threads_above_the_bound_are_refused() {
+    let cap = root().join("pcaps/imap-143.pcap");
+    for n in ["257", "100000"] {
+        let run = audit(&[&cap], &["-q", "--threads", n]);
+        assert_eq!(run.code, 2, "--threads {n}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("--threads {n}")) && run.stderr.contains("256"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.records.is_empty());
+    }
+    let run = audit(&[&cap], &["-q", "--threads", "256"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.records.len(), 1);
+}
