@@ -249,7 +249,8 @@ pub struct RunArgs {
     /// (default: 60 for live, none for audit).
     #[arg(long, value_name = "SECS")]
     pub active_timeout: Option<f64>,
-    /// Memory for IP fragment reassembly, MiB.
+    /// Memory for IP fragment reassembly, MiB (payload plus 256 bytes per pending datagram;
+    /// when full, the oldest incomplete datagram is evicted).
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub frag_memory: usize,
     /// Load services.toml and ports.toml from DIR instead of the embedded signatures.
