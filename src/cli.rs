@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Most worker threads `--threads` accepts (and the default on a machine with more cores).
+pub const MAX_THREADS: usize = 256;
+
 /// Exit codes, documented in the README.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -230,7 +233,7 @@ pub struct RunArgs {
     /// Write the summary as JSON to PATH (`-` for standard output).
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<String>,
-    /// Worker threads (default: all cores).
+    /// Worker threads, 1 to 256 (default: all cores, at most 256).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Flows tracked at once across all workers; beyond it the least recently seen is evicted.
@@ -255,7 +258,8 @@ pub struct RunArgs {
     /// (default: 60 for live, none for audit).
     #[arg(long, value_name = "SECS")]
     pub active_timeout: Option<f64>,
-    /// Memory for IP fragment reassembly, MiB.
+    /// Memory for IP fragment reassembly, MiB (payload plus 256 bytes per pending datagram;
+    /// when full, the oldest incomplete datagram is evicted).
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub frag_memory: usize,
     /// Load services.toml and ports.toml from DIR instead of the embedded signatures.
@@ -342,14 +346,26 @@ pub fn main() -> i32 {
     }
 }
 
-/// Write generated text to standard output; a closed pipe is not an error.
+/// Write text to standard output. Any failure, a closed pipe included, is reported and gives
+/// exit 1: output cut short is not a success (issue 13). `print!` would panic instead.
 fn print_out(b: &[u8]) -> i32 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(b).and_then(|_| out.flush()) {
+    emit(false, b)
+}
+
+/// Write text to standard output or standard error, as `print_out`.
+fn emit(to_stderr: bool, b: &[u8]) -> i32 {
+    let (written, name) = if to_stderr {
+        let mut e = std::io::stderr().lock();
+        (e.write_all(b).and_then(|_| e.flush()), "standard error")
+    } else {
+        let mut o = std::io::stdout().lock();
+        (o.write_all(b).and_then(|_| o.flush()), "standard output")
+    };
+    match written {
         Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) => {
-            eprintln!("exwatch: standard output: {e}");
+            // stderr may be the stream that failed: nothing more can be said then
+            let _ = writeln!(std::io::stderr(), "exwatch: {name}: {e}");
             exit::OUTPUT
         }
     }
@@ -470,25 +486,26 @@ fn learn(l: LearnArgs) -> i32 {
 fn policy(p: PolicyCommand) -> i32 {
     match p {
         PolicyCommand::List => {
+            let mut text = String::new();
             for t in template::TEMPLATES {
-                println!("{:<26} {}", t.name, t.about);
+                text.push_str(&format!("{:<26} {}\n", t.name, t.about));
             }
-            println!("\nRoles (--ROLE CIDR[,CIDR...]):");
+            text.push_str("\nRoles (--ROLE CIDR[,CIDR...]):\n");
             for (r, about) in template::ROLES {
-                println!("  --{r:<10} {about}");
+                text.push_str(&format!("  --{r:<10} {about}\n"));
             }
-            exit::OK
+            print_out(text.as_bytes())
         }
         PolicyCommand::Check { file } => match Policy::load(&file) {
-            Ok(p) => {
-                println!(
-                    "{}: {} groups, {} rules",
+            Ok(p) => print_out(
+                format!(
+                    "{}: {} groups, {} rules\n",
                     file.display(),
                     p.groups.iter().count(),
                     p.rules.len()
-                );
-                exit::OK
-            }
+                )
+                .as_bytes(),
+            ),
             Err(e) => policy_error(&e),
         },
         PolicyCommand::Template(t) => {
@@ -538,8 +555,7 @@ fn policy(p: PolicyCommand) -> i32 {
                     tpl.name
                 );
             }
-            print!("{}", template::render(tpl, &sigs, &roles));
-            exit::OK
+            print_out(template::render(tpl, &sigs, &roles).as_bytes())
         }
     }
 }
@@ -663,6 +679,12 @@ fn prepare(
     if a.threads == Some(0) {
         return Err(usage("--threads must be at least 1"));
     }
+    if let Some(n) = a.threads.filter(|&n| n > MAX_THREADS) {
+        return Err(usage(&format!(
+            "--threads {n} is more than {MAX_THREADS}, the most exwatch runs (each worker holds \
+             about 4 MB of buffers, and the reader shards flows over them)"
+        )));
+    }
     let sigs = match &a.signatures {
         None => Signatures::embedded(),
         Some(dir) => match Signatures::load_dir(dir) {
@@ -739,9 +761,9 @@ fn prepare(
         });
         handle = Some(h);
     }
-    let workers = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    });
     let progress = match a.progress.as_str() {
         "always" => true,
         "never" => false,
@@ -1021,10 +1043,8 @@ fn finish(
         if let Some(c) = clickhouse {
             text.push_str(&c.render());
         }
-        if summary_to_stderr {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
+        if emit(summary_to_stderr, text.as_bytes()) != exit::OK {
+            code = exit::OUTPUT;
         }
     }
     if let Some(p) = &a.csv {

@@ -28,6 +28,13 @@ const SECRETS: &[&str] = &[
     "mstshash=",
     "jdoe",
     "alice",
+    // Credentials and tokens in request URIs (uri-secrets.pcap, issue 13): userinfo of absolute
+    // URIs and of `Host`, `;params`, query values and fragments, and SIP URIs with a password
+    "exwatch-secret-uri",
+    "jsessionid",
+    "access_token",
+    "password",
+    "sid=",
 ];
 
 #[test]
@@ -75,4 +82,74 @@ fn the_secrets_are_really_on_the_wire() {
     ));
     assert!(has(&wire("rdp.pcap"), "mstshash=jdoe"));
     assert!(has(&wire("pop3-110.pcap"), "USER alice"));
+    let uri = wire("uri-secrets.pcap");
+    for i in 1..=15 {
+        assert!(has(&uri, &format!("exwatch-secret-uri-{i}")), "secret {i}");
+    }
+    for s in [
+        "GET http://alice:exwatch-secret-uri-1@mail.contoso.test/owa/?x=1 HTTP/1.1",
+        "GET /owa/;jsessionid=exwatch-secret-uri-9 HTTP/1.1",
+        "Host: alice:exwatch-secret-uri-13@mail.contoso.test",
+        "OPTIONS sip:alice:exwatch-secret-uri-15@192.0.2.10:5060 SIP/2.0",
+    ] {
+        assert!(has(&uri, s), "{s}");
+    }
+}
+
+/// Issue 13: what records keep of URIs with credentials is the host and the bare path, and the
+/// flows are still classified (the absolute form names its Exchange service as the origin form).
+#[test]
+fn uri_credentials_leave_host_and_path() {
+    let run = audit(&[&root().join("pcaps/uri-secrets.pcap")], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let http: Vec<_> = run
+        .records
+        .iter()
+        .filter(|r| field(r, "network.protocol") == "http")
+        .collect();
+    assert_eq!(http.len(), 11, "one flow per curl request");
+    for r in &http {
+        assert_eq!(field(r, "url.domain"), "mail.contoso.test", "{r}");
+    }
+    let mut paths: Vec<_> = http
+        .iter()
+        .filter_map(|r| field(r, "url.path").as_str())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/EWS/Exchange.asmx",
+            "/EWS/Exchange.asmx",
+            "/ecp/",
+            "/mapi/emsmdb/",
+            "/owa/",
+            "/owa/",
+            "/owa/",
+            "/owa/",
+            "/owa/",
+            "/owa/",
+        ],
+        "CONNECT has no path"
+    );
+    let service = |p: &str| {
+        http.iter()
+            .filter(|r| field(r, "url.path") == p)
+            .map(|r| {
+                field(r, "exwatch.service")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(service("/mapi/emsmdb/").iter().all(|s| s == "mapi-http"));
+    assert!(service("/owa/").iter().all(|s| s == "owa"));
+    let sip: Vec<_> = run
+        .records
+        .iter()
+        .filter(|r| field(r, "network.protocol") == "sip")
+        .collect();
+    assert_eq!(sip.len(), 1);
+    assert_eq!(field(sip[0], "exwatch.sip.method"), "OPTIONS");
 }

@@ -6,7 +6,7 @@ use exwatch::decode::{Fragment, IpPair};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = FragLimits { max_pending: 8, max_bytes: 4096, timeout_ns: 1_000 };
+    let limits = FragLimits { max_bytes: 4096, timeout_ns: 1_000 };
     let mut r = Reassembler::new(limits);
     let ip = IpPair { v6: false, src: [1; 16], dst: [2; 16] };
     let mut rest = data;

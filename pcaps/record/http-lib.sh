@@ -29,20 +29,8 @@ if ($noauth) {
 CONF
 sed -i "s#HDR#$W/hdr.conf#" "$W/auth.conf"
 
-cat >"$W/nginx.conf" <<CONF
-worker_processes 1;
-pid $W/ngx/nginx.pid;
-error_log $W/ngx/logs/error.log;
-user www-data;
-events { worker_connections 64; }
-http {
-    access_log $W/ngx/logs/access.log;
-    client_body_temp_path $W/ngx/tmp/body;
-    proxy_temp_path $W/ngx/tmp/proxy;
-    fastcgi_temp_path $W/ngx/tmp/fastcgi;
-    uwsgi_temp_path $W/ngx/tmp/uwsgi;
-    scgi_temp_path $W/ngx/tmp/scgi;
-    server_tokens off;
+nginx_head "$W" >"$W/nginx.conf"
+cat >>"$W/nginx.conf" <<CONF
     keepalive_timeout 5;
     client_max_body_size 2g;   # RPC_IN_DATA announces 1 GiB
     map \$http_authorization \$noauth { "" 1; default 0; }

@@ -6,10 +6,11 @@
 #   exa-srv (veth exa-s0: 192.0.2.10/24, 2001:db8::10/64)  <-->  exa-cli (veth exa-c0: 192.0.2.20/24, 2001:db8::20/64)
 # Only these two private namespaces carry traffic; nothing leaves the machine.
 
-EXA_SRV_NS=exa-srv
-EXA_CLI_NS=exa-cli
-EXA_SRV_IF=exa-s0
-EXA_CLI_IF=exa-c0
+# The names may be set beforehand (two recordings on one machine must not share namespaces).
+EXA_SRV_NS=${EXA_SRV_NS:-exa-srv}
+EXA_CLI_NS=${EXA_CLI_NS:-exa-cli}
+EXA_SRV_IF=${EXA_SRV_IF:-exa-s0}
+EXA_CLI_IF=${EXA_CLI_IF:-exa-c0}
 SRV4=192.0.2.10
 CLI4=192.0.2.20
 SRV6=2001:db8::10
@@ -216,3 +217,24 @@ venv_need() {
     "$EXA_VENV/bin/pip" install -q --disable-pip-version-check "$@" >&2
 }
 pipver() { "$EXA_VENV/bin/pip" show "$1" 2>/dev/null | awk -v n="$1" '/^Version:/{print n, $2}'; }
+
+# nginx_head DIR: the head of an nginx configuration whose pid, logs and temporary files live
+# under DIR/ngx (make DIR/ngx/logs and DIR/ngx/tmp first); the caller writes the rest of the
+# `http {` block, its own settings and servers, and closes it.
+nginx_head() {
+    cat <<CONF
+worker_processes 1;
+pid $1/ngx/nginx.pid;
+error_log $1/ngx/logs/error.log;
+user www-data;
+events { worker_connections 64; }
+http {
+    access_log $1/ngx/logs/access.log;
+    client_body_temp_path $1/ngx/tmp/body;
+    proxy_temp_path $1/ngx/tmp/proxy;
+    fastcgi_temp_path $1/ngx/tmp/fastcgi;
+    uwsgi_temp_path $1/ngx/tmp/uwsgi;
+    scgi_temp_path $1/ngx/tmp/scgi;
+    server_tokens off;
+CONF
+}

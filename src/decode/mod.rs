@@ -37,8 +37,11 @@ pub enum Undecodable {
     FragmentIncomplete,
     /// A fragment that overlapped others with different bytes, or ran past 64 KiB.
     FragmentInvalid,
-    /// A fragment refused because the reassembly memory cap was reached.
+    /// A fragment refused because its datagram alone is larger than the reassembly memory.
     FragmentLimit,
+    /// A fragment of an incomplete datagram evicted, oldest first, to make room for a newer
+    /// one when the reassembly memory was full.
+    FragmentEvicted,
 }
 
 impl Undecodable {
@@ -57,6 +60,7 @@ impl Undecodable {
             Undecodable::FragmentIncomplete => "ip-fragment-incomplete",
             Undecodable::FragmentInvalid => "ip-fragment-invalid",
             Undecodable::FragmentLimit => "ip-fragment-memory-cap",
+            Undecodable::FragmentEvicted => "ip-fragment-evicted",
         }
     }
 }

@@ -231,7 +231,6 @@ pub fn run(
     let mut writer = Writer {
         out,
         write_error: None,
-        pipe_closed: false,
         flush_each: live,
     };
     let mut worker_txs = Vec::with_capacity(n);
@@ -309,15 +308,12 @@ pub fn run(
     });
     let Writer {
         mut write_error,
-        pipe_closed,
         out,
         ..
     } = writer;
-    if !pipe_closed && write_error.is_none() {
+    if write_error.is_none() {
         if let Err(e) = out.flush() {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                write_error = Some(e);
-            }
+            write_error = Some(e);
         }
     }
     let mut summary = Summary::new();
@@ -348,8 +344,9 @@ pub fn run(
 /// order they arrive (each buffer holds whole lines).
 struct Writer<'a> {
     out: &'a mut dyn Output,
+    /// The first write that failed, a closed pipe included (records cut short are an output
+    /// error, issue 13); nothing more is written after it.
     write_error: Option<std::io::Error>,
-    pipe_closed: bool,
     /// Flush the output after every buffer (live: records appear as flows end).
     flush_each: bool,
 }
@@ -369,7 +366,7 @@ impl Writer<'_> {
     }
 
     fn write(&mut self, buf: &[u8]) {
-        if self.pipe_closed || self.write_error.is_some() || buf.is_empty() {
+        if self.write_error.is_some() || buf.is_empty() {
             return;
         }
         let mut r = self.out.write_all(buf);
@@ -377,11 +374,7 @@ impl Writer<'_> {
             r = self.out.flush();
         }
         if let Err(e) = r {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                self.pipe_closed = true;
-            } else {
-                self.write_error = Some(e);
-            }
+            self.write_error = Some(e);
         }
     }
 

@@ -214,8 +214,8 @@ pub const FIELDS: &[Field] = &[
     list("tls.server.x509.subject.common_name", K, "TLS: the certificate subject's common name"),
     f("tls.version", K, "TLS: the negotiated version (the offered one without a ServerHello)"),
     f("tls.version_protocol", K, "`tls` or `ssl`"),
-    f("url.domain", K, "HTTP: the `Host` name (never credentials)"),
-    f("url.path", W, "HTTP: the request path (the query string is never recorded)"),
+    f("url.domain", K, "HTTP: an absolute-form or CONNECT target's host (without userinfo or port), else `Host`'s"),
+    f("url.path", W, "HTTP: the path alone: userinfo, `;params`, query and `#fragment` are never recorded"),
     f("user_agent.original", K, "HTTP: `User-Agent`"),
 ];
 

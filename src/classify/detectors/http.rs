@@ -46,11 +46,40 @@ const PATHS: &[(&str, &str)] = &[
     ("/powershell", "powershell"),
 ];
 
-/// A parsed request line.
+/// A parsed request line, its target reduced to what records may carry.
 struct Request<'a> {
     method: &'a str,
-    path: &'a [u8],
+    /// The path without `;params`, query or `#fragment` (none for CONNECT's authority form).
+    path: Option<&'a [u8]>,
+    /// The query, read for facts (the RPC over HTTP target port) and never kept.
     query: Option<&'a [u8]>,
+    /// The authority of an absolute-form or authority-form target, userinfo included: only
+    /// `authority_host` may read it.
+    authority: Option<&'a [u8]>,
+}
+
+/// Where a path ends: at its first `;param`, query or fragment.
+fn path_end(b: &[u8]) -> usize {
+    b.iter().position(|c| b";?#".contains(c)).unwrap_or(b.len())
+}
+
+/// The query between `?` and `#`, if there is one.
+fn query_of(b: &[u8]) -> Option<&[u8]> {
+    let q = b.iter().position(|&c| c == b'?')?;
+    let rest = &b[q + 1..];
+    Some(&rest[..rest.iter().position(|&c| c == b'#').unwrap_or(rest.len())])
+}
+
+/// The target's `scheme://` prefix length, for an absolute-form target (RFC 9112 3.2.2).
+fn scheme_len(t: &[u8]) -> Option<usize> {
+    let i = memchr::memmem::find(t, b"://")?;
+    let scheme = &t[..i];
+    (!scheme.is_empty()
+        && scheme[0].is_ascii_alphabetic()
+        && scheme
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c)))
+    .then_some(i + 3)
 }
 
 fn request_line(line: &[u8]) -> Option<Request<'_>> {
@@ -62,14 +91,32 @@ fn request_line(line: &[u8]) -> Option<Request<'_>> {
         return None;
     }
     let method = METHODS.iter().find(|m| m.as_bytes() == method).copied()?;
-    let (path, query) = match target.iter().position(|&c| c == b'?') {
-        Some(i) => (&target[..i], Some(&target[i + 1..])),
-        None => (target, None),
+    let (path, query, authority) = if target.first() == Some(&b'/') || target == b"*" {
+        // origin form (and OPTIONS *)
+        (Some(&target[..path_end(target)]), query_of(target), None)
+    } else if let Some(n) = scheme_len(target) {
+        // absolute form, as sent to proxies: `http://user:pw@host:port/path;p?q#f`
+        let rest = &target[n..];
+        let a = rest
+            .iter()
+            .position(|c| b"/?#".contains(c))
+            .unwrap_or(rest.len());
+        let after = &rest[a..];
+        let path: &[u8] = if after.first() == Some(&b'/') {
+            &after[..path_end(after)]
+        } else {
+            b"/"
+        };
+        (Some(path), query_of(after), Some(&rest[..a]))
+    } else {
+        // authority form (CONNECT host:port)
+        (None, None, Some(target))
     };
     Some(Request {
         method,
         path,
         query,
+        authority,
     })
 }
 
@@ -105,10 +152,11 @@ fn exchange_service(req: &Request<'_>, block: &[u8]) -> Option<(&'static str, St
     if req.method.starts_with("RPC_") {
         return Some(("rpc-http", format!("{} method", req.method)));
     }
-    let lower = req.path.to_ascii_lowercase();
+    let path = req.path.unwrap_or_default();
+    let lower = path.to_ascii_lowercase();
     for (prefix, svc) in PATHS {
         if lower.starts_with(prefix.as_bytes()) {
-            return Some((svc, format!("path {}", text::clip(req.path, 48))));
+            return Some((svc, format!("path {}", text::clip(path, 48))));
         }
     }
     let ct = header(block, b"content-type").unwrap_or_default();
@@ -127,9 +175,13 @@ fn exchange_service(req: &Request<'_>, block: &[u8]) -> Option<(&'static str, St
     None
 }
 
-/// `Host` without its port, if it is a plausible name.
-fn host(block: &[u8]) -> Option<String> {
-    let h = header(block, b"host")?;
+/// A host as `Host` or a URI's authority gives it, without userinfo or port, if it is a
+/// plausible name: `user:password@` never reaches a record.
+fn host_name(h: &[u8]) -> Option<String> {
+    let h = match h.iter().rposition(|&c| c == b'@') {
+        Some(at) => &h[at + 1..],
+        None => h,
+    };
     let h = if h.starts_with(b"[") {
         h.split(|&c| c == b']').next().map(|x| &x[1..])?
     } else {
@@ -140,6 +192,15 @@ fn host(block: &[u8]) -> Option<String> {
         && h.iter()
             .all(|&c| c.is_ascii_alphanumeric() || b".-_:".contains(&c)))
     .then(|| String::from_utf8_lossy(h).to_ascii_lowercase())
+}
+
+/// The host a request addresses: an absolute or authority-form target's own, else `Host`'s
+/// (RFC 9112 3.2.2: a server ignores `Host` when the target carries an authority).
+fn host(req: &Request<'_>, block: &[u8]) -> Option<String> {
+    match req.authority {
+        Some(a) => host_name(a),
+        None => host_name(header(block, b"host")?),
+    }
 }
 
 /// The target port of an RPC over HTTP request (`/rpc/rpcproxy.dll?server:6001`).
@@ -221,11 +282,14 @@ impl Detector for Http {
             return Probe::NeedMore;
         }
         let mut fields = vec![("http.request.method", req.method.to_string())];
-        if let Some(h) = host(block) {
+        if let Some(h) = host(&req, block) {
             fields.push(("url.domain", h));
         }
-        // The path names the service; query values may hold user names and are never kept.
-        fields.push(("url.path", text::clip(req.path, 128)));
+        // The path names the service; userinfo, `;params`, query and fragment may hold user
+        // names, passwords and session tokens and are never kept.
+        if let Some(path) = req.path {
+            fields.push(("url.path", text::clip(path, 128)));
+        }
         if let Some(code) = status_code(p.tc) {
             fields.push(("http.response.status_code", code.to_string()));
         }
@@ -238,7 +302,7 @@ impl Detector for Http {
                     if let Some(rt) = header(block, b"x-requesttype") {
                         fields.push(("exwatch.mapi.request_type", text::clip(rt, 32)));
                     }
-                    let lower = req.path.to_ascii_lowercase();
+                    let lower = req.path.unwrap_or_default().to_ascii_lowercase();
                     let endpoint = if lower.starts_with(b"/mapi/nspi") {
                         "nspi"
                     } else if lower.starts_with(b"/mapi/emsmdb") {
@@ -348,6 +412,75 @@ mod tests {
         }
         let d = detect(b"GET /index.html HTTP/1.1\r\n\r\n", b"HTTP/1.0 200 OK\r\n");
         assert_eq!(d.service, None);
+    }
+
+    /// Issue 13: userinfo, `;params`, query and fragment never reach a field or the evidence;
+    /// an absolute URI's host is the domain.
+    #[test]
+    fn credentials_in_targets_are_dropped() {
+        for (req, domain, path) in [
+            (
+                "GET http://user:password@mail.contoso.test/owa/?x=1 HTTP/1.1\r\nHost: mail.contoso.test\r\n\r\n",
+                Some("mail.contoso.test"),
+                Some("/owa/"),
+            ),
+            (
+                "POST HTTP://user:password@MAIL.contoso.test:8080/mapi/emsmdb/;sid=password?MailboxId=password#password HTTP/1.1\r\nHost: other.test\r\n\r\n",
+                Some("mail.contoso.test"),
+                Some("/mapi/emsmdb/"),
+            ),
+            (
+                "GET https://user%40x:password@[2001:db8::1]:443?password HTTP/1.1\r\n\r\n",
+                Some("2001:db8::1"),
+                Some("/"),
+            ),
+            (
+                "GET /owa/;jsessionid=password HTTP/1.1\r\nHost: mail.contoso.test\r\n\r\n",
+                Some("mail.contoso.test"),
+                Some("/owa/"),
+            ),
+            (
+                "GET /ews/exchange.asmx?password=password&access_token=password HTTP/1.1\r\n\r\n",
+                None,
+                Some("/ews/exchange.asmx"),
+            ),
+            (
+                "GET /owa/#access_token=password HTTP/1.1\r\n\r\n",
+                None,
+                Some("/owa/"),
+            ),
+            (
+                "GET /owa/ HTTP/1.1\r\nHost: user:password@mail.contoso.test:80\r\n\r\n",
+                Some("mail.contoso.test"),
+                Some("/owa/"),
+            ),
+            (
+                "CONNECT user:password@mail.contoso.test:443 HTTP/1.1\r\nHost: user:password@x\r\n\r\n",
+                Some("mail.contoso.test"),
+                None,
+            ),
+        ] {
+            let d = detect(req.as_bytes(), b"HTTP/1.1 400 Bad Request\r\n");
+            assert_eq!(field(&d, "url.domain"), domain, "{req}");
+            assert_eq!(field(&d, "url.path"), path, "{req}");
+            let all = format!("{d:?}");
+            for s in ["password", "user", "sid=", "jsessionid", "access_token"] {
+                assert!(!all.contains(s), "{s} in {all}");
+            }
+        }
+        // the absolute form names the service as the origin form does
+        let d = detect(
+            b"GET http://u:p@mail.contoso.test/EWS/Exchange.asmx HTTP/1.1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+        );
+        assert_eq!(d.service.as_deref(), Some("ews"));
+        // the RPC over HTTP target port is still read from the query of either form
+        let d = detect(
+            b"RPC_IN_DATA http://u:p@mail.contoso.test/rpc/rpcproxy.dll?mail:6004#x HTTP/1.1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+        );
+        assert_eq!(field(&d, "exwatch.rpc_http.target_port"), Some("6004"));
+        assert_eq!(field(&d, "url.path"), Some("/rpc/rpcproxy.dll"));
     }
 
     #[test]
