@@ -486,3 +486,81 @@ fn templates_judge_the_demo_organisation() {
     assert_eq!(template(&["exchange1999"]).0, 2);
     assert_eq!(template(&["exchange2016", "--mailbox", "10.1.1.300"]).0, 2);
 }
+
+/// Captures of directory traffic between 198.51.100.20 (client) and 198.51.100.10 (server):
+/// LDAP, Global Catalog, Kerberos over TCP and UDP, CLDAP and DNS (also over IPv6,
+/// 2001:db8:b::20 -> 2001:db8:b::10).
+fn directory_captures() -> Vec<PathBuf> {
+    [
+        "ldap-389",
+        "ldap-gc-3268",
+        "kerberos-tcp",
+        "kerberos-udp",
+        "cldap-389-udp",
+        "dns-udp",
+    ]
+    .iter()
+    .map(|n| root().join("pcaps").join(format!("{n}.pcap")))
+    .collect()
+}
+
+/// Write a template to `dir` and audit `caps` with it.
+fn audit_with_template(dir: &Path, args: &[&str], caps: &[PathBuf]) -> Run {
+    let (code, text) = template(args);
+    assert_eq!(code, 0, "{args:?}");
+    let p = dir.join("template.toml");
+    std::fs::write(&p, &text).unwrap();
+    let caps: Vec<&Path> = caps.iter().map(PathBuf::as_path).collect();
+    let r = run("audit", &["--policy", p.to_str().unwrap(), "-q"], &caps);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// Issue 12, defect 1: the Active Directory rows of the templates allow the Exchange roles,
+/// never an Internet host.
+#[test]
+fn issue12_templates_keep_the_internet_away_from_domain_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = directory_captures();
+    let dc = "198.51.100.10,2001:db8:b::10";
+    for name in [
+        "exchange2016",
+        "exchange2016-edge",
+        "exchange2013",
+        "exchange2010",
+        "exchange2003",
+    ] {
+        let r = audit_with_template(dir.path(), &[name, "--dc", dc], &caps);
+        assert!(r.records.len() >= 10, "{name}");
+        for x in &r.records {
+            // No rule to the domain controllers lets them in.
+            assert!(!verdict(x).1.contains("-dc-"), "{name}: {x}");
+            // exchange2010 still allows 1025-65535 from any host to any host (the dynamic
+            // RPC rows of sections 5 and 7): the Global Catalog port is in that range.
+            if name == "exchange2010" && field(x, "destination.port") == 3268 {
+                continue;
+            }
+            assert_eq!(verdict(x).0, "unexpected", "{name}: {x}");
+            // `internet` where the template has the role (exchange2010 has none: `any`).
+            let sg = field(x, "policy.source_group").as_str().unwrap();
+            assert!(sg == "internet" || sg == "any", "{name}: {x}");
+        }
+    }
+    // The same flows from the Mailbox server are allowed by the section 5 rows.
+    let r = audit_with_template(
+        dir.path(),
+        &[
+            "exchange2016",
+            "--dc",
+            dc,
+            "--mailbox",
+            "198.51.100.20,2001:db8:b::20",
+        ],
+        &caps,
+    );
+    for x in &r.records {
+        let (v, rule) = verdict(x);
+        assert_eq!(v, "allowed", "{x}");
+        assert!(rule.starts_with("s5-mailbox-dc-"), "{rule}");
+    }
+}
