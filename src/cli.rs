@@ -452,6 +452,9 @@ fn policy(p: PolicyCommand) -> i32 {
                     p.groups.iter().count(),
                     p.rules.len()
                 );
+                for note in p.overlap_notes() {
+                    println!("{note}");
+                }
                 exit::OK
             }
             Err(e) => policy_error(&e),

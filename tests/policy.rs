@@ -381,25 +381,25 @@ fn template(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The demo organisation's roles (`pcaps/DEMO.md`) as template options: the domain controller
+/// is its DNS server too.
+const DEMO_ROLES: [&str; 10] = [
+    "--mailbox",
+    "10.1.1.10,10.1.1.11,fd00:1:1::10",
+    "--edge",
+    EDGE,
+    "--clients",
+    "10.1.10.0/24,fd00:1:10::/64",
+    "--dc",
+    "10.1.2.10",
+    "--dns",
+    "10.1.2.10",
+];
+
 #[test]
 fn templates_judge_the_demo_organisation() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = [
-        "--mailbox",
-        "10.1.1.10,10.1.1.11,fd00:1:1::10",
-        "--edge",
-        EDGE,
-        "--clients",
-        "10.1.10.0/24,fd00:1:10::/64",
-        "--dc",
-        "10.1.2.10",
-        "--dns",
-        "10.1.2.10",
-        "--ipgw",
-        GW,
-        "--admin",
-        "10.1.4.5",
-    ];
+    let plan = [&DEMO_ROLES[..], &["--ipgw", GW, "--admin", "10.1.4.5"]].concat();
     let (code, text) = template(&[&["exchange2016-edge"][..], &plan].concat());
     assert_eq!(code, 0);
     assert!(text.contains("# section 3"), "{text}");
@@ -563,4 +563,63 @@ fn issue12_templates_keep_the_internet_away_from_domain_controllers() {
         assert_eq!(v, "allowed", "{x}");
         assert!(rule.starts_with("s5-mailbox-dc-"), "{rule}");
     }
+}
+
+/// Issue 12, defect 2: `--dc 10.1.2.10 --dns 10.1.2.10` (a domain controller that serves DNS,
+/// the normal case) keeps both roles: the Mailbox servers' Kerberos, LDAP, GC, RPC and DNS
+/// flows to it are allowed, its findings name both roles, and `policy check` says so.
+#[test]
+fn issue12_an_address_in_two_roles_is_judged_with_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = [&["exchange2016-edge"][..], &DEMO_ROLES].concat();
+    let r = audit_with_template(dir.path(), &plan, &[demo()]);
+    let to_dc: Vec<&Value> = r
+        .records
+        .iter()
+        .filter(|x| field(x, "destination.ip") == "10.1.2.10")
+        .collect();
+    assert!(to_dc.len() > 30);
+    for x in &to_dc {
+        assert_eq!(field(x, "policy.destination_group"), "dns+dc", "{x}");
+        let port = field(x, "destination.port").as_u64().unwrap();
+        let from_mailbox = field(x, "policy.source_group") == "mailbox";
+        // SMB and the RPC dynamic port to the DC are findings of DEMO.md; clients' DNS is
+        // not in the reference.
+        let expected = from_mailbox && ![445, 49154].contains(&port);
+        assert_eq!(verdict(x).0 == "allowed", expected, "{x}");
+        if expected {
+            assert!(verdict(x).1.starts_with("s5-mailbox-dc-"), "{x}");
+        }
+    }
+    let smb = r.summary["policy"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["port"] == 445 && f["source"] == "mailbox")
+        .unwrap();
+    assert_eq!(smb["destination"], "dns+dc");
+    assert!(smb["example"]
+        .as_str()
+        .unwrap()
+        .ends_with("no rule allows mailbox -> dns+dc tcp/445"));
+    // `policy check` names both definitions.
+    let out = exwatch()
+        .args(["policy", "check"])
+        .arg(dir.path().join("template.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let policy = std::fs::read_to_string(dir.path().join("template.toml")).unwrap();
+    let line = |g: &str| {
+        1 + policy
+            .lines()
+            .position(|l| l == format!("name = \"{g}\""))
+            .unwrap()
+    };
+    let note = format!(
+        ":{}: note: groups `dc` and `dns` (line {}) both hold 10.1.2.10/32",
+        line("dc"),
+        line("dns")
+    );
+    assert!(text.contains(&note), "{note}\n{text}");
 }

@@ -136,10 +136,11 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Groups, transport and port match (the payload is judged separately).
-    pub fn matches(&self, src_group: &str, dst_group: &str, proto: u8, dport: u16) -> bool {
-        (self.from == ANY || self.from == src_group)
-            && (self.to == ANY || self.to == dst_group)
+    /// Groups, transport and port match (the payload is judged separately). An address may
+    /// hold several groups: the rule matches when it names any of them.
+    pub fn matches(&self, src_groups: &[&str], dst_groups: &[&str], proto: u8, dport: u16) -> bool {
+        (self.from == ANY || src_groups.contains(&self.from.as_str()))
+            && (self.to == ANY || dst_groups.contains(&self.to.as_str()))
             && self.transport.covers(proto)
             && (!self.transport.has_ports() || self.ports.covers(dport))
     }
@@ -149,6 +150,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub groups: Groups,
+    /// Line of each group's definition, in definition order.
+    pub group_lines: Vec<usize>,
     pub rules: Vec<Rule>,
     /// Where the policy was read from, for messages.
     pub origin: String,
@@ -225,7 +228,9 @@ impl Policy {
             PolicyError::at(file, line_of(text, span.start), p)
         };
         let mut groups = Groups::default();
+        let mut group_lines = Vec::with_capacity(raw.group.len());
         for g in raw.group {
+            group_lines.push(line_of(text, g.name.span().start));
             let name = g.name.get_ref();
             if !valid_name(name) || name == ANY {
                 return Err(at(
@@ -302,9 +307,34 @@ impl Policy {
         }
         Ok(Policy {
             groups,
+            group_lines,
             rules,
             origin: file.display().to_string(),
         })
+    }
+}
+
+impl Policy {
+    /// What `policy check` says of groups that share addresses: an address in several groups
+    /// is judged with all of them (one line per pair, naming both definitions).
+    pub fn overlap_notes(&self) -> Vec<String> {
+        let line = |g: &str| self.groups.index(g).map_or(0, |i| self.group_lines[i]);
+        self.groups
+            .overlaps()
+            .into_iter()
+            .map(|(a, na, b, nb)| {
+                let (o, la, lb) = (&self.origin, line(a), line(b));
+                let what = if na == nb {
+                    format!("groups `{a}` and `{b}` (line {lb}) both hold {na}")
+                } else {
+                    format!("group `{a}` holds {na}, inside {nb} of group `{b}` (line {lb})")
+                };
+                format!(
+                    "{o}:{la}: note: {what}: those addresses are judged as `{a}` and `{b}`, \
+                     and a rule naming either matches"
+                )
+            })
+            .collect()
     }
 }
 
@@ -348,9 +378,10 @@ protocols = ["smtp"]
         let p = Policy::parse(Path::new("p.toml"), GOOD).unwrap();
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].line, 10);
-        assert!(p.rules[0].matches("internet", "mailbox", 6, 587));
-        assert!(!p.rules[0].matches("internet", "mailbox", 17, 25));
-        assert!(!p.rules[0].matches("mailbox", "internet", 6, 25));
+        assert!(p.rules[0].matches(&["internet"], &["mailbox"], 6, 587));
+        assert!(!p.rules[0].matches(&["internet"], &["mailbox"], 17, 25));
+        assert!(!p.rules[0].matches(&["mailbox"], &["internet"], 6, 25));
+        assert!(p.rules[0].matches(&["internet"], &["dc", "mailbox"], 6, 25));
     }
 
     fn err(text: &str) -> String {

@@ -1,4 +1,6 @@
-//! Named address groups: IPv4 and IPv6 CIDRs, the most specific (longest prefix) match wins.
+//! Named address groups: IPv4 and IPv6 CIDRs. An address belongs to every group whose
+//! networks hold it (a server that is both domain controller and DNS server holds both
+//! roles); a catch-all network (`0.0.0.0/0`, `::/0`) holds only what no other group holds.
 
 use std::net::IpAddr;
 
@@ -113,17 +115,52 @@ impl Groups {
         self.names.iter().position(|n| n == name)
     }
 
-    /// The most specific group holding `ip` (the first defined wins a tie).
-    pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
-        self.nets
-            .iter()
-            .find(|(c, _)| c.contains(ip))
-            .map(|&(_, i)| self.names[i].as_str())
+    /// Every group holding `ip`, the most specific first (the first defined wins a tie),
+    /// each once. Groups that hold it only through a catch-all network (prefix 0) count
+    /// only when no other group holds it.
+    pub fn lookup(&self, ip: IpAddr) -> Vec<&str> {
+        let mut found: Vec<&str> = Vec::new();
+        for &(c, i) in &self.nets {
+            // (IPv4 catch-alls sort among the IPv6 networks: skip, do not stop.)
+            if c.prefix() == 0 && !found.is_empty() {
+                continue;
+            }
+            let name = self.names[i].as_str();
+            if c.contains(ip) && !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        found
     }
 
-    /// The group of `ip`, or `any` when no group holds it.
-    pub fn name_of(&self, ip: IpAddr) -> &str {
-        self.lookup(ip).unwrap_or(ANY)
+    /// The most specific group of `ip` (what a learned rule names), or `any`.
+    pub fn primary_of(&self, ip: IpAddr) -> &str {
+        self.lookup(ip).first().copied().unwrap_or(ANY)
+    }
+
+    /// The groups of `ip` as records and findings show them: `dc+dns`, or `any` when no
+    /// group holds it.
+    pub fn name_of(&self, ip: IpAddr) -> String {
+        label(&self.lookup(ip))
+    }
+
+    /// Pairs of groups that hold the same addresses: (group, network, other group, its
+    /// network), where the first network lies inside the second (or equals it). Catch-all
+    /// networks are left out: they never share an address.
+    pub fn overlaps(&self) -> Vec<(&str, Cidr, &str, Cidr)> {
+        let mut out = Vec::new();
+        for (a, ca) in self.nets.iter().filter(|(c, _)| c.prefix() > 0) {
+            for (b, cb) in self.nets.iter().filter(|(c, _)| c.prefix() > 0) {
+                let inside = a.v6 == b.v6 && a.len >= b.len && a.net & mask(b.len) == b.net;
+                // An equal network is reported once, from the later group.
+                if ca != cb && inside && (a.len > b.len || ca > cb) {
+                    out.push((self.names[*ca].as_str(), *a, self.names[*cb].as_str(), *b));
+                }
+            }
+        }
+        out.sort_by_key(|&(a, na, b, nb)| (self.index(a), na, self.index(b), nb));
+        out.dedup();
+        out
     }
 
     /// Groups in definition order with their networks.
@@ -142,6 +179,15 @@ impl Groups {
 /// The name that matches every address, in rules and for addresses outside every group.
 pub const ANY: &str = "any";
 
+/// Groups joined as records show them (`dc+dns`); `any` for none.
+pub fn label(groups: &[&str]) -> String {
+    if groups.is_empty() {
+        ANY.to_string()
+    } else {
+        groups.join("+")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn longest_prefix_wins_in_both_families() {
+    fn every_group_holding_an_address_counts_but_the_catch_all() {
         let mut g = Groups::default();
         g.add(
             "internet",
@@ -174,18 +220,40 @@ mod tests {
                 Cidr::parse("fd00:1:1::10").unwrap(),
             ],
         );
-        assert_eq!(g.lookup(ip("10.1.1.10")), Some("mailbox"));
-        assert_eq!(g.lookup(ip("10.1.1.11")), Some("lan"));
-        assert_eq!(g.lookup(ip("8.8.8.8")), Some("internet"));
-        assert_eq!(g.lookup(ip("fd00:1:1::10")), Some("mailbox"));
-        assert_eq!(g.lookup(ip("fd00:1:1::11")), Some("lan"));
-        assert_eq!(g.lookup(ip("2001:db8::1")), Some("internet"));
+        assert_eq!(g.lookup(ip("10.1.1.10")), ["mailbox", "lan"]);
+        assert_eq!(g.lookup(ip("10.1.1.11")), ["lan"]);
+        assert_eq!(g.lookup(ip("8.8.8.8")), ["internet"]);
+        assert_eq!(g.lookup(ip("fd00:1:1::10")), ["mailbox", "lan"]);
+        assert_eq!(g.lookup(ip("fd00:1:1::11")), ["lan"]);
+        assert_eq!(g.lookup(ip("2001:db8::1")), ["internet"]);
         // An IPv4 /0 does not hold IPv6 addresses, nor IPv4-mapped ones.
         let mut v4 = Groups::default();
         v4.add("all4", vec![Cidr::parse("0.0.0.0/0").unwrap()]);
-        assert_eq!(v4.lookup(ip("::ffff:10.0.0.1")), None);
+        assert!(v4.lookup(ip("::ffff:10.0.0.1")).is_empty());
         assert_eq!(v4.name_of(ip("2001:db8::1")), ANY);
         assert!(!g.add("lan", vec![]));
+        // Issue 12: a domain controller that is also the DNS server holds both roles, in
+        // definition order; the overlap is reported once.
+        g.add("dc", vec![Cidr::parse("10.1.2.10").unwrap()]);
+        g.add("dns", vec![Cidr::parse("10.1.2.10/32").unwrap()]);
+        assert_eq!(g.lookup(ip("10.1.2.10")), ["dc", "dns", "lan"]);
+        assert_eq!(g.name_of(ip("10.1.2.10")), "dc+dns+lan");
+        assert_eq!(g.primary_of(ip("10.1.2.10")), "dc");
+        let o: Vec<String> = g
+            .overlaps()
+            .iter()
+            .map(|(a, na, b, nb)| format!("{a} {na} {b} {nb}"))
+            .collect();
+        assert_eq!(
+            o,
+            [
+                "mailbox 10.1.1.10/32 lan 10.0.0.0/8",
+                "mailbox fd00:1:1::10/128 lan fd00::/8",
+                "dc 10.1.2.10/32 lan 10.0.0.0/8",
+                "dns 10.1.2.10/32 lan 10.0.0.0/8",
+                "dns 10.1.2.10/32 dc 10.1.2.10/32",
+            ]
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl FlowJudge for PolicyRun {
             let rule = rs.rule_name(&d);
             if !d.allowed {
                 let label = |ip| match &self.label_groups {
-                    Some(g) => g.name_of(ip).to_string(),
+                    Some(g) => g.name_of(ip),
                     None => ip.to_string(),
                 };
                 let key = Key {
