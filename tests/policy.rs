@@ -623,3 +623,51 @@ fn issue12_an_address_in_two_roles_is_judged_with_both() {
     );
     assert!(text.contains(&note), "{note}\n{text}");
 }
+
+/// Issue 12, defect 3: the admin workstation and the IPv6 client, left out of the role
+/// options, are `unlisted-internal`, not `internet`; the Internet hosts stay `internet`.
+#[test]
+fn issue12_unlisted_internal_hosts_are_not_the_internet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = vec!["exchange2016-edge"];
+    plan.extend(DEMO_ROLES);
+    let clients = plan.iter().position(|&a| a == "--clients").unwrap();
+    plan[clients + 1] = "10.1.10.0/24";
+    let r = audit_with_template(dir.path(), &plan, &[demo()]);
+    let group_of = |ip: &str| -> Vec<String> {
+        let mut g: Vec<String> = r
+            .records
+            .iter()
+            .filter(|x| field(x, "source.ip") == ip)
+            .map(|x| {
+                field(x, "policy.source_group")
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        g.dedup();
+        g
+    };
+    assert_eq!(group_of("10.1.4.5"), ["unlisted-internal"]);
+    assert_eq!(group_of("fd00:1:10::21"), ["unlisted-internal"]);
+    assert_eq!(group_of("203.0.113.50"), ["internet"]);
+    assert_eq!(group_of("198.51.100.25"), ["internet"]);
+    let rdp = flow(&r.records, "10.1.4.5", MBX1, 3389);
+    assert_eq!(
+        field(rdp, "policy.reason"),
+        "no rule allows unlisted-internal -> mailbox tcp/3389"
+    );
+    let findings = r.summary["policy"]["findings"].as_array().unwrap();
+    assert!(findings
+        .iter()
+        .any(|f| f["source"] == "unlisted-internal" && f["port"] == 3389));
+    // No internal address is reported as an Internet host.
+    for f in findings.iter().filter(|f| f["source"] == "internet") {
+        let example = f["example"].as_str().unwrap();
+        assert!(
+            !example.starts_with("10.") && !example.starts_with("[fd"),
+            "{example}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Policy files (TOML): named address groups and allow rules. Errors name file, line and
 //! problem, as the signature loader's do.
 
-use super::groups::{Cidr, Groups, ANY};
+use super::groups::{Cidr, Groups, ANY, UNLISTED_INTERNAL};
 use super::Kind;
 use crate::signatures::{line_of, parse_range};
 use serde::Deserialize;
@@ -232,10 +232,13 @@ impl Policy {
         for g in raw.group {
             group_lines.push(line_of(text, g.name.span().start));
             let name = g.name.get_ref();
-            if !valid_name(name) || name == ANY {
+            if !valid_name(name) || name == ANY || name == UNLISTED_INTERNAL {
                 return Err(at(
                     g.name.span(),
-                    format!("group name `{name}` must be letters, digits, - _ . and not `any`"),
+                    format!(
+                        "group name `{name}` must be letters, digits, - _ . and not `{ANY}` \
+                         or `{UNLISTED_INTERNAL}` (reserved)"
+                    ),
                 ));
             }
             let mut cidrs = Vec::with_capacity(g.cidrs.len());
@@ -254,7 +257,8 @@ impl Policy {
             let line = line_of(text, sr.span().start);
             let r = sr.into_inner();
             for g in [&r.from, &r.to] {
-                if g.get_ref() != ANY && groups.index(g.get_ref()).is_none() {
+                let reserved = [ANY, UNLISTED_INTERNAL].contains(&g.get_ref().as_str());
+                if !reserved && groups.index(g.get_ref()).is_none() {
                     return Err(at(
                         g.span(),
                         format!(
@@ -418,6 +422,17 @@ protocols = ["smtp"]
             err(&GOOD.replace("protocols", "protocol"))
         );
         assert!(err("[[rule]\n").starts_with("p.toml:1: "));
+        assert!(
+            err(&GOOD.replace("name = \"mailbox\"", "name = \"unlisted-internal\""))
+                .starts_with("p.toml:7: group name `unlisted-internal` must be"),
+        );
+        // Rules may name the unlisted internal addresses without defining them.
+        let p = Policy::parse(
+            Path::new("p.toml"),
+            &GOOD.replace("from = \"internet\"", "from = \"unlisted-internal\""),
+        )
+        .unwrap();
+        assert!(p.rules[0].matches(&["unlisted-internal"], &["mailbox"], 6, 25));
     }
 
     /// Every transport name a record or a learned policy can carry parses back.
