@@ -6,7 +6,7 @@ use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
 use crate::pipeline::{control, run, AuditConfig, AuditOutcome, Input, Output};
-use crate::policy::file::{parse_fail_on, Policy, PolicyError};
+use crate::policy::file::{parse_fail_on, Policy, PolicyError, Vocabulary};
 use crate::policy::firewall::RuleSet;
 use crate::policy::groups::Cidr;
 use crate::policy::learn::Learner;
@@ -361,7 +361,18 @@ fn policy_error(e: &PolicyError) -> i32 {
 fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
     let mut run = PolicyRun::default();
     if let Some(p) = &a.policy {
-        run.policy = Some(Policy::load(p).map_err(|e| policy_error(&e))?);
+        // Rules may require the protocols and services of the signatures in use.
+        let names = match &a.signatures {
+            None => Vocabulary::embedded(),
+            Some(dir) => match Signatures::load_dir(dir) {
+                Ok(s) => Vocabulary::of(&s),
+                Err(e) => {
+                    eprintln!("exwatch: signatures: {e}");
+                    return Err(exit::SIGNATURES);
+                }
+            },
+        };
+        run.policy = Some(Policy::load_with(p, &names).map_err(|e| policy_error(&e))?);
     }
     Ok(run)
 }

@@ -671,3 +671,73 @@ fn issue12_unlisted_internal_hosts_are_not_the_internet() {
         );
     }
 }
+
+/// `text` with the first `from` replaced by `to`, written to `dir/name`; and the line of the
+/// change.
+fn misspelt(dir: &Path, name: &str, text: &str, from: &str, to: &str) -> (String, usize) {
+    let at = text.find(from).unwrap_or_else(|| panic!("{from}"));
+    let line = 1 + text[..at].matches('\n').count();
+    let p = dir.join(name);
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    (p.display().to_string(), line)
+}
+
+/// Issue 12, defect 4: a misspelt protocol, service or group in a policy, and a misspelt
+/// target or chain in an iptables-save file, are refused (exit 9, no capture read) with file,
+/// line and the name meant.
+#[test]
+fn issue12_typos_are_refused_with_the_nearest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(example_policy()).unwrap();
+    for (from, to, problem) in [
+        (
+            "protocols = [\"smtp\"]",
+            "protocols = [\"smpt\"]",
+            "`smpt` is not a protocol exwatch names; did you mean `smtp`?",
+        ),
+        (
+            "protocols = [\"smtp\"]",
+            "services = [\"edgsync\"]",
+            "`edgsync` is not a service exwatch names; did you mean `edgesync`?",
+        ),
+        (
+            "to = \"mailbox\"",
+            "to = \"mailbx\"",
+            "group `mailbx` is not defined; did you mean `mailbox`?",
+        ),
+    ] {
+        let (p, line) = misspelt(dir.path(), "policy.toml", &policy, from, to);
+        let r = run("audit", &["--policy", &p], &[&cases()]);
+        assert_eq!(r.code, 9, "{}", r.stderr);
+        assert!(r.records.is_empty());
+        assert!(
+            r.stderr.contains(&format!("{p}:{line}: rule `"))
+                && r.stderr.trim_end().ends_with(problem),
+            "{}",
+            r.stderr
+        );
+    }
+    let rules =
+        std::fs::read_to_string(root().join("tests/policy/forgets-um-media.iptables")).unwrap();
+    for (from, to, problem) in [
+        (
+            "--comment \"smtp-in\" -j ACCEPT",
+            "--comment \"smtp-in\" -j ACCPET",
+            "`-j ACCPET`: `ACCPET` is not a chain of the filter table or a target; did you mean `ACCEPT`?",
+        ),
+        (
+            "-j EXCHANGE",
+            "-g NOSUCHCHAIN",
+            "`-g NOSUCHCHAIN`: `NOSUCHCHAIN` is not a chain of the filter table; valid: `INPUT`, `FORWARD`, `OUTPUT`, `EXCHANGE`",
+        ),
+    ] {
+        let (p, line) = misspelt(dir.path(), "rules.iptables", &rules, from, to);
+        let r = run("validate", &["--rules", &p], &[&cases()]);
+        assert_eq!(r.code, 9, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("{p}:{line}: {problem}")),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::file::{PolicyError, Ports, Transport};
 use super::groups::Cidr;
+use super::suggest::hint;
 use super::FlowFacts;
 use std::net::IpAddr;
 use std::path::Path;
@@ -14,6 +15,9 @@ pub enum Action {
     Deny,
     /// iptables: continue in another chain.
     Jump(usize),
+    /// iptables `-g`: continue in another chain, and when it ends, where the current chain
+    /// would have returned to.
+    Goto(usize),
     /// iptables: back to the calling chain.
     Return,
     /// iptables: a target that does not decide (LOG, MARK...).
@@ -111,6 +115,10 @@ impl RuleSet {
                     if let Some(d) = self.eval_chain(c, f, depth + 1, jumps) {
                         return Some(d);
                     }
+                }
+                Action::Goto(c) => {
+                    jumps.push(i);
+                    return self.eval_chain(c, f, depth + 1, jumps);
                 }
                 Action::Return => return None,
                 Action::Continue => {}
@@ -308,6 +316,32 @@ fn words(line: &str) -> Vec<String> {
     out
 }
 
+/// Targets that decide a packet's fate.
+const DECIDING_TARGETS: [&str; 4] = ["ACCEPT", "DROP", "REJECT", "RETURN"];
+
+/// Targets of the filter table that do not decide (the packet goes on to the next rule), or
+/// whose decision is made elsewhere (QUEUE, NFQUEUE): a flow passes them.
+const NON_DECIDING_TARGETS: [&str; 18] = [
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "AUDIT",
+    "MARK",
+    "CONNMARK",
+    "SECMARK",
+    "CONNSECMARK",
+    "CLASSIFY",
+    "DSCP",
+    "TOS",
+    "TCPMSS",
+    "TEE",
+    "SET",
+    "IDLETIMER",
+    "CHECKSUM",
+    "QUEUE",
+    "NFQUEUE",
+];
+
 /// `80`, `1024:65535`, `25,587,6000:6010` (iptables syntax).
 fn ipt_ports(s: &str) -> Result<Ports, String> {
     let mut v = Vec::new();
@@ -424,15 +458,31 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                 }
                 "-j" | "--jump" | "-g" | "--goto" => {
                     let target = arg(i)?;
-                    r.action = match target.as_str() {
-                        "ACCEPT" => Action::Allow,
-                        "DROP" | "REJECT" => Action::Deny,
-                        "RETURN" => Action::Return,
-                        other => match chain_index(&chains, other) {
-                            Some(c) if opt == "-j" || opt == "--jump" => Action::Jump(c),
-                            Some(_) => return Err(bad("`-g` (goto) is not supported".into())),
-                            None => Action::Continue,
-                        },
+                    let goto = opt == "-g" || opt == "--goto";
+                    r.action = match (target.as_str(), chain_index(&chains, &target)) {
+                        (_, Some(c)) if goto => Action::Goto(c),
+                        (_, Some(c)) => Action::Jump(c),
+                        ("ACCEPT", _) if !goto => Action::Allow,
+                        ("DROP" | "REJECT", _) if !goto => Action::Deny,
+                        ("RETURN", _) if !goto => Action::Return,
+                        (t, _) if !goto && NON_DECIDING_TARGETS.contains(&t) => Action::Continue,
+                        (t, _) => {
+                            let mut known: Vec<&str> =
+                                chains.iter().map(|c| c.name.as_str()).collect();
+                            if !goto {
+                                known.extend(DECIDING_TARGETS);
+                                known.extend(NON_DECIDING_TARGETS);
+                            }
+                            let what = if goto {
+                                "a chain of the filter table"
+                            } else {
+                                "a chain of the filter table or a target"
+                            };
+                            return Err(bad(format!(
+                                "`{opt} {t}`: `{t}` is not {what}{}",
+                                hint(t, &known)
+                            )));
+                        }
                     };
                 }
                 "!" => return Err(bad("negated matches (`!`) are not supported".into())),
@@ -448,7 +498,15 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
         rules.push(r);
     }
     let start_i = chain_index(&chains, start).ok_or_else(|| {
-        PolicyError::at(file, 1, format!("no chain `{start}` in the filter table"))
+        let known: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
+        PolicyError::at(
+            file,
+            1,
+            format!(
+                "no chain `{start}` in the filter table{}",
+                hint(start, &known)
+            ),
+        )
     })?;
     if chains.is_empty() {
         return Err(PolicyError::at(
@@ -580,6 +638,39 @@ COMMIT
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "fw:3: option `-x` is not supported");
+        // Issue 12: misspelt targets and chains are refused with the nearest name.
+        let typo = |from: &str, to: &str| {
+            parse_iptables(Path::new("fw"), &text.replacen(from, to, 1), "FORWARD")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            typo("--comment \"smtp to edge\" -j ACCEPT", "-j ACCPET"),
+            "fw:12: `-j ACCPET`: `ACCPET` is not a chain of the filter table or a target; did you mean `ACCEPT`?"
+        );
+        assert_eq!(
+            typo("-j EXCHANGE", "-g NOSUCHCHAIN"),
+            "fw:13: `-g NOSUCHCHAIN`: `NOSUCHCHAIN` is not a chain of the filter table; valid: `INPUT`, `FORWARD`, `OUTPUT`, `EXCHANGE`"
+        );
+        assert!(typo("-j EXCHANGE", "-j EXCHNAGE").ends_with("did you mean `EXCHANGE`?"));
+        assert_eq!(
+            parse_iptables(Path::new("fw"), text, "FORWRD")
+                .unwrap_err()
+                .to_string(),
+            "fw:1: no chain `FORWRD` in the filter table; did you mean `FORWARD`?"
+        );
+        // `-g`: the chain's end goes back where the calling chain would have returned to,
+        // here the end of FORWARD: its default policy, not the LOG rule after the goto.
+        let goto = parse_iptables(
+            Path::new("fw"),
+            &text.replace("-d 10.1.1.0/24 -j EXCHANGE", "-d 10.1.1.0/24 -g EXCHANGE"),
+            "FORWARD",
+        )
+        .unwrap();
+        let d = goto.decide(&facts("10.1.3.20", "10.1.1.10", 6, 5066, &v));
+        assert_eq!((d.allowed, goto.rule_name(&d)), (true, "EXCHANGE#1".into()));
+        let d = goto.decide(&facts("10.1.4.5", "10.1.1.10", 6, 80, &v));
+        assert_eq!((d.allowed, d.rule, d.jumps), (false, None, vec![2]));
         assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
         // A chain that jumps to itself ends.
         let looped = "*filter\n:FORWARD DROP [0:0]\n:L - [0:0]\n-A FORWARD -j L\n-A L -j L\n-A L -j L\nCOMMIT\n";
