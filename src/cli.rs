@@ -878,12 +878,14 @@ fn finish(
         }
     }
     if let Some(p) = &a.csv {
-        let findings = if mode == Mode::Validate {
-            &judge.denied
-        } else {
-            &judge.findings
-        };
-        if let Err(e) = FileOutput::open(p, false).and_then(|mut w| findings.write_csv(&mut w)) {
+        let written = FileOutput::open(p, false).and_then(|mut w| {
+            if mode == Mode::Validate {
+                judge.write_firewall_csv(&mut w)
+            } else {
+                judge.findings.write_csv(&mut w)
+            }
+        });
+        if let Err(e) = written {
             eprintln!("exwatch: {p}: cannot write CSV: {e}");
             code = exit::OUTPUT;
         }

@@ -287,17 +287,20 @@ fn a_rule_set_that_forgets_um_media_would_deny_rtp() {
             .map(|d| d["flows"].as_u64().unwrap())
             .sum();
         assert_eq!(rtp, 2, "{file}");
-        // Deciding rules' hits add up to the flows (FORWARD#4 only jumps to EXCHANGE), and
-        // the never-hit rules are visible.
+        // Decisions add up to the flows (FORWARD#4 only jumps to EXCHANGE: hits, no
+        // decision), and the never-hit rules are visible.
         let rules = fw["rules"].as_array().unwrap();
         let decided: u64 = rules
             .iter()
-            .filter(|x| x["rule"] != "FORWARD#4")
-            .map(|x| x["hits"].as_u64().unwrap())
+            .map(|x| x["decided"].as_u64().unwrap())
             .sum::<u64>()
             + fw["default_hits"].as_u64().unwrap();
         assert_eq!(decided, r.records.len() as u64, "{file}");
         assert!(rules.iter().any(|x| x["hits"] == 0), "{file}");
+        if file.ends_with("iptables") {
+            let jump = rules.iter().find(|x| x["rule"] == "FORWARD#4").unwrap();
+            assert!(jump["hits"].as_u64().unwrap() > 0 && jump["decided"] == 0);
+        }
     }
 }
 
@@ -740,4 +743,91 @@ fn issue12_typos_are_refused_with_the_nearest_name() {
             r.stderr
         );
     }
+}
+
+/// Issue 12, defect 5: validating FORWARD, the rules a capture cannot judge (INPUT and
+/// OUTPUT chains, state-only, interface) are apart from the one that matched nothing; LOG and
+/// RETURN rules that flows went through count hits; `--csv` lists the unused rules by `kind`.
+#[test]
+fn issue12_unused_rules_come_in_classes_and_log_and_return_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("validate.csv");
+    let rules = root().join("tests/policy/cleanup-classes.iptables");
+    let out = exwatch()
+        .arg("validate")
+        .arg("--rules")
+        .arg(&rules)
+        .args([
+            "--groups",
+            &example_policy(),
+            "--summary-json",
+            "-",
+            "--csv",
+        ])
+        .arg(&csv)
+        .arg(demo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let fw = summary["firewall"]["rules"].as_array().unwrap();
+    let rule = |name: &str| fw.iter().find(|x| x["rule"] == name).unwrap();
+    // Flows pass the LOG rule (UDP into UDP-LOG) and EXCHANGE's RETURN without a decision.
+    for name in ["UDP-LOG#1", "EXCHANGE#6", "FORWARD#6", "FORWARD#7"] {
+        assert!(rule(name)["hits"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(rule(name)["decided"], 0, "{name}");
+        assert!(rule(name)["unused"].is_null(), "{name}");
+    }
+    let unused: Vec<(String, String)> = fw
+        .iter()
+        .filter(|x| !x["unused"].is_null())
+        .map(|x| {
+            (
+                x["rule"].as_str().unwrap().to_string(),
+                x["unused"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let cannot = "unused-cannot-judge".to_string();
+    assert_eq!(
+        unused,
+        [
+            ("INPUT#1".to_string(), cannot.clone()),
+            ("ssh to the firewall".into(), cannot.clone()),
+            ("OUTPUT#1".into(), cannot.clone()),
+            ("FORWARD#1".into(), cannot.clone()),
+            ("FORWARD#2".into(), cannot.clone()),
+            ("old proxy uplink".into(), cannot),
+            ("retired web proxy".into(), "unused-matched-nothing".into()),
+        ]
+    );
+    assert_eq!(rule("FORWARD#2")["unused_why"], "state INVALID");
+    assert_eq!(
+        rule("ssh to the firewall")["unused_why"],
+        "chain INPUT is not traversed from FORWARD"
+    );
+    assert!(
+        text.contains(
+            "Unused rules that matched nothing (candidates for removal):\n  line 24    retired web proxy\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  line 16    old proxy uplink: interface -i eth9\n"));
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "kind,finding,source,destination,transport,port,protocol,rule,flows,bytes,first_seen,last_seen,example"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("denied,deny,admin,mailbox,tcp,3389,rdp,")));
+    assert!(lines.contains(
+        &"unused-matched-nothing,,,,,,,retired web proxy,0,0,,,line 24: no flow matched it"
+    ));
+    assert!(lines.contains(
+        &"unused-cannot-judge,,,,,,,FORWARD#1,0,0,,,\"line 14: state RELATED,ESTABLISHED\""
+    ));
+    assert_eq!(lines.iter().filter(|l| l.starts_with("unused-")).count(), 7);
 }

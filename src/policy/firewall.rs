@@ -1,5 +1,8 @@
 //! Ordered, first-match firewall rule sets for migration validation: a documented CSV format
-//! and the filter table of `iptables-save` output.
+//! and the filter table of `iptables-save` output. Every rule a flow matches on its way
+//! counts a hit (jumps, gotos, RETURN, LOG); a rule no flow matched is either one that
+//! matched nothing (a removal candidate) or one a capture cannot judge (state-only,
+//! interface, a chain the flows never traverse): [`RuleSet::unused`].
 
 use super::file::{PolicyError, Ports, Transport};
 use super::groups::Cidr;
@@ -37,6 +40,9 @@ pub struct FwRule {
     pub dports: Ports,
     /// False for iptables rules that match only ESTABLISHED/RELATED packets (never a new flow).
     pub new_flows: bool,
+    /// What in the rule a capture cannot show (`state RELATED,ESTABLISHED`, `interface -i
+    /// eth0`): when it matched nothing, that says nothing about the traffic.
+    pub unjudged: Vec<String>,
     /// Line in the rules file.
     pub line: usize,
 }
@@ -78,8 +84,28 @@ pub struct Decision {
     /// The deciding rule, or `None` for the default policy.
     pub rule: Option<usize>,
     pub allowed: bool,
-    /// Jump rules that matched on the way (they count as hits too).
-    pub jumps: Vec<usize>,
+    /// Rules that matched on the way without deciding (jumps, gotos, RETURN, LOG...): they
+    /// count as hits too.
+    pub passed: Vec<usize>,
+}
+
+/// Why a rule no flow matched was not hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unused {
+    /// It was reached and matched nothing: a candidate for removal.
+    MatchedNothing,
+    /// A capture cannot tell (state, interface, a chain the flows do not traverse): why.
+    NotJudged(String),
+}
+
+impl Unused {
+    /// The `kind` of the class in CSV and JSON.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Unused::MatchedNothing => "unused-matched-nothing",
+            Unused::NotJudged(_) => "unused-cannot-judge",
+        }
+    }
 }
 
 impl RuleSet {
@@ -96,10 +122,10 @@ impl RuleSet {
         chain: usize,
         f: &FlowFacts<'_>,
         depth: u32,
-        jumps: &mut Vec<usize>,
+        passed: &mut Vec<usize>,
     ) -> Option<(Option<usize>, bool)> {
         // Chains that jump in circles end here (iptables itself refuses them).
-        if depth > 32 || jumps.len() > 4096 {
+        if depth > 32 || passed.len() > 4096 {
             return None;
         }
         for &i in &self.chains[chain].rules {
@@ -111,17 +137,20 @@ impl RuleSet {
                 Action::Allow => return Some((Some(i), true)),
                 Action::Deny => return Some((Some(i), false)),
                 Action::Jump(c) => {
-                    jumps.push(i);
-                    if let Some(d) = self.eval_chain(c, f, depth + 1, jumps) {
+                    passed.push(i);
+                    if let Some(d) = self.eval_chain(c, f, depth + 1, passed) {
                         return Some(d);
                     }
                 }
                 Action::Goto(c) => {
-                    jumps.push(i);
-                    return self.eval_chain(c, f, depth + 1, jumps);
+                    passed.push(i);
+                    return self.eval_chain(c, f, depth + 1, passed);
                 }
-                Action::Return => return None,
-                Action::Continue => {}
+                Action::Return => {
+                    passed.push(i);
+                    return None;
+                }
+                Action::Continue => passed.push(i),
             }
         }
         None
@@ -129,15 +158,60 @@ impl RuleSet {
 
     /// First-match evaluation of a flow as recorded.
     pub fn decide(&self, f: &FlowFacts<'_>) -> Decision {
-        let mut jumps = Vec::new();
+        let mut passed = Vec::new();
         let (rule, allowed) = self
-            .eval_chain(self.start, f, 0, &mut jumps)
+            .eval_chain(self.start, f, 0, &mut passed)
             .unwrap_or((None, self.chains[self.start].policy == Some(Action::Allow)));
         Decision {
             rule,
             allowed,
-            jumps,
+            passed,
         }
+    }
+
+    /// Which chains a flow can reach from the start chain (by jumps and gotos).
+    fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.chains.len()];
+        let mut todo = vec![self.start];
+        while let Some(c) = todo.pop() {
+            if std::mem::replace(&mut seen[c], true) {
+                continue;
+            }
+            for &i in &self.chains[c].rules {
+                if let Action::Jump(t) | Action::Goto(t) = self.rules[i].action {
+                    todo.push(t);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The class of every rule whose hit count is 0 (`hits[i]`), in file order.
+    pub fn unused(&self, hits: &[u64]) -> Vec<(usize, Unused)> {
+        let reachable = self.reachable();
+        let start = &self.chains[self.start].name;
+        let mut out = Vec::new();
+        for (c, chain) in self.chains.iter().enumerate() {
+            for &i in &chain.rules {
+                if hits.get(i).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                let r = &self.rules[i];
+                let class = if !reachable[c] {
+                    Unused::NotJudged(format!(
+                        "chain {} is not traversed from {start}",
+                        chain.name
+                    ))
+                } else if !r.unjudged.is_empty() {
+                    Unused::NotJudged(r.unjudged.join(", "))
+                } else {
+                    Unused::MatchedNothing
+                };
+                out.push((i, class));
+            }
+        }
+        out.sort_by_key(|(i, _)| self.rules[*i].line);
+        out
     }
 
     /// Evaluate a flow; a mid-stream flow denied as recorded is tried the other way round.
@@ -264,6 +338,7 @@ pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
             sports: Ports::default(),
             dports: Ports(dports),
             new_flows: true,
+            unjudged: Vec::new(),
             line,
         });
     }
@@ -421,6 +496,7 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
             sports: Ports::default(),
             dports: Ports::default(),
             new_flows: true,
+            unjudged: Vec::new(),
             line,
         };
         let mut i = 2;
@@ -442,11 +518,19 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                     r.sports = ipt_ports(&arg(i)?).map_err(bad)?
                 }
                 "--state" | "--ctstate" => {
-                    r.new_flows = arg(i)?.split(',').any(|s| s == "NEW" || s == "UNTRACKED")
+                    let states = arg(i)?;
+                    r.new_flows = states.split(',').any(|s| s == "NEW" || s == "UNTRACKED");
+                    if !r.new_flows {
+                        r.unjudged.push(format!("state {states}"));
+                    }
                 }
                 "--comment" => r.name = arg(i)?,
-                // Interfaces are not visible in a capture; modules are named by their options.
-                "-i" | "--in-interface" | "-o" | "--out-interface" | "-m" | "--match" => {}
+                // Interfaces are not visible in a capture (matched as if any).
+                "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                    r.unjudged.push(format!("interface {opt} {}", arg(i)?))
+                }
+                // Modules are named by their options.
+                "-m" | "--match" => {}
                 "--reject-with" | "--log-prefix" | "--log-level" | "--set-mark" | "--tcp-flags" => {
                     if opt == "--tcp-flags" {
                         i += 1;
@@ -670,7 +754,8 @@ COMMIT
         let d = goto.decide(&facts("10.1.3.20", "10.1.1.10", 6, 5066, &v));
         assert_eq!((d.allowed, goto.rule_name(&d)), (true, "EXCHANGE#1".into()));
         let d = goto.decide(&facts("10.1.4.5", "10.1.1.10", 6, 80, &v));
-        assert_eq!((d.allowed, d.rule, d.jumps), (false, None, vec![2]));
+        // The goto and EXCHANGE's RETURN matched on the way.
+        assert_eq!((d.allowed, d.rule, d.passed), (false, None, vec![2, 6]));
         assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
         // A chain that jumps to itself ends.
         let looped = "*filter\n:FORWARD DROP [0:0]\n:L - [0:0]\n-A FORWARD -j L\n-A L -j L\n-A L -j L\nCOMMIT\n";
