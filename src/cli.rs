@@ -362,17 +362,21 @@ fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
     let mut run = PolicyRun::default();
     if let Some(p) = &a.policy {
         // Rules may require the protocols and services of the signatures in use.
+        let custom;
         let names = match &a.signatures {
             None => Vocabulary::embedded(),
             Some(dir) => match Signatures::load_dir(dir) {
-                Ok(s) => Vocabulary::of(&s),
+                Ok(s) => {
+                    custom = Vocabulary::of(&s);
+                    &custom
+                }
                 Err(e) => {
                     eprintln!("exwatch: signatures: {e}");
                     return Err(exit::SIGNATURES);
                 }
             },
         };
-        run.policy = Some(Policy::load_with(p, &names).map_err(|e| policy_error(&e))?);
+        run.policy = Some(Policy::load_with(p, names).map_err(|e| policy_error(&e))?);
     }
     Ok(run)
 }

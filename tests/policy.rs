@@ -223,14 +223,7 @@ fn a_bad_policy_file_names_file_and_line() {
     )
     .unwrap();
     let r = run("audit", &["--policy", bad.to_str().unwrap()], &[&cases()]);
-    assert_eq!(r.code, 9);
-    assert!(
-        r.stderr
-            .contains("bad.toml:3: `10.1.2.3/40`: prefix length must be 0-32"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.records.is_empty());
+    assert_refused(&r, "bad.toml:3: `10.1.2.3/40`: prefix length must be 0-32");
     let rules = dir.path().join("rules.csv");
     std::fs::write(
         &rules,
@@ -242,13 +235,14 @@ fn a_bad_policy_file_names_file_and_line() {
         &["--rules", rules.to_str().unwrap()],
         &[&cases()],
     );
-    assert_eq!(r.code, 9);
-    assert!(
-        r.stderr
-            .contains("rules.csv:2: `99999` is not a port number"),
-        "{}",
-        r.stderr
-    );
+    assert_refused(&r, "rules.csv:2: `99999` is not a port number");
+}
+
+/// The run was refused for its policy or rule file (exit 9, no record) with `message`.
+fn assert_refused(r: &Run, message: &str) {
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(r.records.is_empty());
+    assert!(r.stderr.contains(message), "{message}\n{}", r.stderr);
 }
 
 fn validate(rules: &str) -> Run {
@@ -711,15 +705,33 @@ fn issue12_typos_are_refused_with_the_nearest_name() {
     ] {
         let (p, line) = misspelt(dir.path(), "policy.toml", &policy, from, to);
         let r = run("audit", &["--policy", &p], &[&cases()]);
-        assert_eq!(r.code, 9, "{}", r.stderr);
-        assert!(r.records.is_empty());
-        assert!(
-            r.stderr.contains(&format!("{p}:{line}: rule `"))
-                && r.stderr.trim_end().ends_with(problem),
-            "{}",
-            r.stderr
-        );
+        assert_refused(&r, &format!("{p}:{line}: rule `"));
+        assert!(r.stderr.trim_end().ends_with(problem), "{}", r.stderr);
     }
+    // A service of the `--signatures DIR` in use is a valid name; without them it is not.
+    let sigs = dir.path().join("sigs");
+    std::fs::create_dir(&sigs).unwrap();
+    for f in ["services.toml", "ports.toml"] {
+        let text = std::fs::read_to_string(root().join("signatures").join(f)).unwrap();
+        let text = text
+            .replace("name = \"edgesync\"", "name = \"edgesync-2\"")
+            .replace("service = \"edgesync\"", "service = \"edgesync-2\"");
+        std::fs::write(sigs.join(f), text).unwrap();
+    }
+    let (p, _) = misspelt(
+        dir.path(),
+        "policy.toml",
+        &policy,
+        "protocols = [\"smtp\"]",
+        "services = [\"edgesync-2\", \"smtp\"]",
+    );
+    let with = ["--policy", &p, "--signatures", sigs.to_str().unwrap(), "-q"];
+    assert_eq!(run("audit", &with, &[&cases()]).code, 0);
+    let r = run("audit", &["--policy", &p, "-q"], &[&cases()]);
+    assert_refused(
+        &r,
+        "`edgesync-2` is not a service exwatch names; did you mean `edgesync`?",
+    );
     let rules =
         std::fs::read_to_string(root().join("tests/policy/forgets-um-media.iptables")).unwrap();
     for (from, to, problem) in [
@@ -736,12 +748,7 @@ fn issue12_typos_are_refused_with_the_nearest_name() {
     ] {
         let (p, line) = misspelt(dir.path(), "rules.iptables", &rules, from, to);
         let r = run("validate", &["--rules", &p], &[&cases()]);
-        assert_eq!(r.code, 9, "{}", r.stderr);
-        assert!(
-            r.stderr.contains(&format!("{p}:{line}: {problem}")),
-            "{}",
-            r.stderr
-        );
+        assert_refused(&r, &format!("{p}:{line}: {problem}"));
     }
 }
 

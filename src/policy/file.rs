@@ -1,5 +1,6 @@
 //! Policy files (TOML): named address groups and allow rules. Errors name file, line and
-//! problem, as the signature loader's do.
+//! problem, as the signature loader's do; a misspelt group, transport, protocol or service
+//! also names what it most likely meant.
 
 use super::groups::{Cidr, Groups, ANY, UNLISTED_INTERNAL};
 use super::suggest::hint;
@@ -61,9 +62,10 @@ impl Vocabulary {
         }
     }
 
-    /// The names of the embedded signatures.
-    pub fn embedded() -> Self {
-        Self::of(&Signatures::embedded())
+    /// The names of the embedded signatures (built once).
+    pub fn embedded() -> &'static Self {
+        static NAMES: std::sync::OnceLock<Vocabulary> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| Self::of(&Signatures::embedded()))
     }
 }
 
@@ -264,7 +266,7 @@ fn valid_name(s: &str) -> bool {
 impl Policy {
     /// Read and check a policy file against the embedded signatures' names.
     pub fn load(file: &Path) -> Result<Policy, PolicyError> {
-        Self::load_with(file, &Vocabulary::embedded())
+        Self::load_with(file, Vocabulary::embedded())
     }
 
     /// Read and check a policy file; rules may require the protocols and services of `names`.
@@ -279,7 +281,7 @@ impl Policy {
     /// Parse and check policy text against the embedded signatures' names; `file` names it
     /// in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Policy, PolicyError> {
-        Self::parse_with(file, text, &Vocabulary::embedded())
+        Self::parse_with(file, text, Vocabulary::embedded())
     }
 
     /// Parse and check policy text. A misspelt group, transport, protocol or service is
