@@ -106,7 +106,7 @@ impl Transport {
                 let names = ["tcp", "udp", "both", "any", "icmp", "ipv6-icmp", "gre", "esp", "ah", "igmp", "ospf", "sctp"];
                 format!(
                     "transport `{s}` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number{}",
-                    super::suggest::nearest(s, &names).map_or(String::new(), |n| format!("; did you mean `{n}`?"))
+                    super::suggest::did_you_mean(s, &names)
                 )
             })?),
         })

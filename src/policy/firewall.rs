@@ -312,7 +312,13 @@ pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
         let action = match cells[1].to_ascii_lowercase().as_str() {
             "allow" | "accept" | "permit" | "pass" => Action::Allow,
             "deny" | "drop" | "reject" | "block" => Action::Deny,
-            other => return Err(bad(format!("action `{other}` is not allow or deny"))),
+            other => {
+                let actions = [
+                    "allow", "accept", "permit", "pass", "deny", "drop", "reject", "block",
+                ];
+                let near = super::suggest::did_you_mean(other, &actions);
+                return Err(bad(format!("action `{other}` is not allow or deny{near}")));
+            }
         };
         let transport = Transport::parse(&cells[4]).map_err(bad)?;
         let mut dports = Vec::new();
@@ -663,6 +669,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "r.csv:2: action `maybe` is not allow or deny"
+        );
+        let e = parse_csv(
+            Path::new("r.csv"),
+            "name,action,source,destination,transport,ports\nx,alow,any,any,tcp,25\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.csv:2: action `alow` is not allow or deny; did you mean `allow`?"
         );
         let e = parse_csv(
             Path::new("r.csv"),

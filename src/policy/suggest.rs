@@ -52,11 +52,17 @@ pub fn nearest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .or_else(|| candidates.iter().copied().find(|c| abbreviates(name, c)))
 }
 
+/// `; did you mean `X`?` when a candidate is near, else nothing (for messages that already
+/// list the valid names).
+pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
+    nearest(name, candidates).map_or(String::new(), |n| format!("; did you mean `{n}`?"))
+}
+
 /// The end of an error message about `name`: `; did you mean `X`?`, or the valid names
 /// (the first 12) when none is near.
 pub fn hint(name: &str, candidates: &[&str]) -> String {
     match nearest(name, candidates) {
-        Some(n) => format!("; did you mean `{n}`?"),
+        Some(_) => did_you_mean(name, candidates),
         None if candidates.is_empty() => String::new(),
         None => {
             let mut shown: Vec<String> = candidates
