@@ -812,7 +812,7 @@ fn issue12_unused_rules_come_in_classes_and_log_and_return_count() {
     assert_eq!(rule("FORWARD#2")["unused_why"], "state INVALID");
     assert_eq!(
         rule("ssh to the firewall")["unused_why"],
-        "chain INPUT is not traversed from FORWARD"
+        "chain INPUT is not traversed by new flows from FORWARD"
     );
     assert!(
         text.contains(

@@ -169,7 +169,8 @@ impl RuleSet {
         }
     }
 
-    /// Which chains a flow can reach from the start chain (by jumps and gotos).
+    /// Which chains a new flow can reach from the start chain (by jumps and gotos; not by a
+    /// state-only rule, which a new flow never matches).
     fn reachable(&self) -> Vec<bool> {
         let mut seen = vec![false; self.chains.len()];
         let mut todo = vec![self.start];
@@ -178,8 +179,9 @@ impl RuleSet {
                 continue;
             }
             for &i in &self.chains[c].rules {
-                if let Action::Jump(t) | Action::Goto(t) = self.rules[i].action {
-                    todo.push(t);
+                match self.rules[i].action {
+                    Action::Jump(t) | Action::Goto(t) if self.rules[i].new_flows => todo.push(t),
+                    _ => {}
                 }
             }
         }
@@ -199,7 +201,7 @@ impl RuleSet {
                 let r = &self.rules[i];
                 let class = if !reachable[c] {
                     Unused::NotJudged(format!(
-                        "chain {} is not traversed from {start}",
+                        "chain {} is not traversed by new flows from {start}",
                         chain.name
                     ))
                 } else if !r.unjudged.is_empty() {
@@ -769,6 +771,23 @@ COMMIT
         let d = goto.decide(&facts("10.1.3.20", "10.1.1.10", 6, 5066, &v));
         assert_eq!((d.allowed, goto.rule_name(&d)), (true, "EXCHANGE#1".into()));
         let d = goto.decide(&facts("10.1.4.5", "10.1.1.10", 6, 80, &v));
+        // A chain entered only by a state-only rule cannot be judged; one reached by new
+        // flows whose rule matched nothing is a removal candidate.
+        let est = "*filter\n:FORWARD DROP [0:0]\n:EST - [0:0]\n-A FORWARD -m state --state ESTABLISHED -j EST\n-A FORWARD -p tcp --dport 8443 -j ACCEPT\n-A EST -j ACCEPT\nCOMMIT\n";
+        let rs = parse_iptables(Path::new("fw"), est, "FORWARD").unwrap();
+        assert_eq!(
+            rs.unused(&[0, 0, 0]),
+            [
+                (0, Unused::NotJudged("state ESTABLISHED".into())),
+                (1, Unused::MatchedNothing),
+                (
+                    2,
+                    Unused::NotJudged(
+                        "chain EST is not traversed by new flows from FORWARD".into()
+                    )
+                ),
+            ]
+        );
         // The goto and EXCHANGE's RETURN matched on the way.
         assert_eq!((d.allowed, d.rule, d.passed), (false, None, vec![2, 6]));
         assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
