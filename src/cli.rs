@@ -6,7 +6,7 @@ use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
 use crate::pipeline::{control, run, AuditConfig, AuditOutcome, Input, Output};
-use crate::policy::file::{parse_fail_on, Policy, PolicyError};
+use crate::policy::file::{parse_fail_on, Policy, PolicyError, Vocabulary};
 use crate::policy::firewall::RuleSet;
 use crate::policy::groups::Cidr;
 use crate::policy::learn::Learner;
@@ -412,7 +412,22 @@ fn policy_error(e: &PolicyError) -> i32 {
 fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
     let mut run = PolicyRun::default();
     if let Some(p) = &a.policy {
-        run.policy = Some(Policy::load(p).map_err(|e| policy_error(&e))?);
+        // Rules may require the protocols and services of the signatures in use.
+        let custom;
+        let names = match &a.signatures {
+            None => Vocabulary::embedded(),
+            Some(dir) => match Signatures::load_dir(dir) {
+                Ok(s) => {
+                    custom = Vocabulary::of(&s);
+                    &custom
+                }
+                Err(e) => {
+                    eprintln!("exwatch: signatures: {e}");
+                    return Err(exit::SIGNATURES);
+                }
+            },
+        };
+        run.policy = Some(Policy::load_with(p, names).map_err(|e| policy_error(&e))?);
     }
     Ok(run)
 }
@@ -497,15 +512,19 @@ fn policy(p: PolicyCommand) -> i32 {
             print_out(text.as_bytes())
         }
         PolicyCommand::Check { file } => match Policy::load(&file) {
-            Ok(p) => print_out(
-                format!(
+            Ok(p) => {
+                let mut text = format!(
                     "{}: {} groups, {} rules\n",
                     file.display(),
                     p.groups.iter().count(),
                     p.rules.len()
-                )
-                .as_bytes(),
-            ),
+                );
+                for note in p.overlap_notes() {
+                    text.push_str(&note);
+                    text.push('\n');
+                }
+                print_out(text.as_bytes())
+            }
             Err(e) => policy_error(&e),
         },
         PolicyCommand::Template(t) => {
@@ -1048,12 +1067,14 @@ fn finish(
         }
     }
     if let Some(p) = &a.csv {
-        let findings = if mode == Mode::Validate {
-            &judge.denied
-        } else {
-            &judge.findings
-        };
-        if let Err(e) = FileOutput::open(p, false).and_then(|mut w| findings.write_csv(&mut w)) {
+        let written = FileOutput::open(p, false).and_then(|mut w| {
+            if mode == Mode::Validate {
+                judge.write_firewall_csv(&mut w)
+            } else {
+                judge.findings.write_csv(&mut w)
+            }
+        });
+        if let Err(e) = written {
             eprintln!("exwatch: {p}: cannot write CSV: {e}");
             code = exit::OUTPUT;
         }

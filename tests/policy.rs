@@ -223,14 +223,7 @@ fn a_bad_policy_file_names_file_and_line() {
     )
     .unwrap();
     let r = run("audit", &["--policy", bad.to_str().unwrap()], &[&cases()]);
-    assert_eq!(r.code, 9);
-    assert!(
-        r.stderr
-            .contains("bad.toml:3: `10.1.2.3/40`: prefix length must be 0-32"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.records.is_empty());
+    assert_refused(&r, "bad.toml:3: `10.1.2.3/40`: prefix length must be 0-32");
     let rules = dir.path().join("rules.csv");
     std::fs::write(
         &rules,
@@ -242,13 +235,14 @@ fn a_bad_policy_file_names_file_and_line() {
         &["--rules", rules.to_str().unwrap()],
         &[&cases()],
     );
-    assert_eq!(r.code, 9);
-    assert!(
-        r.stderr
-            .contains("rules.csv:2: `99999` is not a port number"),
-        "{}",
-        r.stderr
-    );
+    assert_refused(&r, "rules.csv:2: `99999` is not a port number");
+}
+
+/// The run was refused for its policy or rule file (exit 9, no record) with `message`.
+fn assert_refused(r: &Run, message: &str) {
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(r.records.is_empty());
+    assert!(r.stderr.contains(message), "{message}\n{}", r.stderr);
 }
 
 fn validate(rules: &str) -> Run {
@@ -287,17 +281,20 @@ fn a_rule_set_that_forgets_um_media_would_deny_rtp() {
             .map(|d| d["flows"].as_u64().unwrap())
             .sum();
         assert_eq!(rtp, 2, "{file}");
-        // Deciding rules' hits add up to the flows (FORWARD#4 only jumps to EXCHANGE), and
-        // the never-hit rules are visible.
+        // Decisions add up to the flows (FORWARD#4 only jumps to EXCHANGE: hits, no
+        // decision), and the never-hit rules are visible.
         let rules = fw["rules"].as_array().unwrap();
         let decided: u64 = rules
             .iter()
-            .filter(|x| x["rule"] != "FORWARD#4")
-            .map(|x| x["hits"].as_u64().unwrap())
+            .map(|x| x["decided"].as_u64().unwrap())
             .sum::<u64>()
             + fw["default_hits"].as_u64().unwrap();
         assert_eq!(decided, r.records.len() as u64, "{file}");
         assert!(rules.iter().any(|x| x["hits"] == 0), "{file}");
+        if file.ends_with("iptables") {
+            let jump = rules.iter().find(|x| x["rule"] == "FORWARD#4").unwrap();
+            assert!(jump["hits"].as_u64().unwrap() > 0 && jump["decided"] == 0);
+        }
     }
 }
 
@@ -381,25 +378,25 @@ fn template(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The demo organisation's roles (`pcaps/DEMO.md`) as template options: the domain controller
+/// is its DNS server too.
+const DEMO_ROLES: [&str; 10] = [
+    "--mailbox",
+    "10.1.1.10,10.1.1.11,fd00:1:1::10",
+    "--edge",
+    EDGE,
+    "--clients",
+    "10.1.10.0/24,fd00:1:10::/64",
+    "--dc",
+    "10.1.2.10",
+    "--dns",
+    "10.1.2.10",
+];
+
 #[test]
 fn templates_judge_the_demo_organisation() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = [
-        "--mailbox",
-        "10.1.1.10,10.1.1.11,fd00:1:1::10",
-        "--edge",
-        EDGE,
-        "--clients",
-        "10.1.10.0/24,fd00:1:10::/64",
-        "--dc",
-        "10.1.2.10",
-        "--dns",
-        "10.1.2.10",
-        "--ipgw",
-        GW,
-        "--admin",
-        "10.1.4.5",
-    ];
+    let plan = [&DEMO_ROLES[..], &["--ipgw", GW, "--admin", "10.1.4.5"]].concat();
     let (code, text) = template(&[&["exchange2016-edge"][..], &plan].concat());
     assert_eq!(code, 0);
     assert!(text.contains("# section 3"), "{text}");
@@ -485,4 +482,359 @@ fn templates_judge_the_demo_organisation() {
 
     assert_eq!(template(&["exchange1999"]).0, 2);
     assert_eq!(template(&["exchange2016", "--mailbox", "10.1.1.300"]).0, 2);
+}
+
+/// Captures of directory traffic between 198.51.100.20 (client) and 198.51.100.10 (server):
+/// LDAP, Global Catalog, Kerberos over TCP and UDP, CLDAP and DNS (also over IPv6,
+/// 2001:db8:b::20 -> 2001:db8:b::10).
+fn directory_captures() -> Vec<PathBuf> {
+    [
+        "ldap-389",
+        "ldap-gc-3268",
+        "kerberos-tcp",
+        "kerberos-udp",
+        "cldap-389-udp",
+        "dns-udp",
+    ]
+    .iter()
+    .map(|n| root().join("pcaps").join(format!("{n}.pcap")))
+    .collect()
+}
+
+/// Write a template to `dir` and audit `caps` with it.
+fn audit_with_template(dir: &Path, args: &[&str], caps: &[PathBuf]) -> Run {
+    let (code, text) = template(args);
+    assert_eq!(code, 0, "{args:?}");
+    let p = dir.join("template.toml");
+    std::fs::write(&p, &text).unwrap();
+    let caps: Vec<&Path> = caps.iter().map(PathBuf::as_path).collect();
+    let r = run("audit", &["--policy", p.to_str().unwrap(), "-q"], &caps);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// Issue 12, defect 1: the Active Directory rows of the templates allow the Exchange roles,
+/// never an Internet host.
+#[test]
+fn issue12_templates_keep_the_internet_away_from_domain_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let caps = directory_captures();
+    let dc = "198.51.100.10,2001:db8:b::10";
+    for name in [
+        "exchange2016",
+        "exchange2016-edge",
+        "exchange2013",
+        "exchange2010",
+        "exchange2003",
+    ] {
+        let r = audit_with_template(dir.path(), &[name, "--dc", dc], &caps);
+        assert!(r.records.len() >= 10, "{name}");
+        for x in &r.records {
+            // No rule to the domain controllers lets them in.
+            assert!(!verdict(x).1.contains("-dc-"), "{name}: {x}");
+            // exchange2010 still allows 1025-65535 from any host to any host (the dynamic
+            // RPC rows of sections 5 and 7): the Global Catalog port is in that range.
+            if name == "exchange2010" && field(x, "destination.port") == 3268 {
+                continue;
+            }
+            assert_eq!(verdict(x).0, "unexpected", "{name}: {x}");
+            // `internet` where the template has the role (exchange2010 has none: `any`).
+            let sg = field(x, "exwatch.policy.source_group").as_str().unwrap();
+            assert!(sg == "internet" || sg == "any", "{name}: {x}");
+        }
+    }
+    // The same flows from the Mailbox server are allowed by the section 5 rows.
+    let r = audit_with_template(
+        dir.path(),
+        &[
+            "exchange2016",
+            "--dc",
+            dc,
+            "--mailbox",
+            "198.51.100.20,2001:db8:b::20",
+        ],
+        &caps,
+    );
+    for x in &r.records {
+        let (v, rule) = verdict(x);
+        assert_eq!(v, "allowed", "{x}");
+        assert!(rule.starts_with("s5-mailbox-dc-"), "{rule}");
+    }
+}
+
+/// Issue 12, defect 2: `--dc 10.1.2.10 --dns 10.1.2.10` (a domain controller that serves DNS,
+/// the normal case) keeps both roles: the Mailbox servers' Kerberos, LDAP, GC, RPC and DNS
+/// flows to it are allowed, its findings name both roles, and `policy check` says so.
+#[test]
+fn issue12_an_address_in_two_roles_is_judged_with_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = [&["exchange2016-edge"][..], &DEMO_ROLES].concat();
+    let r = audit_with_template(dir.path(), &plan, &[demo()]);
+    let to_dc: Vec<&Value> = r
+        .records
+        .iter()
+        .filter(|x| field(x, "destination.ip") == "10.1.2.10")
+        .collect();
+    assert!(to_dc.len() > 30);
+    for x in &to_dc {
+        assert_eq!(field(x, "exwatch.policy.destination_group"), "dns+dc", "{x}");
+        let port = field(x, "destination.port").as_u64().unwrap();
+        let from_mailbox = field(x, "exwatch.policy.source_group") == "mailbox";
+        // SMB and the RPC dynamic port to the DC are findings of DEMO.md; clients' DNS is
+        // not in the reference.
+        let expected = from_mailbox && ![445, 49154].contains(&port);
+        assert_eq!(verdict(x).0 == "allowed", expected, "{x}");
+        if expected {
+            assert!(verdict(x).1.starts_with("s5-mailbox-dc-"), "{x}");
+        }
+    }
+    let smb = r.summary["policy"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["port"] == 445 && f["source"] == "mailbox")
+        .unwrap();
+    assert_eq!(smb["destination"], "dns+dc");
+    assert!(smb["example"]
+        .as_str()
+        .unwrap()
+        .ends_with("no rule allows mailbox -> dns+dc tcp/445"));
+    // `policy check` names both definitions.
+    let out = exwatch()
+        .args(["policy", "check"])
+        .arg(dir.path().join("template.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let policy = std::fs::read_to_string(dir.path().join("template.toml")).unwrap();
+    let line = |g: &str| {
+        1 + policy
+            .lines()
+            .position(|l| l == format!("name = \"{g}\""))
+            .unwrap()
+    };
+    let note = format!(
+        ":{}: note: groups `dc` and `dns` (line {}) both hold 10.1.2.10/32",
+        line("dc"),
+        line("dns")
+    );
+    assert!(text.contains(&note), "{note}\n{text}");
+}
+
+/// Issue 12, defect 3: the admin workstation and the IPv6 client, left out of the role
+/// options, are `unlisted-internal`, not `internet`; the Internet hosts stay `internet`.
+#[test]
+fn issue12_unlisted_internal_hosts_are_not_the_internet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = vec!["exchange2016-edge"];
+    plan.extend(DEMO_ROLES);
+    let clients = plan.iter().position(|&a| a == "--clients").unwrap();
+    plan[clients + 1] = "10.1.10.0/24";
+    let r = audit_with_template(dir.path(), &plan, &[demo()]);
+    let group_of = |ip: &str| -> Vec<String> {
+        let mut g: Vec<String> = r
+            .records
+            .iter()
+            .filter(|x| field(x, "source.ip") == ip)
+            .map(|x| {
+                field(x, "exwatch.policy.source_group")
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        g.dedup();
+        g
+    };
+    assert_eq!(group_of("10.1.4.5"), ["unlisted-internal"]);
+    assert_eq!(group_of("fd00:1:10::21"), ["unlisted-internal"]);
+    assert_eq!(group_of("203.0.113.50"), ["internet"]);
+    assert_eq!(group_of("198.51.100.25"), ["internet"]);
+    let rdp = flow(&r.records, "10.1.4.5", MBX1, 3389);
+    assert_eq!(
+        field(rdp, "exwatch.policy.reason"),
+        "no rule allows unlisted-internal -> mailbox tcp/3389"
+    );
+    let findings = r.summary["policy"]["findings"].as_array().unwrap();
+    assert!(findings
+        .iter()
+        .any(|f| f["source"] == "unlisted-internal" && f["port"] == 3389));
+    // No internal address is reported as an Internet host.
+    for f in findings.iter().filter(|f| f["source"] == "internet") {
+        let example = f["example"].as_str().unwrap();
+        assert!(
+            !example.starts_with("10.") && !example.starts_with("[fd"),
+            "{example}"
+        );
+    }
+}
+
+/// `text` with the first `from` replaced by `to`, written to `dir/name`; and the line of the
+/// change.
+fn misspelt(dir: &Path, name: &str, text: &str, from: &str, to: &str) -> (String, usize) {
+    let at = text.find(from).unwrap_or_else(|| panic!("{from}"));
+    let line = 1 + text[..at].matches('\n').count();
+    let p = dir.join(name);
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    (p.display().to_string(), line)
+}
+
+/// Issue 12, defect 4: a misspelt protocol, service or group in a policy, and a misspelt
+/// target or chain in an iptables-save file, are refused (exit 9, no capture read) with file,
+/// line and the name meant.
+#[test]
+fn issue12_typos_are_refused_with_the_nearest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(example_policy()).unwrap();
+    for (from, to, problem) in [
+        (
+            "protocols = [\"smtp\"]",
+            "protocols = [\"smpt\"]",
+            "`smpt` is not a protocol exwatch names; did you mean `smtp`?",
+        ),
+        (
+            "protocols = [\"smtp\"]",
+            "services = [\"edgsync\"]",
+            "`edgsync` is not a service exwatch names; did you mean `edgesync`?",
+        ),
+        (
+            "to = \"mailbox\"",
+            "to = \"mailbx\"",
+            "group `mailbx` is not defined; did you mean `mailbox`?",
+        ),
+    ] {
+        let (p, line) = misspelt(dir.path(), "policy.toml", &policy, from, to);
+        let r = run("audit", &["--policy", &p], &[&cases()]);
+        assert_refused(&r, &format!("{p}:{line}: rule `"));
+        assert!(r.stderr.trim_end().ends_with(problem), "{}", r.stderr);
+    }
+    // A service of the `--signatures DIR` in use is a valid name; without them it is not.
+    let sigs = dir.path().join("sigs");
+    std::fs::create_dir(&sigs).unwrap();
+    for f in ["services.toml", "ports.toml"] {
+        let text = std::fs::read_to_string(root().join("signatures").join(f)).unwrap();
+        let text = text
+            .replace("name = \"edgesync\"", "name = \"edgesync-2\"")
+            .replace("service = \"edgesync\"", "service = \"edgesync-2\"");
+        std::fs::write(sigs.join(f), text).unwrap();
+    }
+    let (p, _) = misspelt(
+        dir.path(),
+        "policy.toml",
+        &policy,
+        "protocols = [\"smtp\"]",
+        "services = [\"edgesync-2\", \"smtp\"]",
+    );
+    let with = ["--policy", &p, "--signatures", sigs.to_str().unwrap(), "-q"];
+    assert_eq!(run("audit", &with, &[&cases()]).code, 0);
+    let r = run("audit", &["--policy", &p, "-q"], &[&cases()]);
+    assert_refused(
+        &r,
+        "`edgesync-2` is not a service exwatch names; did you mean `edgesync`?",
+    );
+    let rules =
+        std::fs::read_to_string(root().join("tests/policy/forgets-um-media.iptables")).unwrap();
+    for (from, to, problem) in [
+        (
+            "--comment \"smtp-in\" -j ACCEPT",
+            "--comment \"smtp-in\" -j ACCPET",
+            "`-j ACCPET`: `ACCPET` is not a chain of the filter table or a target; did you mean `ACCEPT`?",
+        ),
+        (
+            "-j EXCHANGE",
+            "-g NOSUCHCHAIN",
+            "`-g NOSUCHCHAIN`: `NOSUCHCHAIN` is not a chain of the filter table; valid: `INPUT`, `FORWARD`, `OUTPUT`, `EXCHANGE`",
+        ),
+    ] {
+        let (p, line) = misspelt(dir.path(), "rules.iptables", &rules, from, to);
+        let r = run("validate", &["--rules", &p], &[&cases()]);
+        assert_refused(&r, &format!("{p}:{line}: {problem}"));
+    }
+}
+
+/// Issue 12, defect 5: validating FORWARD, the rules a capture cannot judge (INPUT and
+/// OUTPUT chains, state-only, interface) are apart from the one that matched nothing; LOG and
+/// RETURN rules that flows went through count hits; `--csv` lists the unused rules by `kind`.
+#[test]
+fn issue12_unused_rules_come_in_classes_and_log_and_return_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("validate.csv");
+    let rules = root().join("tests/policy/cleanup-classes.iptables");
+    let out = exwatch()
+        .arg("validate")
+        .arg("--rules")
+        .arg(&rules)
+        .args([
+            "--groups",
+            &example_policy(),
+            "--summary-json",
+            "-",
+            "--csv",
+        ])
+        .arg(&csv)
+        .arg(demo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    let fw = summary["firewall"]["rules"].as_array().unwrap();
+    let rule = |name: &str| fw.iter().find(|x| x["rule"] == name).unwrap();
+    // Flows pass the LOG rule (UDP into UDP-LOG) and EXCHANGE's RETURN without a decision.
+    for name in ["UDP-LOG#1", "EXCHANGE#6", "FORWARD#6", "FORWARD#7"] {
+        assert!(rule(name)["hits"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(rule(name)["decided"], 0, "{name}");
+        assert!(rule(name)["unused"].is_null(), "{name}");
+    }
+    let unused: Vec<(String, String)> = fw
+        .iter()
+        .filter(|x| !x["unused"].is_null())
+        .map(|x| {
+            (
+                x["rule"].as_str().unwrap().to_string(),
+                x["unused"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let cannot = "unused-cannot-judge".to_string();
+    assert_eq!(
+        unused,
+        [
+            ("INPUT#1".to_string(), cannot.clone()),
+            ("ssh to the firewall".into(), cannot.clone()),
+            ("OUTPUT#1".into(), cannot.clone()),
+            ("FORWARD#1".into(), cannot.clone()),
+            ("FORWARD#2".into(), cannot.clone()),
+            ("old proxy uplink".into(), cannot),
+            ("retired web proxy".into(), "unused-matched-nothing".into()),
+        ]
+    );
+    assert_eq!(rule("FORWARD#2")["unused_why"], "state INVALID");
+    assert_eq!(
+        rule("ssh to the firewall")["unused_why"],
+        "chain INPUT is not traversed by new flows from FORWARD"
+    );
+    assert!(
+        text.contains(
+            "Unused rules that matched nothing (candidates for removal):\n  line 24    retired web proxy\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  line 16    old proxy uplink: interface -i eth9\n"));
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "kind,finding,source,destination,transport,port,protocol,rule,flows,bytes,first_seen,last_seen,example"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("denied,deny,admin,mailbox,tcp,3389,rdp,")));
+    assert!(lines.contains(
+        &"unused-matched-nothing,,,,,,,retired web proxy,0,0,,,line 24: no flow matched it"
+    ));
+    assert!(lines.contains(
+        &"unused-cannot-judge,,,,,,,FORWARD#1,0,0,,,\"line 14: state RELATED,ESTABLISHED\""
+    ));
+    assert_eq!(lines.iter().filter(|l| l.starts_with("unused-")).count(), 7);
 }

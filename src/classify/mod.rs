@@ -15,6 +15,14 @@ use crate::signatures::{PortEntry, Signatures};
 use ports::PortTable;
 use std::sync::Arc;
 
+/// Every `network.protocol` value a record can carry (the README's vocabulary): what the
+/// detectors report, what expectations announce (`rtp`, `rtcp`, `dcerpc`), and `unknown`.
+pub const PROTOCOLS: [&str; 31] = [
+    "smtp", "imap", "pop3", "http", "tls", "dns", "kerberos", "ldap", "dcerpc", "smb", "netbios",
+    "sip", "rtp", "rtcp", "nntp", "irc", "x400", "h323", "t120", "rdp", "ssh", "ntp", "snmp",
+    "syslog", "quic", "stun", "ftp", "mgcp", "socks", "telnet", "unknown",
+];
+
 /// How sure a classification is, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Confidence {

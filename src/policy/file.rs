@@ -1,9 +1,11 @@
 //! Policy files (TOML): named address groups and allow rules. Errors name file, line and
-//! problem, as the signature loader's do.
+//! problem, as the signature loader's do; a misspelt group, transport, protocol or service
+//! also names what it most likely meant.
 
-use super::groups::{Cidr, Groups, ANY};
+use super::groups::{Cidr, Groups, ANY, UNLISTED_INTERNAL};
+use super::suggest::hint;
 use super::Kind;
-use crate::signatures::{line_of, parse_range};
+use crate::signatures::{line_of, parse_range, Signatures};
 use serde::Deserialize;
 use std::path::Path;
 use toml::Spanned;
@@ -20,6 +22,55 @@ impl PolicyError {
             problem: problem.into(),
         }
     }
+}
+
+/// The protocol and service names a rule may require: what records can carry in
+/// `network.protocol` and `exwatch.service`.
+#[derive(Debug, Clone)]
+pub struct Vocabulary {
+    pub protocols: Vec<String>,
+    pub services: Vec<String>,
+}
+
+impl Vocabulary {
+    /// The detectors' protocols and the signatures' services (a flow without a service of
+    /// its own carries its protocol there, and HTTP names Exchange virtual directories).
+    pub fn of(sigs: &Signatures) -> Self {
+        let mut protocols: Vec<String> = crate::classify::PROTOCOLS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(sigs.services.iter().map(|s| s.protocol.clone()))
+            .collect();
+        protocols.sort();
+        protocols.dedup();
+        let mut services: Vec<String> = sigs
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(protocols.iter().cloned())
+            .chain(
+                crate::classify::detectors::http::PATHS
+                    .iter()
+                    .map(|(_, s)| s.to_string()),
+            )
+            .collect();
+        services.sort();
+        services.dedup();
+        Vocabulary {
+            protocols,
+            services,
+        }
+    }
+
+    /// The names of the embedded signatures (built once).
+    pub fn embedded() -> &'static Self {
+        static NAMES: std::sync::OnceLock<Vocabulary> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| Self::of(&Signatures::embedded()))
+    }
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 /// Which IP protocols a rule covers.
@@ -52,7 +103,11 @@ impl Transport {
             "ospf" => Transport::Proto(89),
             "sctp" => Transport::Proto(132),
             other => Transport::Proto(other.parse::<u8>().map_err(|_| {
-                format!("transport `{s}` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number")
+                let names = ["tcp", "udp", "both", "any", "icmp", "ipv6-icmp", "gre", "esp", "ah", "igmp", "ospf", "sctp"];
+                format!(
+                    "transport `{s}` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number{}",
+                    super::suggest::did_you_mean(s, &names)
+                )
             })?),
         })
     }
@@ -136,10 +191,11 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Groups, transport and port match (the payload is judged separately).
-    pub fn matches(&self, src_group: &str, dst_group: &str, proto: u8, dport: u16) -> bool {
-        (self.from == ANY || self.from == src_group)
-            && (self.to == ANY || self.to == dst_group)
+    /// Groups, transport and port match (the payload is judged separately). An address may
+    /// hold several groups: the rule matches when it names any of them.
+    pub fn matches(&self, src_groups: &[&str], dst_groups: &[&str], proto: u8, dport: u16) -> bool {
+        (self.from == ANY || src_groups.contains(&self.from.as_str()))
+            && (self.to == ANY || dst_groups.contains(&self.to.as_str()))
             && self.transport.covers(proto)
             && (!self.transport.has_ports() || self.ports.covers(dport))
     }
@@ -149,6 +205,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub groups: Groups,
+    /// Line of each group's definition, in definition order.
+    pub group_lines: Vec<usize>,
     pub rules: Vec<Rule>,
     /// Where the policy was read from, for messages.
     pub origin: String,
@@ -176,9 +234,9 @@ struct RawRule {
     #[serde(default)]
     ports: Vec<Spanned<String>>,
     #[serde(default)]
-    protocols: Vec<String>,
+    protocols: Vec<Spanned<String>>,
     #[serde(default)]
-    services: Vec<String>,
+    services: Vec<Spanned<String>>,
     #[serde(default)]
     section: String,
     #[serde(default)]
@@ -206,17 +264,29 @@ fn valid_name(s: &str) -> bool {
 }
 
 impl Policy {
-    /// Read and check a policy file.
+    /// Read and check a policy file against the embedded signatures' names.
     pub fn load(file: &Path) -> Result<Policy, PolicyError> {
+        Self::load_with(file, Vocabulary::embedded())
+    }
+
+    /// Read and check a policy file; rules may require the protocols and services of `names`.
+    pub fn load_with(file: &Path, names: &Vocabulary) -> Result<Policy, PolicyError> {
         let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Read {
             file: file.to_path_buf(),
             source,
         })?;
-        Self::parse(file, &text)
+        Self::parse_with(file, &text, names)
     }
 
-    /// Parse and check policy text; `file` names it in errors.
+    /// Parse and check policy text against the embedded signatures' names; `file` names it
+    /// in errors.
     pub fn parse(file: &Path, text: &str) -> Result<Policy, PolicyError> {
+        Self::parse_with(file, text, Vocabulary::embedded())
+    }
+
+    /// Parse and check policy text. A misspelt group, transport, protocol or service is
+    /// refused with its line and the name it most likely meant.
+    pub fn parse_with(file: &Path, text: &str, names: &Vocabulary) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
             PolicyError::at(file, line, e.message().trim())
@@ -225,12 +295,17 @@ impl Policy {
             PolicyError::at(file, line_of(text, span.start), p)
         };
         let mut groups = Groups::default();
+        let mut group_lines = Vec::with_capacity(raw.group.len());
         for g in raw.group {
+            group_lines.push(line_of(text, g.name.span().start));
             let name = g.name.get_ref();
-            if !valid_name(name) || name == ANY {
+            if !valid_name(name) || name == ANY || name == UNLISTED_INTERNAL {
                 return Err(at(
                     g.name.span(),
-                    format!("group name `{name}` must be letters, digits, - _ . and not `any`"),
+                    format!(
+                        "group name `{name}` must be letters, digits, - _ . and not `{ANY}` \
+                         or `{UNLISTED_INTERNAL}` (reserved)"
+                    ),
                 ));
             }
             let mut cidrs = Vec::with_capacity(g.cidrs.len());
@@ -249,13 +324,33 @@ impl Policy {
             let line = line_of(text, sr.span().start);
             let r = sr.into_inner();
             for g in [&r.from, &r.to] {
-                if g.get_ref() != ANY && groups.index(g.get_ref()).is_none() {
+                let reserved = [ANY, UNLISTED_INTERNAL].contains(&g.get_ref().as_str());
+                if !reserved && groups.index(g.get_ref()).is_none() {
+                    let mut known: Vec<&str> = groups.iter().map(|(n, _)| n).collect();
+                    known.extend([ANY, UNLISTED_INTERNAL]);
                     return Err(at(
                         g.span(),
                         format!(
-                            "rule `{}`: group `{}` is not defined",
+                            "rule `{}`: group `{}` is not defined{}",
                             r.name.get_ref(),
-                            g.get_ref()
+                            g.get_ref(),
+                            hint(g.get_ref(), &known)
+                        ),
+                    ));
+                }
+            }
+            for (items, valid, what) in [
+                (&r.protocols, &names.protocols, "protocol"),
+                (&r.services, &names.services, "service"),
+            ] {
+                if let Some(bad) = items.iter().find(|i| !valid.contains(i.get_ref())) {
+                    return Err(at(
+                        bad.span(),
+                        format!(
+                            "rule `{}`: `{}` is not a {what} exwatch names{}",
+                            r.name.get_ref(),
+                            bad.get_ref(),
+                            hint(bad.get_ref(), &as_strs(valid))
                         ),
                     ));
                 }
@@ -294,17 +389,42 @@ impl Policy {
                 to: r.to.into_inner(),
                 transport,
                 ports: Ports(ports),
-                protocols: r.protocols,
-                services: r.services,
+                protocols: r.protocols.into_iter().map(Spanned::into_inner).collect(),
+                services: r.services.into_iter().map(Spanned::into_inner).collect(),
                 section: r.section,
                 line,
             });
         }
         Ok(Policy {
             groups,
+            group_lines,
             rules,
             origin: file.display().to_string(),
         })
+    }
+}
+
+impl Policy {
+    /// What `policy check` says of groups that share addresses: an address in several groups
+    /// is judged with all of them (one line per pair, naming both definitions).
+    pub fn overlap_notes(&self) -> Vec<String> {
+        let line = |g: &str| self.groups.index(g).map_or(0, |i| self.group_lines[i]);
+        self.groups
+            .overlaps()
+            .into_iter()
+            .map(|(a, na, b, nb)| {
+                let (o, la, lb) = (&self.origin, line(a), line(b));
+                let what = if na == nb {
+                    format!("groups `{a}` and `{b}` (line {lb}) both hold {na}")
+                } else {
+                    format!("group `{a}` holds {na}, inside {nb} of group `{b}` (line {lb})")
+                };
+                format!(
+                    "{o}:{la}: note: {what}: those addresses are judged as `{a}` and `{b}`, \
+                     and a rule naming either matches"
+                )
+            })
+            .collect()
     }
 }
 
@@ -348,9 +468,10 @@ protocols = ["smtp"]
         let p = Policy::parse(Path::new("p.toml"), GOOD).unwrap();
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.rules[0].line, 10);
-        assert!(p.rules[0].matches("internet", "mailbox", 6, 587));
-        assert!(!p.rules[0].matches("internet", "mailbox", 17, 25));
-        assert!(!p.rules[0].matches("mailbox", "internet", 6, 25));
+        assert!(p.rules[0].matches(&["internet"], &["mailbox"], 6, 587));
+        assert!(!p.rules[0].matches(&["internet"], &["mailbox"], 17, 25));
+        assert!(!p.rules[0].matches(&["mailbox"], &["internet"], 6, 25));
+        assert!(p.rules[0].matches(&["internet"], &["dc", "mailbox"], 6, 25));
     }
 
     fn err(text: &str) -> String {
@@ -367,7 +488,7 @@ protocols = ["smtp"]
         );
         assert_eq!(
             err(&GOOD.replace("to = \"mailbox\"", "to = \"mbx\"")),
-            "p.toml:13: rule `smtp-in`: group `mbx` is not defined"
+            "p.toml:13: rule `smtp-in`: group `mbx` is not defined; did you mean `mailbox`?"
         );
         assert_eq!(
             err(&GOOD.replace("\"587\"", "\"587-25\"")),
@@ -375,7 +496,7 @@ protocols = ["smtp"]
         );
         assert_eq!(
             err(&GOOD.replace("\"tcp\"", "\"tcpp\"")),
-            "p.toml:14: transport `tcpp` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number"
+            "p.toml:14: transport `tcpp` is not tcp, udp, both, any, icmp, ipv6-icmp, gre, esp, ah or a protocol number; did you mean `tcp`?"
         );
         assert!(
             err(&GOOD.replace("name = \"mailbox\"", "name = \"internet\""))
@@ -387,6 +508,51 @@ protocols = ["smtp"]
             err(&GOOD.replace("protocols", "protocol"))
         );
         assert!(err("[[rule]\n").starts_with("p.toml:1: "));
+        // Issue 12: misspelt protocols and services are refused with the nearest name.
+        assert_eq!(
+            err(&GOOD.replace("[\"smtp\"]", "[\"smpt\"]")),
+            "p.toml:16: rule `smtp-in`: `smpt` is not a protocol exwatch names; did you mean `smtp`?"
+        );
+        assert_eq!(
+            err(&GOOD.replace("protocols = [\"smtp\"]", "services = [\"smtp\", \"edgsync\"]")),
+            "p.toml:16: rule `smtp-in`: `edgsync` is not a service exwatch names; did you mean `edgesync`?"
+        );
+        assert!(
+            err(&GOOD.replace("[\"smtp\"]", "[\"zzzzzz\"]")).contains("; valid: `dcerpc`, "),
+            "{}",
+            err(&GOOD.replace("[\"smtp\"]", "[\"zzzzzz\"]"))
+        );
+        // Every protocol a detector reports and every service of the signatures is accepted.
+        let v = Vocabulary::embedded();
+        for d in crate::classify::detectors::REGISTRY {
+            assert!(
+                v.protocols.iter().any(|p| p == d.protocol()),
+                "{}",
+                d.protocol()
+            );
+        }
+        assert!(v.protocols.iter().any(|p| p == "rtp") && v.services.iter().any(|s| s == "owa"));
+        for (p, svc) in v.protocols.iter().zip(v.services.iter()) {
+            let text = GOOD.replace(
+                "protocols = [\"smtp\"]",
+                &format!("protocols = [\"{p}\"]\nservices = [\"{svc}\"]"),
+            );
+            assert!(
+                Policy::parse(Path::new("p.toml"), &text).is_ok(),
+                "{p} {svc}"
+            );
+        }
+        assert!(
+            err(&GOOD.replace("name = \"mailbox\"", "name = \"unlisted-internal\""))
+                .starts_with("p.toml:7: group name `unlisted-internal` must be"),
+        );
+        // Rules may name the unlisted internal addresses without defining them.
+        let p = Policy::parse(
+            Path::new("p.toml"),
+            &GOOD.replace("from = \"internet\"", "from = \"unlisted-internal\""),
+        )
+        .unwrap();
+        assert!(p.rules[0].matches(&["unlisted-internal"], &["mailbox"], 6, 25));
     }
 
     /// Every transport name a record or a learned policy can carry parses back.

@@ -192,33 +192,47 @@ impl Findings {
 
     /// CSV with a header row (RFC 4180 quoting).
     pub fn write_csv(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(
-            w,
-            "finding,source,destination,transport,port,protocol,rule,flows,bytes,first_seen,last_seen,example"
-        )?;
-        for (k, a) in &self.groups {
-            let cells = [
-                k.finding.clone(),
-                k.source.clone(),
-                k.destination.clone(),
-                k.transport.clone(),
-                if k.port == 0 {
-                    String::new()
-                } else {
-                    k.port.to_string()
-                },
-                k.protocol.clone(),
-                k.rule.clone(),
-                a.flows.to_string(),
-                a.bytes.to_string(),
-                time(a.first_ts),
-                time(a.last_ts),
-                a.example.clone(),
-            ];
+        writeln!(w, "{CSV_HEADER}")?;
+        for cells in self.csv_rows() {
             let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
             writeln!(w, "{}", line.join(","))?;
         }
         w.flush()
+    }
+
+    /// The same with a first column `kind`, `kind` on every row (more rows may follow).
+    pub fn write_csv_kind(&self, w: &mut dyn Write, kind: &str) -> std::io::Result<()> {
+        writeln!(w, "kind,{CSV_HEADER}")?;
+        for cells in self.csv_rows() {
+            write_csv_row(w, kind, &cells)?;
+        }
+        Ok(())
+    }
+
+    fn csv_rows(&self) -> Vec<[String; 12]> {
+        self.groups
+            .iter()
+            .map(|(k, a)| {
+                [
+                    k.finding.clone(),
+                    k.source.clone(),
+                    k.destination.clone(),
+                    k.transport.clone(),
+                    if k.port == 0 {
+                        String::new()
+                    } else {
+                        k.port.to_string()
+                    },
+                    k.protocol.clone(),
+                    k.rule.clone(),
+                    a.flows.to_string(),
+                    a.bytes.to_string(),
+                    time(a.first_ts),
+                    time(a.last_ts),
+                    a.example.clone(),
+                ]
+            })
+            .collect()
     }
 
     /// For `--summary-json`.
@@ -238,6 +252,19 @@ impl Findings {
                 .collect(),
         )
     }
+}
+
+/// Columns of the findings CSV.
+const CSV_HEADER: &str =
+    "finding,source,destination,transport,port,protocol,rule,flows,bytes,first_seen,last_seen,example";
+
+/// One CSV row: `kind`, then the cells.
+pub fn write_csv_row(w: &mut dyn Write, kind: &str, cells: &[String]) -> std::io::Result<()> {
+    let line: Vec<String> = std::iter::once(kind)
+        .chain(cells.iter().map(String::as_str))
+        .map(csv_cell)
+        .collect();
+    writeln!(w, "{}", line.join(","))
 }
 
 /// Quote a CSV cell when it needs it.

@@ -1,8 +1,12 @@
 //! Ordered, first-match firewall rule sets for migration validation: a documented CSV format
-//! and the filter table of `iptables-save` output.
+//! and the filter table of `iptables-save` output. Every rule a flow matches on its way
+//! counts a hit (jumps, gotos, RETURN, LOG); a rule no flow matched is either one that
+//! matched nothing (a removal candidate) or one a capture cannot judge (state-only,
+//! interface, a chain the flows never traverse): [`RuleSet::unused`].
 
 use super::file::{PolicyError, Ports, Transport};
 use super::groups::Cidr;
+use super::suggest::hint;
 use super::FlowFacts;
 use std::net::IpAddr;
 use std::path::Path;
@@ -14,6 +18,9 @@ pub enum Action {
     Deny,
     /// iptables: continue in another chain.
     Jump(usize),
+    /// iptables `-g`: continue in another chain, and when it ends, where the current chain
+    /// would have returned to.
+    Goto(usize),
     /// iptables: back to the calling chain.
     Return,
     /// iptables: a target that does not decide (LOG, MARK...).
@@ -33,6 +40,9 @@ pub struct FwRule {
     pub dports: Ports,
     /// False for iptables rules that match only ESTABLISHED/RELATED packets (never a new flow).
     pub new_flows: bool,
+    /// What in the rule a capture cannot show (`state RELATED,ESTABLISHED`, `interface -i
+    /// eth0`): when it matched nothing, that says nothing about the traffic.
+    pub unjudged: Vec<String>,
     /// Line in the rules file.
     pub line: usize,
 }
@@ -74,8 +84,28 @@ pub struct Decision {
     /// The deciding rule, or `None` for the default policy.
     pub rule: Option<usize>,
     pub allowed: bool,
-    /// Jump rules that matched on the way (they count as hits too).
-    pub jumps: Vec<usize>,
+    /// Rules that matched on the way without deciding (jumps, gotos, RETURN, LOG...): they
+    /// count as hits too.
+    pub passed: Vec<usize>,
+}
+
+/// Why a rule no flow matched was not hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unused {
+    /// It was reached and matched nothing: a candidate for removal.
+    MatchedNothing,
+    /// A capture cannot tell (state, interface, a chain the flows do not traverse): why.
+    NotJudged(String),
+}
+
+impl Unused {
+    /// The `kind` of the class in CSV and JSON.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Unused::MatchedNothing => "unused-matched-nothing",
+            Unused::NotJudged(_) => "unused-cannot-judge",
+        }
+    }
 }
 
 impl RuleSet {
@@ -92,10 +122,10 @@ impl RuleSet {
         chain: usize,
         f: &FlowFacts<'_>,
         depth: u32,
-        jumps: &mut Vec<usize>,
+        passed: &mut Vec<usize>,
     ) -> Option<(Option<usize>, bool)> {
         // Chains that jump in circles end here (iptables itself refuses them).
-        if depth > 32 || jumps.len() > 4096 {
+        if depth > 32 || passed.len() > 4096 {
             return None;
         }
         for &i in &self.chains[chain].rules {
@@ -107,13 +137,20 @@ impl RuleSet {
                 Action::Allow => return Some((Some(i), true)),
                 Action::Deny => return Some((Some(i), false)),
                 Action::Jump(c) => {
-                    jumps.push(i);
-                    if let Some(d) = self.eval_chain(c, f, depth + 1, jumps) {
+                    passed.push(i);
+                    if let Some(d) = self.eval_chain(c, f, depth + 1, passed) {
                         return Some(d);
                     }
                 }
-                Action::Return => return None,
-                Action::Continue => {}
+                Action::Goto(c) => {
+                    passed.push(i);
+                    return self.eval_chain(c, f, depth + 1, passed);
+                }
+                Action::Return => {
+                    passed.push(i);
+                    return None;
+                }
+                Action::Continue => passed.push(i),
             }
         }
         None
@@ -121,15 +158,62 @@ impl RuleSet {
 
     /// First-match evaluation of a flow as recorded.
     pub fn decide(&self, f: &FlowFacts<'_>) -> Decision {
-        let mut jumps = Vec::new();
+        let mut passed = Vec::new();
         let (rule, allowed) = self
-            .eval_chain(self.start, f, 0, &mut jumps)
+            .eval_chain(self.start, f, 0, &mut passed)
             .unwrap_or((None, self.chains[self.start].policy == Some(Action::Allow)));
         Decision {
             rule,
             allowed,
-            jumps,
+            passed,
         }
+    }
+
+    /// Which chains a new flow can reach from the start chain (by jumps and gotos; not by a
+    /// state-only rule, which a new flow never matches).
+    fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.chains.len()];
+        let mut todo = vec![self.start];
+        while let Some(c) = todo.pop() {
+            if std::mem::replace(&mut seen[c], true) {
+                continue;
+            }
+            for &i in &self.chains[c].rules {
+                match self.rules[i].action {
+                    Action::Jump(t) | Action::Goto(t) if self.rules[i].new_flows => todo.push(t),
+                    _ => {}
+                }
+            }
+        }
+        seen
+    }
+
+    /// The class of every rule whose hit count is 0 (`hits[i]`), in file order.
+    pub fn unused(&self, hits: &[u64]) -> Vec<(usize, Unused)> {
+        let reachable = self.reachable();
+        let start = &self.chains[self.start].name;
+        let mut out = Vec::new();
+        for (c, chain) in self.chains.iter().enumerate() {
+            for &i in &chain.rules {
+                if hits.get(i).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                let r = &self.rules[i];
+                let class = if !reachable[c] {
+                    Unused::NotJudged(format!(
+                        "chain {} is not traversed by new flows from {start}",
+                        chain.name
+                    ))
+                } else if !r.unjudged.is_empty() {
+                    Unused::NotJudged(r.unjudged.join(", "))
+                } else {
+                    Unused::MatchedNothing
+                };
+                out.push((i, class));
+            }
+        }
+        out.sort_by_key(|(i, _)| self.rules[*i].line);
+        out
     }
 
     /// Evaluate a flow; a mid-stream flow denied as recorded is tried the other way round.
@@ -230,7 +314,13 @@ pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
         let action = match cells[1].to_ascii_lowercase().as_str() {
             "allow" | "accept" | "permit" | "pass" => Action::Allow,
             "deny" | "drop" | "reject" | "block" => Action::Deny,
-            other => return Err(bad(format!("action `{other}` is not allow or deny"))),
+            other => {
+                let actions = [
+                    "allow", "accept", "permit", "pass", "deny", "drop", "reject", "block",
+                ];
+                let near = super::suggest::did_you_mean(other, &actions);
+                return Err(bad(format!("action `{other}` is not allow or deny{near}")));
+            }
         };
         let transport = Transport::parse(&cells[4]).map_err(bad)?;
         let mut dports = Vec::new();
@@ -256,6 +346,7 @@ pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
             sports: Ports::default(),
             dports: Ports(dports),
             new_flows: true,
+            unjudged: Vec::new(),
             line,
         });
     }
@@ -307,6 +398,32 @@ fn words(line: &str) -> Vec<String> {
     }
     out
 }
+
+/// Targets that decide a packet's fate.
+const DECIDING_TARGETS: [&str; 4] = ["ACCEPT", "DROP", "REJECT", "RETURN"];
+
+/// Targets of the filter table that do not decide (the packet goes on to the next rule), or
+/// whose decision is made elsewhere (QUEUE, NFQUEUE): a flow passes them.
+const NON_DECIDING_TARGETS: [&str; 18] = [
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "AUDIT",
+    "MARK",
+    "CONNMARK",
+    "SECMARK",
+    "CONNSECMARK",
+    "CLASSIFY",
+    "DSCP",
+    "TOS",
+    "TCPMSS",
+    "TEE",
+    "SET",
+    "IDLETIMER",
+    "CHECKSUM",
+    "QUEUE",
+    "NFQUEUE",
+];
 
 /// `80`, `1024:65535`, `25,587,6000:6010` (iptables syntax).
 fn ipt_ports(s: &str) -> Result<Ports, String> {
@@ -387,6 +504,7 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
             sports: Ports::default(),
             dports: Ports::default(),
             new_flows: true,
+            unjudged: Vec::new(),
             line,
         };
         let mut i = 2;
@@ -408,11 +526,19 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                     r.sports = ipt_ports(&arg(i)?).map_err(bad)?
                 }
                 "--state" | "--ctstate" => {
-                    r.new_flows = arg(i)?.split(',').any(|s| s == "NEW" || s == "UNTRACKED")
+                    let states = arg(i)?;
+                    r.new_flows = states.split(',').any(|s| s == "NEW" || s == "UNTRACKED");
+                    if !r.new_flows {
+                        r.unjudged.push(format!("state {states}"));
+                    }
                 }
                 "--comment" => r.name = arg(i)?,
-                // Interfaces are not visible in a capture; modules are named by their options.
-                "-i" | "--in-interface" | "-o" | "--out-interface" | "-m" | "--match" => {}
+                // Interfaces are not visible in a capture (matched as if any).
+                "-i" | "--in-interface" | "-o" | "--out-interface" => {
+                    r.unjudged.push(format!("interface {opt} {}", arg(i)?))
+                }
+                // Modules are named by their options.
+                "-m" | "--match" => {}
                 "--reject-with" | "--log-prefix" | "--log-level" | "--set-mark" | "--tcp-flags" => {
                     if opt == "--tcp-flags" {
                         i += 1;
@@ -424,15 +550,31 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                 }
                 "-j" | "--jump" | "-g" | "--goto" => {
                     let target = arg(i)?;
-                    r.action = match target.as_str() {
-                        "ACCEPT" => Action::Allow,
-                        "DROP" | "REJECT" => Action::Deny,
-                        "RETURN" => Action::Return,
-                        other => match chain_index(&chains, other) {
-                            Some(c) if opt == "-j" || opt == "--jump" => Action::Jump(c),
-                            Some(_) => return Err(bad("`-g` (goto) is not supported".into())),
-                            None => Action::Continue,
-                        },
+                    let goto = opt == "-g" || opt == "--goto";
+                    r.action = match (target.as_str(), chain_index(&chains, &target)) {
+                        (_, Some(c)) if goto => Action::Goto(c),
+                        (_, Some(c)) => Action::Jump(c),
+                        ("ACCEPT", _) if !goto => Action::Allow,
+                        ("DROP" | "REJECT", _) if !goto => Action::Deny,
+                        ("RETURN", _) if !goto => Action::Return,
+                        (t, _) if !goto && NON_DECIDING_TARGETS.contains(&t) => Action::Continue,
+                        (t, _) => {
+                            let mut known: Vec<&str> =
+                                chains.iter().map(|c| c.name.as_str()).collect();
+                            if !goto {
+                                known.extend(DECIDING_TARGETS);
+                                known.extend(NON_DECIDING_TARGETS);
+                            }
+                            let what = if goto {
+                                "a chain of the filter table"
+                            } else {
+                                "a chain of the filter table or a target"
+                            };
+                            return Err(bad(format!(
+                                "`{opt} {t}`: `{t}` is not {what}{}",
+                                hint(t, &known)
+                            )));
+                        }
                     };
                 }
                 "!" => return Err(bad("negated matches (`!`) are not supported".into())),
@@ -448,7 +590,15 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
         rules.push(r);
     }
     let start_i = chain_index(&chains, start).ok_or_else(|| {
-        PolicyError::at(file, 1, format!("no chain `{start}` in the filter table"))
+        let known: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
+        PolicyError::at(
+            file,
+            1,
+            format!(
+                "no chain `{start}` in the filter table{}",
+                hint(start, &known)
+            ),
+        )
     })?;
     if chains.is_empty() {
         return Err(PolicyError::at(
@@ -524,6 +674,15 @@ mod tests {
         );
         let e = parse_csv(
             Path::new("r.csv"),
+            "name,action,source,destination,transport,ports\nx,alow,any,any,tcp,25\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.csv:2: action `alow` is not allow or deny; did you mean `allow`?"
+        );
+        let e = parse_csv(
+            Path::new("r.csv"),
             "name,action,source,destination,transport,ports\nx,allow,10.0.0.999,any,tcp,25\n",
         )
         .unwrap_err();
@@ -580,6 +739,57 @@ COMMIT
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "fw:3: option `-x` is not supported");
+        // Issue 12: misspelt targets and chains are refused with the nearest name.
+        let typo = |from: &str, to: &str| {
+            parse_iptables(Path::new("fw"), &text.replacen(from, to, 1), "FORWARD")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            typo("--comment \"smtp to edge\" -j ACCEPT", "-j ACCPET"),
+            "fw:12: `-j ACCPET`: `ACCPET` is not a chain of the filter table or a target; did you mean `ACCEPT`?"
+        );
+        assert_eq!(
+            typo("-j EXCHANGE", "-g NOSUCHCHAIN"),
+            "fw:13: `-g NOSUCHCHAIN`: `NOSUCHCHAIN` is not a chain of the filter table; valid: `INPUT`, `FORWARD`, `OUTPUT`, `EXCHANGE`"
+        );
+        assert!(typo("-j EXCHANGE", "-j EXCHNAGE").ends_with("did you mean `EXCHANGE`?"));
+        assert_eq!(
+            parse_iptables(Path::new("fw"), text, "FORWRD")
+                .unwrap_err()
+                .to_string(),
+            "fw:1: no chain `FORWRD` in the filter table; did you mean `FORWARD`?"
+        );
+        // `-g`: the chain's end goes back where the calling chain would have returned to,
+        // here the end of FORWARD: its default policy, not the LOG rule after the goto.
+        let goto = parse_iptables(
+            Path::new("fw"),
+            &text.replace("-d 10.1.1.0/24 -j EXCHANGE", "-d 10.1.1.0/24 -g EXCHANGE"),
+            "FORWARD",
+        )
+        .unwrap();
+        let d = goto.decide(&facts("10.1.3.20", "10.1.1.10", 6, 5066, &v));
+        assert_eq!((d.allowed, goto.rule_name(&d)), (true, "EXCHANGE#1".into()));
+        let d = goto.decide(&facts("10.1.4.5", "10.1.1.10", 6, 80, &v));
+        // A chain entered only by a state-only rule cannot be judged; one reached by new
+        // flows whose rule matched nothing is a removal candidate.
+        let est = "*filter\n:FORWARD DROP [0:0]\n:EST - [0:0]\n-A FORWARD -m state --state ESTABLISHED -j EST\n-A FORWARD -p tcp --dport 8443 -j ACCEPT\n-A EST -j ACCEPT\nCOMMIT\n";
+        let rs = parse_iptables(Path::new("fw"), est, "FORWARD").unwrap();
+        assert_eq!(
+            rs.unused(&[0, 0, 0]),
+            [
+                (0, Unused::NotJudged("state ESTABLISHED".into())),
+                (1, Unused::MatchedNothing),
+                (
+                    2,
+                    Unused::NotJudged(
+                        "chain EST is not traversed by new flows from FORWARD".into()
+                    )
+                ),
+            ]
+        );
+        // The goto and EXCHANGE's RETURN matched on the way.
+        assert_eq!((d.allowed, d.rule, d.passed), (false, None, vec![2, 6]));
         assert!(parse_iptables(Path::new("fw"), text, "NOPE").is_err());
         // A chain that jumps to itself ends.
         let looped = "*filter\n:FORWARD DROP [0:0]\n:L - [0:0]\n-A FORWARD -j L\n-A L -j L\n-A L -j L\nCOMMIT\n";

@@ -1,4 +1,8 @@
-//! Named address groups: IPv4 and IPv6 CIDRs, the most specific (longest prefix) match wins.
+//! Named address groups: IPv4 and IPv6 CIDRs. An address belongs to every group whose
+//! networks hold it (a server that is both domain controller and DNS server holds both
+//! roles); a catch-all network (`0.0.0.0/0`, `::/0`) holds only what no other group holds.
+//! Private, shared, link-local and unique-local addresses that no group lists are
+//! `unlisted-internal`, never the catch-all `internet`.
 
 use std::net::IpAddr;
 
@@ -113,17 +117,61 @@ impl Groups {
         self.names.iter().position(|n| n == name)
     }
 
-    /// The most specific group holding `ip` (the first defined wins a tie).
-    pub fn lookup(&self, ip: IpAddr) -> Option<&str> {
-        self.nets
-            .iter()
-            .find(|(c, _)| c.contains(ip))
-            .map(|&(_, i)| self.names[i].as_str())
+    /// Every group holding `ip`, the most specific first (the first defined wins a tie),
+    /// each once. Groups that hold it only through a catch-all network (prefix 0) count
+    /// only when no other group holds it and it is not an internal address (those are
+    /// [`UNLISTED_INTERNAL`]).
+    pub fn lookup(&self, ip: IpAddr) -> Vec<&str> {
+        let mut found: Vec<&str> = Vec::new();
+        let mut catch_all: Vec<&str> = Vec::new();
+        for &(c, i) in &self.nets {
+            let name = self.names[i].as_str();
+            let list = if c.prefix() == 0 {
+                &mut catch_all
+            } else {
+                &mut found
+            };
+            if c.contains(ip) && !list.contains(&name) {
+                list.push(name);
+            }
+        }
+        if !found.is_empty() {
+            found
+        } else if internal_ranges().iter().any(|c| c.contains(ip)) {
+            vec![UNLISTED_INTERNAL]
+        } else {
+            catch_all
+        }
     }
 
-    /// The group of `ip`, or `any` when no group holds it.
-    pub fn name_of(&self, ip: IpAddr) -> &str {
-        self.lookup(ip).unwrap_or(ANY)
+    /// The most specific group of `ip` (what a learned rule names), or `any`.
+    pub fn primary_of(&self, ip: IpAddr) -> &str {
+        self.lookup(ip).first().copied().unwrap_or(ANY)
+    }
+
+    /// The groups of `ip` as records and findings show them: `dc+dns`, or `any` when no
+    /// group holds it.
+    pub fn name_of(&self, ip: IpAddr) -> String {
+        label(&self.lookup(ip))
+    }
+
+    /// Pairs of groups that hold the same addresses: (group, network, other group, its
+    /// network), where the first network lies inside the second (or equals it). Catch-all
+    /// networks are left out: they never share an address.
+    pub fn overlaps(&self) -> Vec<(&str, Cidr, &str, Cidr)> {
+        let mut out = Vec::new();
+        for (a, ca) in self.nets.iter().filter(|(c, _)| c.prefix() > 0) {
+            for (b, cb) in self.nets.iter().filter(|(c, _)| c.prefix() > 0) {
+                let inside = a.v6 == b.v6 && a.len >= b.len && a.net & mask(b.len) == b.net;
+                // An equal network is reported once, from the later group.
+                if ca != cb && inside && (a.len > b.len || ca > cb) {
+                    out.push((self.names[*ca].as_str(), *a, self.names[*cb].as_str(), *b));
+                }
+            }
+        }
+        out.sort_by_key(|&(a, na, b, nb)| (self.index(a), na, self.index(b), nb));
+        out.dedup();
+        out
     }
 
     /// Groups in definition order with their networks.
@@ -134,13 +182,54 @@ impl Groups {
             .zip(self.cidrs.iter().map(Vec::as_slice))
     }
 
+    /// The networks of a group; for [`UNLISTED_INTERNAL`], the internal ranges (wider than
+    /// the group: they hold listed hosts too).
     pub fn cidrs_of(&self, name: &str) -> Option<&[Cidr]> {
+        if name == UNLISTED_INTERNAL {
+            return Some(internal_ranges());
+        }
         self.index(name).map(|i| self.cidrs[i].as_slice())
     }
 }
 
+/// The group of internal addresses that no group lists; rules may name it without defining
+/// it, and no group may take its name.
+pub const UNLISTED_INTERNAL: &str = "unlisted-internal";
+
+/// What [`UNLISTED_INTERNAL`] stands for: RFC 1918, the RFC 6598 shared address space
+/// (100.64.0.0/10, carrier-grade NAT), IPv4 link-local, RFC 4193 unique-local and IPv6
+/// link-local addresses.
+pub const INTERNAL_RANGES: [&str; 7] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+
+fn internal_ranges() -> &'static [Cidr] {
+    static NETS: std::sync::OnceLock<Vec<Cidr>> = std::sync::OnceLock::new();
+    NETS.get_or_init(|| {
+        INTERNAL_RANGES
+            .iter()
+            .map(|c| Cidr::parse(c).expect("valid range"))
+            .collect()
+    })
+}
+
 /// The name that matches every address, in rules and for addresses outside every group.
 pub const ANY: &str = "any";
+
+/// Groups joined as records show them (`dc+dns`); `any` for none.
+pub fn label(groups: &[&str]) -> String {
+    if groups.is_empty() {
+        ANY.to_string()
+    } else {
+        groups.join("+")
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -150,42 +239,94 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn longest_prefix_wins_in_both_families() {
+    /// Groups from `(name, networks)`.
+    fn groups(defs: &[(&str, &[&str])]) -> Groups {
         let mut g = Groups::default();
-        g.add(
-            "internet",
-            vec![
-                Cidr::parse("0.0.0.0/0").unwrap(),
-                Cidr::parse("::/0").unwrap(),
-            ],
-        );
-        g.add(
-            "lan",
-            vec![
-                Cidr::parse("10.0.0.0/8").unwrap(),
-                Cidr::parse("fd00::/8").unwrap(),
-            ],
-        );
-        g.add(
-            "mailbox",
-            vec![
-                Cidr::parse("10.1.1.10").unwrap(),
-                Cidr::parse("fd00:1:1::10").unwrap(),
-            ],
-        );
-        assert_eq!(g.lookup(ip("10.1.1.10")), Some("mailbox"));
-        assert_eq!(g.lookup(ip("10.1.1.11")), Some("lan"));
-        assert_eq!(g.lookup(ip("8.8.8.8")), Some("internet"));
-        assert_eq!(g.lookup(ip("fd00:1:1::10")), Some("mailbox"));
-        assert_eq!(g.lookup(ip("fd00:1:1::11")), Some("lan"));
-        assert_eq!(g.lookup(ip("2001:db8::1")), Some("internet"));
+        for (name, nets) in defs {
+            g.add(name, nets.iter().map(|c| Cidr::parse(c).unwrap()).collect());
+        }
+        g
+    }
+
+    #[test]
+    fn every_group_holding_an_address_counts_but_the_catch_all() {
+        let mut g = groups(&[
+            ("internet", &["0.0.0.0/0", "::/0"]),
+            ("lan", &["10.0.0.0/8", "fd00::/8"]),
+            ("mailbox", &["10.1.1.10", "fd00:1:1::10"]),
+        ]);
+        assert_eq!(g.lookup(ip("10.1.1.10")), ["mailbox", "lan"]);
+        assert_eq!(g.lookup(ip("10.1.1.11")), ["lan"]);
+        assert_eq!(g.lookup(ip("8.8.8.8")), ["internet"]);
+        assert_eq!(g.lookup(ip("fd00:1:1::10")), ["mailbox", "lan"]);
+        assert_eq!(g.lookup(ip("fd00:1:1::11")), ["lan"]);
+        assert_eq!(g.lookup(ip("2001:db8::1")), ["internet"]);
         // An IPv4 /0 does not hold IPv6 addresses, nor IPv4-mapped ones.
         let mut v4 = Groups::default();
         v4.add("all4", vec![Cidr::parse("0.0.0.0/0").unwrap()]);
-        assert_eq!(v4.lookup(ip("::ffff:10.0.0.1")), None);
+        assert!(v4.lookup(ip("::ffff:198.51.100.1")).is_empty());
         assert_eq!(v4.name_of(ip("2001:db8::1")), ANY);
         assert!(!g.add("lan", vec![]));
+        // Issue 12: a domain controller that is also the DNS server holds both roles, in
+        // definition order; the overlap is reported once.
+        g.add("dc", vec![Cidr::parse("10.1.2.10").unwrap()]);
+        g.add("dns", vec![Cidr::parse("10.1.2.10/32").unwrap()]);
+        assert_eq!(g.lookup(ip("10.1.2.10")), ["dc", "dns", "lan"]);
+        assert_eq!(g.name_of(ip("10.1.2.10")), "dc+dns+lan");
+        assert_eq!(g.primary_of(ip("10.1.2.10")), "dc");
+        let o: Vec<String> = g
+            .overlaps()
+            .iter()
+            .map(|(a, na, b, nb)| format!("{a} {na} {b} {nb}"))
+            .collect();
+        assert_eq!(
+            o,
+            [
+                "mailbox 10.1.1.10/32 lan 10.0.0.0/8",
+                "mailbox fd00:1:1::10/128 lan fd00::/8",
+                "dc 10.1.2.10/32 lan 10.0.0.0/8",
+                "dns 10.1.2.10/32 lan 10.0.0.0/8",
+                "dns 10.1.2.10/32 dc 10.1.2.10/32",
+            ]
+        );
+    }
+
+    /// Issue 12: internal addresses that no group lists are `unlisted-internal`, not the
+    /// catch-all; with no catch-all, other addresses stay `any`.
+    #[test]
+    fn unlisted_internal_addresses_are_not_the_internet() {
+        let g = groups(&[
+            ("internet", &["0.0.0.0/0", "::/0"]),
+            ("mailbox", &["10.1.1.10"]),
+        ]);
+        assert_eq!(g.lookup(ip("10.1.1.10")), ["mailbox"]);
+        for a in [
+            "10.1.4.5",
+            "172.31.255.1",
+            "192.168.0.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.1.1",
+            "fd00:1:10::21",
+            "fc00::1",
+            "fe80::1",
+        ] {
+            assert_eq!(g.name_of(ip(a)), UNLISTED_INTERNAL, "{a}");
+        }
+        for a in [
+            "172.32.0.1",
+            "100.128.0.1",
+            "11.0.0.1",
+            "198.51.100.25",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert_eq!(g.name_of(ip(a)), "internet", "{a}");
+        }
+        let none = groups(&[("mailbox", &["10.1.1.10"])]);
+        assert_eq!(none.name_of(ip("10.1.4.5")), UNLISTED_INTERNAL);
+        assert_eq!(none.name_of(ip("198.51.100.25")), ANY);
+        assert_eq!(none.cidrs_of(UNLISTED_INTERNAL).unwrap().len(), 7);
     }
 
     #[test]

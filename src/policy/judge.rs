@@ -1,7 +1,9 @@
 //! Verdicts: is a flow allowed by the policy, unexpected, or on an allowed port with another
-//! protocol in its payload?
+//! protocol in its payload? An address that holds several groups is allowed what any of
+//! them is allowed, and its verdict names them all (`dc+dns`).
 
 use super::file::{Policy, Rule};
+use super::groups::label;
 use super::{FlowFacts, Kind, PolicyVerdict};
 
 /// Why a rule's payload test passed (Ok) or failed (Err).
@@ -44,11 +46,11 @@ fn payload_test(rule: &Rule, f: &FlowFacts<'_>) -> Result<String, String> {
 impl Policy {
     /// Judge a flow in its recorded direction only.
     fn judge_as(&self, f: &FlowFacts<'_>, reversed: bool) -> PolicyVerdict {
-        let sg = self.groups.name_of(f.src).to_string();
-        let dg = self.groups.name_of(f.dst).to_string();
+        let (sgs, dgs) = (self.groups.lookup(f.src), self.groups.lookup(f.dst));
+        let (sg, dg) = (label(&sgs), label(&dgs));
         let mut mismatch: Option<(&Rule, String)> = None;
         for r in &self.rules {
-            if !r.matches(&sg, &dg, f.proto, f.dport) {
+            if !r.matches(&sgs, &dgs, f.proto, f.dport) {
                 continue;
             }
             match payload_test(r, f) {

@@ -97,8 +97,8 @@ impl Learner {
 
     pub fn add(&mut self, f: &FlowFacts<'_>) {
         let key = Key {
-            from: self.groups.name_of(f.src).to_string(),
-            to: self.groups.name_of(f.dst).to_string(),
+            from: self.groups.primary_of(f.src).to_string(),
+            to: self.groups.primary_of(f.dst).to_string(),
             proto: f.proto,
             service: f.verdict.service.clone(),
         };

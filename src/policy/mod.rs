@@ -12,6 +12,7 @@ pub mod groups;
 pub mod judge;
 pub mod learn;
 pub mod run;
+pub mod suggest;
 pub mod template;
 
 use crate::classify::{Confidence, Verdict};

@@ -3,8 +3,8 @@
 //! learned evidence for the end of the run.
 
 use super::file::Policy;
-use super::findings::{Findings, Key};
-use super::firewall::RuleSet;
+use super::findings::{write_csv_row, Findings, Key};
+use super::firewall::{RuleSet, Unused};
 use super::groups::Groups;
 use super::learn::Learner;
 use super::{transport_label, Annotations, FirewallVerdict, FlowFacts, FlowJudge, Kind};
@@ -22,8 +22,10 @@ pub struct PolicyRun {
     pub findings: Findings,
     /// Flows the rule set would deny.
     pub denied: Findings,
-    /// Flows decided by each firewall rule, and by the default policy.
+    /// Flows that matched each firewall rule on their way (deciding or not).
     pub hits: Vec<u64>,
+    /// Flows decided by each firewall rule, and by the default policy.
+    pub decided: Vec<u64>,
     pub default_hits: u64,
     /// Flows per policy verdict.
     pub verdicts: [u64; 3],
@@ -64,19 +66,23 @@ impl FlowJudge for PolicyRun {
         if let Some(rs) = &self.firewall {
             if self.hits.len() != rs.rules.len() {
                 self.hits = vec![0; rs.rules.len()];
+                self.decided = vec![0; rs.rules.len()];
             }
             let (d, reversed) = rs.judge(f);
             match d.rule {
-                Some(i) => self.hits[i] += 1,
+                Some(i) => {
+                    self.hits[i] += 1;
+                    self.decided[i] += 1;
+                }
                 None => self.default_hits += 1,
             }
-            for &j in &d.jumps {
+            for &j in &d.passed {
                 self.hits[j] += 1;
             }
             let rule = rs.rule_name(&d);
             if !d.allowed {
                 let label = |ip| match &self.label_groups {
-                    Some(g) => g.name_of(ip).to_string(),
+                    Some(g) => g.name_of(ip),
                     None => ip.to_string(),
                 };
                 let key = Key {
@@ -107,6 +113,7 @@ impl FlowJudge for PolicyRun {
             label_groups: self.label_groups.clone(),
             learner: self.learner.as_ref().map(Learner::fork),
             hits: vec![0; self.firewall.as_ref().map_or(0, |rs| rs.rules.len())],
+            decided: vec![0; self.firewall.as_ref().map_or(0, |rs| rs.rules.len())],
             ..PolicyRun::default()
         })
     }
@@ -121,11 +128,16 @@ impl FlowJudge for PolicyRun {
         }
         self.findings.merge(part.findings);
         self.denied.merge(part.denied);
-        if self.hits.len() < part.hits.len() {
-            self.hits.resize(part.hits.len(), 0);
-        }
-        for (h, p) in self.hits.iter_mut().zip(part.hits) {
-            *h += p;
+        for (mine, theirs) in [
+            (&mut self.hits, part.hits),
+            (&mut self.decided, part.decided),
+        ] {
+            if mine.len() < theirs.len() {
+                mine.resize(theirs.len(), 0);
+            }
+            for (h, p) in mine.iter_mut().zip(theirs) {
+                *h += p;
+            }
         }
         self.default_hits += part.default_hits;
         for (v, p) in self.verdicts.iter_mut().zip(part.verdicts) {
@@ -153,7 +165,8 @@ impl FlowJudge for PolicyRun {
 }
 
 impl PolicyRun {
-    /// The firewall report: denied flows, hit counts per rule, rules never hit.
+    /// The firewall report: denied flows, hit counts per rule, and the unused rules by class
+    /// (only those that matched nothing are candidates for removal).
     pub fn render_firewall(&self) -> String {
         let Some(rs) = &self.firewall else {
             return String::new();
@@ -163,34 +176,77 @@ impl PolicyRun {
             .render(&format!("Flows the rule set {} would deny", rs.origin));
         let _ = writeln!(
             s,
-            "\nFlows per rule (the deciding rule, and jumps to user chains on the way):"
+            "\nFlows per rule (matched on the way, including jumps, RETURN and LOG; decided):"
         );
-        let hits = |i: usize| self.hits.get(i).copied().unwrap_or(0);
+        let count = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
         for (i, r) in rs.rules.iter().enumerate() {
-            let _ = writeln!(s, "  {:>8}  line {:<5} {}", hits(i), r.line, r.name);
+            let _ = writeln!(
+                s,
+                "  {:>8} {:>8}  line {:<5} {}",
+                count(&self.hits, i),
+                count(&self.decided, i),
+                r.line,
+                r.name
+            );
         }
         let _ = writeln!(
             s,
-            "  {:>8}  {:<10} {} default policy",
-            self.default_hits, "", rs.chains[rs.start].name
+            "  {:>8} {:>8}  {:<10} {} default policy",
+            self.default_hits, self.default_hits, "", rs.chains[rs.start].name
         );
-        let never: Vec<&str> = rs
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| hits(*i) == 0)
-            .map(|(_, r)| r.name.as_str())
-            .collect();
-        let _ = writeln!(
-            s,
-            "\nRules never hit: {}",
-            if never.is_empty() {
-                "none".to_string()
-            } else {
-                never.join(", ")
+        let unused = rs.unused(&self.hits);
+        for (title, nothing) in [
+            (
+                "Unused rules that matched nothing (candidates for removal)",
+                true,
+            ),
+            ("Unused rules a capture cannot judge (keep them)", false),
+        ] {
+            let rows: Vec<String> = unused
+                .iter()
+                .filter(|(_, u)| (*u == Unused::MatchedNothing) == nothing)
+                .map(|(i, u)| {
+                    let r = &rs.rules[*i];
+                    match u {
+                        Unused::MatchedNothing => format!("  line {:<5} {}", r.line, r.name),
+                        Unused::NotJudged(why) => {
+                            format!("  line {:<5} {}: {why}", r.line, r.name)
+                        }
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "\n{title}:{}",
+                if rows.is_empty() { " none" } else { "" }
+            );
+            for row in rows {
+                let _ = writeln!(s, "{row}");
             }
-        );
+        }
         s
+    }
+
+    /// `validate --csv`: the denied groups (`kind` = `denied`), then one row per unused rule
+    /// (`kind` = its class, the reason as example).
+    pub fn write_firewall_csv(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.denied.write_csv_kind(w, "denied")?;
+        if let Some(rs) = &self.firewall {
+            for (i, u) in rs.unused(&self.hits) {
+                let r = &rs.rules[i];
+                let why = match &u {
+                    Unused::MatchedNothing => format!("line {}: no flow matched it", r.line),
+                    Unused::NotJudged(why) => format!("line {}: {why}", r.line),
+                };
+                let mut cells = vec![String::new(); 12];
+                cells[6] = r.name.clone();
+                cells[7] = "0".into();
+                cells[8] = "0".into();
+                cells[11] = why;
+                write_csv_row(w, u.label(), &cells)?;
+            }
+        }
+        w.flush()
     }
 
     /// Hits per rule as JSON, for `--summary-json`.
@@ -198,11 +254,24 @@ impl PolicyRun {
         let Some(rs) = &self.firewall else {
             return serde_json::Value::Null;
         };
+        let unused = rs.unused(&self.hits);
         let rules: Vec<serde_json::Value> = rs
             .rules
             .iter()
             .enumerate()
-            .map(|(i, r)| serde_json::json!({"rule": r.name, "line": r.line, "hits": self.hits.get(i).copied().unwrap_or(0)}))
+            .map(|(i, r)| {
+                let unused = unused.iter().find(|(u, _)| *u == i).map(|(_, u)| u);
+                serde_json::json!({
+                    "rule": r.name, "line": r.line,
+                    "hits": self.hits.get(i).copied().unwrap_or(0),
+                    "decided": self.decided.get(i).copied().unwrap_or(0),
+                    "unused": unused.map(Unused::label),
+                    "unused_why": match unused {
+                        Some(Unused::NotJudged(why)) => Some(why.as_str()),
+                        _ => None,
+                    },
+                })
+            })
             .collect();
         serde_json::json!({"rules": rules, "default_hits": self.default_hits, "denied": self.denied.to_json()})
     }

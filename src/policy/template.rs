@@ -19,7 +19,8 @@ pub struct Template {
     pub static_rpc: bool,
     /// Add the reference's Active Directory access rows (section 5, "from every role": LDAP,
     /// GC, Kerberos, DNS, RPC net logon to domain controllers). The reference states them for
-    /// Exchange 2010, but every Exchange version needs them; they keep their citation.
+    /// Exchange 2010, but every Exchange version needs them; they keep their citation. Only
+    /// the rows from the Exchange roles the template has are added (see [`selection`]).
     pub ad_access: bool,
 }
 
@@ -126,10 +127,13 @@ pub fn find(name: &str) -> Option<&'static Template> {
     TEMPLATES.iter().find(|t| t.name == name)
 }
 
+/// An Active Directory access row of section 5 (one per Exchange 2010 role, to `dc`).
+fn ad_access_row(e: &PortEntry) -> bool {
+    e.section == "5" && e.to == "dc"
+}
+
+/// The entries of a template's own sections and versions (without borrowed AD rows).
 fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
-    if t.ad_access && e.section == "5" && e.to == "dc" {
-        return true;
-    }
     if !t
         .picks
         .iter()
@@ -144,10 +148,27 @@ fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
     true
 }
 
+/// The entries a template uses, in file order: its own, plus with `ad_access` the Active
+/// Directory rows whose initiator is one of the roles those name (Mailbox for 2016, Mailbox
+/// and Client Access for 2013): never `any`, so never the Internet.
+pub fn selection<'a>(t: &Template, sigs: &'a Signatures) -> Vec<&'a PortEntry> {
+    let own: Vec<&PortEntry> = sigs.ports.iter().filter(|e| picked(t, sigs, e)).collect();
+    sigs.ports
+        .iter()
+        .filter(|e| {
+            picked(t, sigs, e)
+                || (t.ad_access
+                    && ad_access_row(e)
+                    && e.from != ANY
+                    && own.iter().any(|o| o.from == e.from || o.to == e.from))
+        })
+        .collect()
+}
+
 /// The roles a template's rules name (besides `any`), in first-use order.
 pub fn roles_of(t: &Template, sigs: &Signatures) -> Vec<String> {
     let mut used: Vec<String> = Vec::new();
-    for e in sigs.ports.iter().filter(|e| picked(t, sigs, e)) {
+    for e in selection(t, sigs) {
         for r in [&e.from, &e.to] {
             if r != ANY && !used.contains(r) {
                 used.push(r.clone());
@@ -174,7 +195,7 @@ pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr
     let mut rules: Vec<TplRule> = Vec::new();
     let used_roles = roles_of(t, sigs);
     let mut sections: Vec<&str> = Vec::new();
-    for e in sigs.ports.iter().filter(|e| picked(t, sigs, e)) {
+    for e in selection(t, sigs) {
         let key = (
             e.from.clone(),
             e.to.clone(),
@@ -313,6 +334,30 @@ mod tests {
         }
     }
 
+    /// Issue 12: no template lets `any` or `internet` reach the domain controllers, and the
+    /// 2016 templates give AD access to the Mailbox role.
+    #[test]
+    fn domain_controllers_are_reached_only_from_exchange_roles() {
+        let sigs = Signatures::embedded();
+        for t in TEMPLATES {
+            for e in selection(t, &sigs).iter().filter(|e| e.to == "dc") {
+                assert!(
+                    e.from != ANY && e.from != "internet" && e.from != "clients",
+                    "{}: {} -> dc {}",
+                    t.name,
+                    e.from,
+                    e.lo
+                );
+            }
+        }
+        let t = find("exchange2016").unwrap();
+        let text = render(t, &sigs, &BTreeMap::new());
+        assert!(text.contains("name = \"s5-mailbox-dc-ldap\""), "{text}");
+        assert!(!text.contains("s5-any-dc"), "{text}");
+        // The 2016 template does not grow groups for Exchange 2010 roles it has no use for.
+        assert!(!roles_of(t, &sigs).iter().any(|r| r == "hub" || r == "um"));
+    }
+
     /// Every numbered section of the reference is cited by some template.
     #[test]
     fn templates_cover_every_section_of_the_reference() {
@@ -350,7 +395,9 @@ mod tests {
         // And every port entry of sections 1-10 is in some template.
         for e in sigs.ports.iter().filter(|e| e.section != "general") {
             assert!(
-                TEMPLATES.iter().any(|t| picked(t, &sigs, e)),
+                TEMPLATES
+                    .iter()
+                    .any(|t| selection(t, &sigs).iter().any(|x| std::ptr::eq(*x, e))),
                 "{}-{} {} of section {} is in no template",
                 e.lo,
                 e.hi,

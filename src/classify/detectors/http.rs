@@ -29,7 +29,7 @@ const METHODS: &[&str] = &[
 ];
 
 /// Exchange virtual directories, by path prefix (lowercase), and the service each one is.
-const PATHS: &[(&str, &str)] = &[
+pub(crate) const PATHS: &[(&str, &str)] = &[
     ("/mapi/emsmdb", "mapi-http"),
     ("/mapi/nspi", "mapi-http"),
     ("/mapi/", "mapi-http"),
