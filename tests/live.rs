@@ -590,3 +590,33 @@ fn sipp_calls_give_the_audit_records() {
         "{live:?}"
     );
 }
+
+/// `live --tls-keylog`: a key log that is empty when the capture starts and gets its lines
+/// afterwards (as a client writes them while it connects) still decrypts the sessions.
+#[test]
+fn a_key_log_written_after_the_start_is_read_on() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let keys_dir = tempfile::tempdir().unwrap();
+    sh(&["chmod", "0755", keys_dir.path().to_str().unwrap()]);
+    let keys = keys_dir.path().join("sslkeys.log");
+    std::fs::write(&keys, "").unwrap();
+    let mut cap = Capture::start(&net, &["--tls-keylog", keys.to_str().unwrap()]);
+    let pcap = root().join("pcaps/https-keylog-tls13.pcap");
+    std::fs::write(&keys, std::fs::read(pcap.with_extension("keys")).unwrap()).unwrap();
+    let mut c = net.cmd(
+        &net.cli,
+        &["tcpreplay", "-q", "--topspeed", "-i", &net.cli_if],
+    );
+    c.arg(&pcap).stdout(Stdio::null());
+    assert!(c.status().unwrap().success(), "tcpreplay");
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let live = read_records(&cap.path("live.ndjson"));
+    assert_eq!(live.len(), 17, "{}", cap.live.stderr());
+    for r in &live {
+        assert_eq!(r["exwatch"]["tls"]["decrypted"], true, "{r}");
+        assert_ne!(r["exwatch"]["service"], "https", "{r}");
+    }
+}

@@ -577,7 +577,11 @@ fn issue12_an_address_in_two_roles_is_judged_with_both() {
         .collect();
     assert!(to_dc.len() > 30);
     for x in &to_dc {
-        assert_eq!(field(x, "exwatch.policy.destination_group"), "dns+dc", "{x}");
+        assert_eq!(
+            field(x, "exwatch.policy.destination_group"),
+            "dns+dc",
+            "{x}"
+        );
         let port = field(x, "destination.port").as_u64().unwrap();
         let from_mailbox = field(x, "exwatch.policy.source_group") == "mailbox";
         // SMB and the RPC dynamic port to the DC are findings of DEMO.md; clients' DNS is
