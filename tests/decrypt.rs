@@ -205,3 +205,47 @@ fn nothing_decrypted_reaches_a_record() {
         assert!(!summary.contains("exwatch-secret-pw-3"));
     }
 }
+
+/// A policy that allows HTTPS to the server only for EWS judges the decrypted services: EWS
+/// is allowed, every other service inside TLS is a mismatch; without the key log every flow is
+/// `https`, which the rule does not allow.
+#[test]
+fn a_policy_judges_the_service_inside_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "[[group]]\nname = \"clients\"\ncidrs = [\"192.0.2.20\"]\n\n\
+         [[group]]\nname = \"mailbox\"\ncidrs = [\"192.0.2.10\"]\n\n\
+         [[rule]]\nname = \"ews-only\"\nfrom = \"clients\"\nto = \"mailbox\"\n\
+         transport = \"tcp\"\nports = [\"443\"]\nservices = [\"ews\"]\n",
+    )
+    .unwrap();
+    let (pcap, keys) = cap("12");
+    let p = policy.to_str().unwrap();
+    let r = audit(
+        &[&pcap],
+        &["-q", "--policy", p, "--tls-keylog", keys.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for rec in &r.records {
+        let want = if rec["exwatch"]["service"] == "ews" {
+            "allowed"
+        } else {
+            "mismatch"
+        };
+        assert_eq!(rec["exwatch"]["policy"]["verdict"], want, "{rec}");
+    }
+    assert_eq!(
+        r.records
+            .iter()
+            .filter(|x| x["exwatch"]["policy"]["verdict"] == "allowed")
+            .count(),
+        3
+    );
+    let blind = audit(&[&pcap], &["-q", "--policy", p]);
+    assert!(blind
+        .records
+        .iter()
+        .all(|x| x["exwatch"]["policy"]["verdict"] != "allowed"));
+}
