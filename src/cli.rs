@@ -338,7 +338,7 @@ pub fn main() -> i32 {
             match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
                 Ok(()) => print_out(&buf),
                 Err(e) => {
-                    eprintln!("exwatch: man: {e}");
+                    crate::say!("exwatch: man: {e}");
                     exit::OUTPUT
                 }
             }
@@ -404,7 +404,7 @@ fn is_capture_name(p: &std::path::Path) -> bool {
 }
 
 fn policy_error(e: &PolicyError) -> i32 {
-    eprintln!("exwatch: {e}");
+    crate::say!("exwatch: {e}");
     exit::POLICY_FILE
 }
 
@@ -422,7 +422,7 @@ fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
                     &custom
                 }
                 Err(e) => {
-                    eprintln!("exwatch: signatures: {e}");
+                    crate::say!("exwatch: signatures: {e}");
                     return Err(exit::SIGNATURES);
                 }
             },
@@ -492,7 +492,7 @@ fn learn(l: LearnArgs) -> i32 {
         });
     }
     if let Err(e) = written {
-        eprintln!("exwatch: cannot write the learned policy: {e}");
+        crate::say!("exwatch: cannot write the learned policy: {e}");
         return exit::OUTPUT;
     }
     code
@@ -569,7 +569,7 @@ fn policy(p: PolicyCommand) -> i32 {
             let sigs = Signatures::embedded();
             let used = template::roles_of(tpl, &sigs);
             for role in roles.keys().filter(|r| !used.contains(r)) {
-                eprintln!(
+                crate::say!(
                     "exwatch: note: template `{}` has no rule for --{role}",
                     tpl.name
                 );
@@ -589,7 +589,7 @@ enum Mode {
 }
 
 fn usage(msg: &str) -> i32 {
-    eprintln!("exwatch: {msg}");
+    crate::say!("exwatch: {msg}");
     exit::USAGE
 }
 
@@ -709,7 +709,7 @@ fn prepare(
         Some(dir) => match Signatures::load_dir(dir) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("exwatch: signatures: {e}");
+                crate::say!("exwatch: signatures: {e}");
                 return Err(exit::SIGNATURES);
             }
         },
@@ -733,10 +733,10 @@ fn prepare(
             Ok(k) => {
                 let st = k.stats();
                 for r in &st.reported {
-                    eprintln!("exwatch: --tls-keylog: {r} (line skipped)");
+                    crate::say!("exwatch: --tls-keylog: {r} (line skipped)");
                 }
                 if st.bad_lines > st.reported.len() as u64 {
-                    eprintln!(
+                    crate::say!(
                         "exwatch: --tls-keylog {}: {} bad lines in all",
                         path.display(),
                         st.bad_lines
@@ -757,7 +757,7 @@ fn prepare(
         Some(p) => match FileOutput::open(p, append) {
             Ok(w) => Box::new(w),
             Err(e) => {
-                eprintln!("exwatch: {p}: cannot create: {e}");
+                crate::say!("exwatch: {p}: cannot create: {e}");
                 return Err(exit::OUTPUT);
             }
         },
@@ -970,7 +970,7 @@ fn live(l: LiveArgs) -> i32 {
         Some(path) => match FileOutput::open(path, false) {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("exwatch: {path}: cannot create: {e}");
+                crate::say!("exwatch: {path}: cannot create: {e}");
                 return exit::OUTPUT;
             }
         },
@@ -987,18 +987,18 @@ fn live(l: LiveArgs) -> i32 {
         Ok(c) => c,
         Err(e @ LiveError::Filter { .. }) => return usage(&e.to_string()),
         Err(e) => {
-            eprintln!("exwatch: {e}");
+            crate::say!("exwatch: {e}");
             return exit::CAPTURE_OPEN;
         }
     };
     if let Some(user) = &l.user {
         if let Err(e) = crate::privilege::drop_to(user) {
-            eprintln!("exwatch: {e}");
+            crate::say!("exwatch: {e}");
             return exit::PRIVILEGES;
         }
     }
     // Tests and service managers wait for this line: the capture is open from here on.
-    eprintln!(
+    crate::say!(
         "exwatch: capturing on {} (link type {}){}",
         cap.name(),
         cap.linktype(),
@@ -1007,7 +1007,7 @@ fn live(l: LiveArgs) -> i32 {
             .map_or(String::new(), |u| format!(" as user {u}"))
     );
     if let Err(e) = control::install() {
-        eprintln!("exwatch: installing signal handlers: {e}");
+        crate::say!("exwatch: installing signal handlers: {e}");
         return exit::OUTPUT;
     }
     let mut reopen_summary = || match &mut summary_out {
@@ -1048,7 +1048,7 @@ fn finish(
         .unwrap_or_default();
     let mut code = exit::OK;
     if let Some(e) = &outcome.write_error {
-        eprintln!("exwatch: writing records: {e}");
+        crate::say!("exwatch: writing records: {e}");
         code = exit::OUTPUT;
     }
     if !a.quiet {
@@ -1075,7 +1075,7 @@ fn finish(
             }
         });
         if let Err(e) = written {
-            eprintln!("exwatch: {p}: cannot write CSV: {e}");
+            crate::say!("exwatch: {p}: cannot write CSV: {e}");
             code = exit::OUTPUT;
         }
     }
@@ -1104,7 +1104,7 @@ fn finish(
             w.flush()
         });
         if let Err(e) = written {
-            eprintln!("exwatch: {path}: cannot write summary: {e}");
+            crate::say!("exwatch: {path}: cannot write summary: {e}");
             code = exit::OUTPUT;
         }
     }
@@ -1118,7 +1118,7 @@ fn finish(
                 .ok()
                 .and_then(|e| e.clone())
                 .unwrap_or_default();
-            eprintln!("exwatch: ClickHouse: {lost} records lost ({why})");
+            crate::say!("exwatch: ClickHouse: {lost} records lost ({why})");
             code = code.max(exit::OUTPUT);
         }
     }

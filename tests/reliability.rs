@@ -244,3 +244,32 @@ fn issue13_threads_above_the_bound_are_refused() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.records.len(), 1);
 }
+
+/// Standard error on a full disk: messages are lost, the exit codes are not, and nothing
+/// panics (exit 101).
+#[test]
+fn unwritable_standard_error_keeps_the_exit_codes() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let cap = root().join("pcaps/imap-143.pcap");
+    for (args, code) in [
+        (vec!["audit", "--threads", "0"], 2),
+        (vec!["audit", "/nonexistent/x.pcap"], 3),
+        (vec!["audit", "-q"], 0),
+        // The summary goes to standard error when records take standard output.
+        (vec!["audit", "--json", "-"], 1),
+    ] {
+        let out = exwatch()
+            .args(&args)
+            .arg(&cap)
+            .stdout(std::process::Stdio::null())
+            .stderr(full())
+            .status()
+            .unwrap();
+        assert_eq!(out.code(), Some(code), "{args:?}");
+    }
+}

@@ -289,7 +289,7 @@ pub fn run(
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
                         let read = counters.packets_read.load(Relaxed);
-                        eprintln!("{}{}", counters.live_stats().line(read), suffix());
+                        crate::say!("{}{}", counters.live_stats().line(read), suffix());
                         *at += *every;
                     }
                 }
@@ -329,7 +329,7 @@ pub fn run(
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
             // The last word on drops, however short the run.
-            eprintln!("{}{}", stats.line(summary.read.packets_read), suffix());
+            crate::say!("{}{}", stats.line(summary.read.packets_read), suffix());
         }
         summary.live = Some(stats);
     }
@@ -383,10 +383,10 @@ impl Writer<'_> {
     fn reopen(&mut self, on_reopen: &mut dyn FnMut() -> std::io::Result<()>) {
         let _ = self.out.flush();
         if let Err(e) = self.out.reopen() {
-            eprintln!("exwatch: SIGHUP: cannot reopen the records file: {e}");
+            crate::say!("exwatch: SIGHUP: cannot reopen the records file: {e}");
         }
         if let Err(e) = on_reopen() {
-            eprintln!("exwatch: SIGHUP: cannot reopen the summary file: {e}");
+            crate::say!("exwatch: SIGHUP: cannot reopen the summary file: {e}");
         }
     }
 }

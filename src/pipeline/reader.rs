@@ -92,7 +92,7 @@ impl Reader {
             match OfflineCapture::open(spec) {
                 Ok(cap) => {
                     if let Err(e) = self.read_capture(cap) {
-                        eprintln!("exwatch: {e}");
+                        crate::say!("exwatch: {e}");
                         self.stats.files_failed += 1;
                         errors.push(e);
                     } else {
@@ -100,7 +100,7 @@ impl Reader {
                     }
                 }
                 Err(e) => {
-                    eprintln!("exwatch: {e}");
+                    crate::say!("exwatch: {e}");
                     self.stats.files_failed += 1;
                     errors.push(e);
                 }
@@ -126,7 +126,7 @@ impl Reader {
                     self.clock = self.clock.max(wall.saturating_sub(WALL_LAG_NS));
                 }
                 Err(e) => {
-                    eprintln!("exwatch: {e}");
+                    crate::say!("exwatch: {e}");
                     errors.push(CaptureError::Live(e));
                     break;
                 }
@@ -166,7 +166,7 @@ impl Reader {
 
     fn warn_linktype(&self, lt: i32, name: &str) {
         if !link::supported(lt) {
-            eprintln!(
+            crate::say!(
                 "exwatch: {name}: link type {lt} is not supported; its packets are counted as undecodable"
             );
         }
