@@ -10,6 +10,9 @@ pub enum Val<'a> {
     F64(f64),
     Bool(bool),
     Strs(&'a [&'a str]),
+    /// An array of the second members of a run of (path, value) pairs: the entries of one
+    /// array field, as they sit in a record's sorted field list.
+    Run(&'a [(&'a str, &'a str)]),
 }
 
 /// Whether `b` holds a byte JSON strings must escape. Branch-free over 16-byte chunks so that
@@ -79,17 +82,20 @@ fn write_val(out: &mut Vec<u8>, v: &Val<'_>) {
         }
         Val::F64(_) => out.extend_from_slice(b"null"),
         Val::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        Val::Strs(list) => {
-            out.push(b'[');
-            for (i, s) in list.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, s);
-            }
-            out.push(b']');
-        }
+        Val::Strs(list) => write_array(out, list.iter().copied()),
+        Val::Run(pairs) => write_array(out, pairs.iter().map(|(_, v)| *v)),
     }
+}
+
+fn write_array<'a>(out: &mut Vec<u8>, items: impl Iterator<Item = &'a str>) {
+    out.push(b'[');
+    for (i, s) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, s);
+    }
+    out.push(b']');
 }
 
 /// Write `fields` (dotted paths, sorted so that each object's fields are contiguous) as one

@@ -258,19 +258,9 @@ struct Rec<'a> {
     ctx: &'a RecordContext,
 }
 
-/// A detection field's value before the lists it may point into are complete.
-enum Pre<'a> {
-    Val(Val<'a>),
-    List(usize),
-}
-
-/// The detection fields in path order, typed by the schema: numbers and booleans as such, and
-/// the entries of an array field (one per element, in the detector's order) as one array.
-/// A value that does not parse as its type is left out rather than written with a type an
-/// index would refuse.
-fn typed_fields<'a>(
-    fields: &'a [(&'static str, String)],
-) -> (Vec<(&'a str, Pre<'a>)>, Vec<Vec<&'a str>>) {
+/// The detection fields a record writes (not those it writes itself), sorted by path. The
+/// sort is stable: the elements of an array field keep the detector's order.
+fn sorted_fields<'a>(fields: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     let mut raw: Vec<(&str, &str)> = fields
         .iter()
         .filter(|(k, _)| !OWN.contains(&top(k)))
@@ -280,29 +270,29 @@ fn typed_fields<'a>(
         })
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
-    // Stable: the elements of an array keep the detector's order.
     raw.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = Vec::with_capacity(raw.len());
-    let mut lists: Vec<Vec<&str>> = Vec::new();
+    raw
+}
+
+/// `sorted` typed by the schema: numbers and booleans as such, and the entries of an array
+/// field (one per element) as one array. A value that does not parse as its type is left out
+/// rather than written with a type an index would refuse.
+fn typed_fields<'a>(sorted: &'a [(&'static str, &'a str)]) -> Vec<(&'a str, Val<'a>)> {
+    let mut out = Vec::with_capacity(sorted.len());
     let mut i = 0;
-    while i < raw.len() {
-        let (k, v) = raw[i];
-        let Some(field) = schema::lookup(k) else {
-            out.push((k, Pre::Val(Val::Str(v))));
-            i += 1;
-            continue;
-        };
-        if field.array {
-            let n = raw[i..].iter().take_while(|(k2, _)| *k2 == k).count();
-            lists.push(raw[i..i + n].iter().map(|(_, v)| *v).collect());
-            out.push((k, Pre::List(lists.len() - 1)));
+    while i < sorted.len() {
+        let (k, v) = sorted[i];
+        let field = schema::lookup(k);
+        if field.is_some_and(|f| f.array) {
+            let n = sorted[i..].iter().take_while(|(k2, _)| *k2 == k).count();
+            out.push((k, Val::Run(&sorted[i..i + n])));
             i += n;
             continue;
         }
-        let val = match field.ty {
-            Type::Long => v.parse().ok().map(Val::U64),
-            Type::Float => v.parse().ok().map(Val::F64),
-            Type::Boolean => match v {
+        let val = match field.map(|f| f.ty) {
+            Some(Type::Long) => v.parse().ok().map(Val::U64),
+            Some(Type::Float) => v.parse().ok().map(Val::F64),
+            Some(Type::Boolean) => match v {
                 "true" => Some(Val::Bool(true)),
                 "false" => Some(Val::Bool(false)),
                 _ => None,
@@ -310,11 +300,11 @@ fn typed_fields<'a>(
             _ => Some(Val::Str(v)),
         };
         if let Some(val) = val {
-            out.push((k, Pre::Val(val)));
+            out.push((k, val));
         }
         i += 1;
     }
-    (out, lists)
+    out
 }
 
 fn write_record(
@@ -341,23 +331,25 @@ fn write_record(
     let (mut ib1, mut ib2) = ([0u8; 15], [0u8; 15]);
     let no_fields = Vec::new();
     let fields = flow.detection.as_deref().map_or(&no_fields, |d| &d.fields);
-    let (pre, lists) = typed_fields(fields);
-    let extra: Vec<(&str, Val<'_>)> = pre
-        .into_iter()
-        .map(|(k, p)| match p {
-            Pre::Val(v) => (k, v),
-            Pre::List(i) => (k, Val::Strs(&lists[i])),
-        })
-        .collect();
+    let sorted = sorted_fields(fields);
+    let extra = typed_fields(&sorted);
     let split = extra.partition_point(|(k, _)| *k < "exwatch.");
     let ex_end = extra.partition_point(|(k, _)| *k < "exwatch/");
     let (policy, firewall) = (rec.notes.policy.as_ref(), rec.notes.firewall.as_ref());
     // A judged flow is allowed or denied (a policy's unexpected and mismatch flows are not
-    // allowed by it).
-    let judged = match (firewall, policy) {
-        (Some(f), _) => Some(f.allowed),
-        (None, Some(p)) => Some(p.kind == Kind::Allowed),
-        (None, None) => None,
+    // allowed by it); ECS's rule is the one that decided, the firewall's when a rule set judged.
+    let (judged, rule, ruleset) = match (firewall, policy) {
+        (Some(f), _) => (
+            Some(f.allowed),
+            Some(f.rule.as_str()),
+            rec.ctx.rules_file.as_deref(),
+        ),
+        (None, Some(p)) => (
+            Some(p.kind == Kind::Allowed),
+            p.rule.as_deref(),
+            rec.ctx.policy_file.as_deref(),
+        ),
+        (None, None) => (None, None, None),
     };
     // The record's constant opening is copied in a few pieces instead of being built member
     // by member (the timestamps are digits and separators: nothing to escape).
@@ -501,12 +493,6 @@ fn write_record(
     w.end();
     json::write_members(w.out, &extra[..split], &mut w.first);
     json::write_members(w.out, &extra[ex_end..], &mut w.first);
-    // ECS's rule: the rule that decided the record, the firewall's when a rule set judged.
-    let (rule, ruleset) = match (firewall, policy) {
-        (Some(f), _) => (Some(f.rule.as_str()), rec.ctx.rules_file.as_deref()),
-        (None, Some(p)) => (p.rule.as_deref(), rec.ctx.policy_file.as_deref()),
-        (None, None) => (None, None),
-    };
     if rule.is_some() || ruleset.is_some() {
         w.begin("rule");
         if let Some(r) = rule {
