@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput fuzz golden check-signatures record
+.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput bench-decrypt fuzz golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -68,6 +68,10 @@ bench: deps
 
 bench-throughput: build
 	python3 benches/throughput.py
+
+# Cost of --tls-keylog: many decrypted TLS 1.2/1.3 flows, with and without the key log.
+bench-decrypt: build
+	python3 benches/decrypt.py
 
 # Highest tcpreplay rate onto a veth with no drop of any kind, exwatch live beside tcpdump (root).
 bench-live: build deps-live

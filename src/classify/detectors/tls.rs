@@ -1120,19 +1120,22 @@ fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -
     if !p.last_chance && !tls_decrypt::client_data_arrived(s.version, p.ts) {
         return Probe::NeedMore;
     }
-    let Probe::Mine(mut d) = detection(Some(c), Some(s), false) else {
-        return Probe::NotMine;
+    // The hellos' detection is built only once the flow is decided: a session is probed
+    // again on every packet until its request (and the response) are in.
+    let hellos = || detection(Some(c), Some(s), false);
+    let failed = |e: String| match hellos() {
+        Probe::Mine(mut d) => {
+            d.fields.push(("exwatch.tls.decrypt_error", e));
+            Probe::Mine(d)
+        }
+        other => other,
     };
     let plain = match tls_decrypt::decrypt(&sess, keys, p.ts, p.tc) {
         Ok(plain) => plain,
-        Err(e) => {
-            d.fields.push(("exwatch.tls.decrypt_error", e));
-            return Probe::Mine(d);
-        }
+        Err(e) => return failed(e),
     };
     if let Some(e) = plain.error {
-        d.fields.push(("exwatch.tls.decrypt_error", e));
-        return Probe::Mine(d);
+        return failed(e);
     }
     if plain.ts.is_empty() && !p.last_chance {
         return Probe::NeedMore;
@@ -1142,8 +1145,14 @@ fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -
         tc: &plain.tc,
         ..*p
     };
-    match super::http::Http.probe(&inner) {
-        Probe::NeedMore if !p.last_chance => return Probe::NeedMore,
+    let http = super::http::Http.probe(&inner);
+    if matches!(http, Probe::NeedMore) && !p.last_chance {
+        return Probe::NeedMore;
+    }
+    let Probe::Mine(mut d) = hellos() else {
+        return Probe::NotMine;
+    };
+    match http {
         Probe::Mine(h) if h.protocol == "http" => {
             d.service = h.service.or(d.service);
             d.evidence.push_str("; decrypted with the key log: ");
