@@ -138,18 +138,20 @@ pub enum PolicyCommand {
     Template(Box<TemplateArgs>),
     /// List the templates.
     List,
-    /// Load a policy file and report its groups and rules, or the first error.
+    /// Load a policy file and report its groups and rules, or the first error; several files
+    /// are merged as `--policy` given several times merges them.
     Check {
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
     },
 }
 
 #[derive(Args, Debug)]
 pub struct TemplateArgs {
-    /// Template name (`exwatch policy list`).
-    #[arg(value_name = "NAME")]
-    pub name: String,
+    /// Template names (`exwatch policy list`); several compose one policy, each group and
+    /// rule once.
+    #[arg(value_name = "NAME", required = true, num_args = 1..)]
+    pub names: Vec<String>,
     /// Networks of a role: `--ROLE CIDR[,CIDR...]`, repeatable.
     #[arg(long, value_name = "CIDR", value_delimiter = ',')]
     pub clients: Vec<String>,
@@ -271,9 +273,11 @@ pub struct RunArgs {
     /// Progress display on standard error: auto (when it is a terminal), always, never.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub progress: String,
-    /// Judge every flow against this policy file (records get exwatch.policy.*).
+    /// Judge every flow against this policy file (records get exwatch.policy.*); given several
+    /// times, the files are merged: each group and rule once, a group defined differently in
+    /// two files is an error.
     #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
+    pub policy: Vec<PathBuf>,
     /// Exit with code 7 when the policy finds flows of these kinds: unexpected, mismatch, or both
     /// (comma-separated).
     #[arg(long, value_name = "KINDS", requires = "policy")]
@@ -411,7 +415,7 @@ fn policy_error(e: &PolicyError) -> i32 {
 /// The judge of an audit: the policy when `--policy` is given.
 fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
     let mut run = PolicyRun::default();
-    if let Some(p) = &a.policy {
+    if !a.policy.is_empty() {
         // Rules may require the protocols and services of the signatures in use.
         let custom;
         let names = match &a.signatures {
@@ -427,7 +431,7 @@ fn audit_judge(a: &RunArgs) -> Result<PolicyRun, i32> {
                 }
             },
         };
-        run.policy = Some(Policy::load_with(p, names).map_err(|e| policy_error(&e))?);
+        run.policy = Some(Policy::load_all(&a.policy, names).map_err(|e| policy_error(&e))?);
     }
     Ok(run)
 }
@@ -505,17 +509,22 @@ fn policy(p: PolicyCommand) -> i32 {
             for t in template::TEMPLATES {
                 text.push_str(&format!("{:<26} {}\n", t.name, t.about));
             }
+            for (alias, t) in template::ALIASES {
+                text.push_str(&format!(
+                    "{alias:<26} the {t} set (same ports as Exchange 2016)\n"
+                ));
+            }
             text.push_str("\nRoles (--ROLE CIDR[,CIDR...]):\n");
             for (r, about) in template::ROLES {
                 text.push_str(&format!("  --{r:<10} {about}\n"));
             }
             print_out(text.as_bytes())
         }
-        PolicyCommand::Check { file } => match Policy::load(&file) {
+        PolicyCommand::Check { files } => match Policy::load_all(&files, Vocabulary::embedded()) {
             Ok(p) => {
                 let mut text = format!(
                     "{}: {} groups, {} rules\n",
-                    file.display(),
+                    p.origin,
                     p.groups.iter().count(),
                     p.rules.len()
                 );
@@ -528,14 +537,17 @@ fn policy(p: PolicyCommand) -> i32 {
             Err(e) => policy_error(&e),
         },
         PolicyCommand::Template(t) => {
-            let Some(tpl) = template::find(&t.name) else {
-                let names: Vec<&str> = template::TEMPLATES.iter().map(|t| t.name).collect();
-                return usage(&format!(
-                    "no template `{}`; templates: {}",
-                    t.name,
-                    names.join(", ")
-                ));
-            };
+            let mut tpls = Vec::with_capacity(t.names.len());
+            for name in &t.names {
+                let Some(tpl) = template::find(name) else {
+                    return usage(&format!(
+                        "no template `{name}`{}; templates: {}",
+                        crate::policy::suggest::did_you_mean(name, &template::names()),
+                        template::names().join(", ")
+                    ));
+                };
+                tpls.push(tpl);
+            }
             let mut roles = std::collections::BTreeMap::new();
             for (role, cidrs) in [
                 ("clients", &t.clients),
@@ -567,14 +579,20 @@ fn policy(p: PolicyCommand) -> i32 {
                 roles.insert(role.to_string(), v);
             }
             let sigs = Signatures::embedded();
-            let used = template::roles_of(tpl, &sigs);
+            let used = template::roles_of(&tpls, &sigs);
+            let names: Vec<&str> = t.names.iter().map(String::as_str).collect();
             for role in roles.keys().filter(|r| !used.contains(r)) {
                 crate::say!(
-                    "exwatch: note: template `{}` has no rule for --{role}",
-                    tpl.name
+                    "exwatch: note: {} `{}` has no rule for --{role}",
+                    if names.len() == 1 {
+                        "template"
+                    } else {
+                        "templates"
+                    },
+                    names.join(" + ")
                 );
             }
-            print_out(template::render(tpl, &sigs, &roles).as_bytes())
+            print_out(template::render(&names, &sigs, &roles).as_bytes())
         }
     }
 }
@@ -892,7 +910,10 @@ fn record_context(
         v
     };
     let mut ctx = RecordContext::new(&RecordContext::hostname(), interface, home_net);
-    ctx.policy_file = a.policy.as_ref().map(|p| p.display().to_string());
+    if !a.policy.is_empty() {
+        let files: Vec<String> = a.policy.iter().map(|p| p.display().to_string()).collect();
+        ctx.policy_file = Some(files.join(","));
+    }
     ctx.rules_file = rules_file.map(|p| p.display().to_string());
     Ok(Arc::new(ctx))
 }

@@ -842,3 +842,99 @@ fn issue12_unused_rules_come_in_classes_and_log_and_return_count() {
     ));
     assert_eq!(lines.iter().filter(|l| l.starts_with("unused-")).count(), 7);
 }
+
+/// Issue 12, capability 6: templates compose into one policy for the whole organisation, and
+/// `--policy` given several times merges files the same way; remote client access from the
+/// Internet is an opt-in template.
+#[test]
+fn issue12_one_policy_for_a_whole_organisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, args: &[&str]| {
+        let (code, text) = template(args);
+        assert_eq!(code, 0, "{args:?}");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let plan = [&DEMO_ROLES[..], &["--ipgw", GW, "--admin", "10.1.4.5"]].concat();
+    let edge = write("edge.toml", &[&["exchange2016-edge"][..], &plan].concat());
+    let remote = write("remote.toml", &[&["remote-clients"][..], &plan].concat());
+    let composed = write(
+        "composed.toml",
+        &[&["exchange2016-edge", "remote-clients"][..], &plan].concat(),
+    );
+    let text = std::fs::read_to_string(&composed).unwrap();
+    assert_eq!(text.matches("name = \"mailbox\"").count(), 1, "{text}");
+
+    // Remote users reach Mailbox on the published ports only when remote-clients is in.
+    let alone = run("audit", &["--policy", &edge, "-q"], &[&demo()]);
+    let rule_of = |r: &Run, s, d, port| verdict(flow(&r.records, s, d, port)).0.to_string();
+    assert_eq!(rule_of(&alone, "203.0.113.51", MBX1, 993), "unexpected");
+    let both = run("audit", &["--policy", &composed, "-q"], &[&demo()]);
+    assert_eq!(both.code, 0, "{}", both.stderr);
+    for (src, dst, port) in [
+        ("203.0.113.51", MBX1, 993),
+        ("203.0.113.51", MBX2, 995),
+        ("203.0.113.50", MBX1, 587),
+    ] {
+        assert_eq!(
+            rule_of(&both, src, dst, port),
+            "allowed",
+            "{src} -> {dst}:{port}"
+        );
+    }
+    let https: Vec<&Value> = both
+        .records
+        .iter()
+        .filter(|x| field(x, "source.ip") == "203.0.113.50" && field(x, "destination.port") == 443)
+        .collect();
+    assert_eq!(https.len(), 8);
+    assert!(https
+        .iter()
+        .all(|x| verdict(x) == ("allowed", "s1-internet-mailbox-https")));
+    // Clear POP3 from the Internet stays a finding.
+    assert_eq!(rule_of(&both, "203.0.113.51", MBX1, 110), "unexpected");
+
+    // Two files given with --policy judge every flow as the composed template does.
+    let merged = run(
+        "audit",
+        &["--policy", &edge, "--policy", &remote, "-q"],
+        &[&demo()],
+    );
+    assert_eq!(merged.code, 0, "{}", merged.stderr);
+    assert_eq!(merged.records.len(), both.records.len());
+    for (a, b) in merged.records.iter().zip(&both.records) {
+        assert_eq!(verdict(a).0, verdict(b).0, "{a}");
+    }
+    assert_eq!(
+        field(&merged.records[0], "rule.ruleset"),
+        format!("{edge},{remote}").as_str()
+    );
+
+    // A group defined differently in two files is refused, naming both files and lines.
+    let other = write("other.toml", &["remote-clients", "--mailbox", "10.9.9.9"]);
+    let r = run(
+        "audit",
+        &["--policy", &edge, "--policy", &other, "-q"],
+        &[&demo()],
+    );
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("{other}:")), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("in {edge}:")), "{}", r.stderr);
+    assert!(r.stderr.contains("group `mailbox`"), "{}", r.stderr);
+
+    // Exchange 2019 and SE are names for the 2016 set; `policy list` says so.
+    let (code, e2019) = template(&[&["exchange2019-edge"][..], &plan].concat());
+    assert_eq!(code, 0);
+    let body = |t: &str| {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&e2019), body(&std::fs::read_to_string(&edge).unwrap()));
+    let out = exwatch().args(["policy", "list"]).output().unwrap();
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains("exchangese"), "{list}");
+    assert!(list.contains("remote-clients"), "{list}");
+}

@@ -207,6 +207,8 @@ pub struct Policy {
     pub groups: Groups,
     /// Line of each group's definition, in definition order.
     pub group_lines: Vec<usize>,
+    /// File of each group's definition (policies given several times are merged).
+    pub group_files: Vec<String>,
     pub rules: Vec<Rule>,
     /// Where the policy was read from, for messages.
     pub origin: String,
@@ -397,6 +399,7 @@ impl Policy {
         }
         Ok(Policy {
             groups,
+            group_files: vec![file.display().to_string(); group_lines.len()],
             group_lines,
             rules,
             origin: file.display().to_string(),
@@ -405,19 +408,115 @@ impl Policy {
 }
 
 impl Policy {
+    /// Read several policy files as one (`--policy` given several times): each group once,
+    /// each rule once. A group defined in two files must have the same networks in both (an
+    /// error names both files and lines), or none in one of them (a placeholder, as templates
+    /// write roles without networks); a rule that repeats another's groups, transport,
+    /// ports, protocols and services is merged into it, keeping every citation.
+    pub fn load_all(
+        files: &[std::path::PathBuf],
+        names: &Vocabulary,
+    ) -> Result<Policy, PolicyError> {
+        let mut it = files.iter();
+        let first = it
+            .next()
+            .map_or_else(|| Ok(Policy::default()), |f| Self::load_with(f, names))?;
+        it.try_fold(first, |acc, f| acc.merge(Self::load_with(f, names)?))
+    }
+
+    /// This policy with `other`'s groups and rules (see [`Policy::load_all`]).
+    pub fn merge(mut self, other: Policy) -> Result<Policy, PolicyError> {
+        for (i, (name, cidrs)) in other.groups.iter().enumerate() {
+            let (file, line) = (&other.group_files[i], other.group_lines[i]);
+            match self.groups.index(name) {
+                Some(j) => {
+                    let mut a: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
+                    let mut b: Vec<String> = self
+                        .groups
+                        .cidrs_of(name)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    a.sort();
+                    b.sort();
+                    if b.is_empty() {
+                        // An empty group is a placeholder (a template's role without
+                        // networks): the other file's networks fill it.
+                        self.groups.add_networks(name, cidrs.to_vec());
+                        self.group_files[j] = file.clone();
+                        self.group_lines[j] = line;
+                    } else if !a.is_empty() && a != b {
+                        return Err(PolicyError::at(
+                            Path::new(file),
+                            line,
+                            format!(
+                                "group `{name}` is [{}] here but [{}] in {}:{}: a group given \
+                                 in several policies must have the same networks",
+                                a.join(", "),
+                                b.join(", "),
+                                self.group_files[j],
+                                self.group_lines[j]
+                            ),
+                        ));
+                    }
+                }
+                None => {
+                    self.groups.add(name, cidrs.to_vec());
+                    self.group_files.push(file.clone());
+                    self.group_lines.push(line);
+                }
+            }
+        }
+        for r in other.rules {
+            let same = self.rules.iter_mut().find(|q| {
+                q.from == r.from
+                    && q.to == r.to
+                    && q.transport == r.transport
+                    && q.ports.0 == r.ports.0
+                    && q.protocols == r.protocols
+                    && q.services == r.services
+            });
+            match same {
+                Some(q) => {
+                    for sec in r.section.split(',').filter(|x| !x.is_empty()) {
+                        if !q.section.split(',').any(|x| x == sec) {
+                            if !q.section.is_empty() {
+                                q.section.push(',');
+                            }
+                            q.section.push_str(sec);
+                        }
+                    }
+                }
+                None => self.rules.push(r),
+            }
+        }
+        self.origin = format!("{} + {}", self.origin, other.origin);
+        Ok(self)
+    }
+
     /// What `policy check` says of groups that share addresses: an address in several groups
     /// is judged with all of them (one line per pair, naming both definitions).
     pub fn overlap_notes(&self) -> Vec<String> {
-        let line = |g: &str| self.groups.index(g).map_or(0, |i| self.group_lines[i]);
+        let at = |g: &str| {
+            self.groups.index(g).map_or((self.origin.as_str(), 0), |i| {
+                (self.group_files[i].as_str(), self.group_lines[i])
+            })
+        };
         self.groups
             .overlaps()
             .into_iter()
             .map(|(a, na, b, nb)| {
-                let (o, la, lb) = (&self.origin, line(a), line(b));
-                let what = if na == nb {
-                    format!("groups `{a}` and `{b}` (line {lb}) both hold {na}")
+                let ((o, la), (ob, lb)) = (at(a), at(b));
+                let where_b = if ob == o {
+                    format!("line {lb}")
                 } else {
-                    format!("group `{a}` holds {na}, inside {nb} of group `{b}` (line {lb})")
+                    format!("{ob}:{lb}")
+                };
+                let what = if na == nb {
+                    format!("groups `{a}` and `{b}` ({where_b}) both hold {na}")
+                } else {
+                    format!("group `{a}` holds {na}, inside {nb} of group `{b}` ({where_b})")
                 };
                 format!(
                     "{o}:{la}: note: {what}: those addresses are judged as `{a}` and `{b}`, \
@@ -576,5 +675,34 @@ protocols = ["smtp"]
         )
         .unwrap();
         assert!(p.rules.len() > 10);
+    }
+
+    /// Merged files: a rule repeated in the second keeps both citations, a placeholder group
+    /// takes the other file's networks, and a conflicting group names both definitions.
+    #[test]
+    fn merged_policies_give_each_group_and_rule_once() {
+        let a = Policy::parse(
+            Path::new("a.toml"),
+            "[[group]]\nname = \"mbx\"\ncidrs = [\"10.1.1.0/24\"]\n[[group]]\nname = \"dc\"\ncidrs = []\n\
+             [[rule]]\nname = \"ldap\"\nfrom = \"mbx\"\nto = \"dc\"\ntransport = \"tcp\"\nports = [\"389\"]\nsection = \"5\"\n",
+        )
+        .unwrap();
+        let b_text = "[[group]]\nname = \"dc\"\ncidrs = [\"10.1.2.10\"]\n[[group]]\nname = \"mbx\"\ncidrs = [\"10.1.1.0/24\"]\n\
+             [[rule]]\nname = \"dir\"\nfrom = \"mbx\"\nto = \"dc\"\ntransport = \"tcp\"\nports = [\"389\"]\nsection = \"1\"\n";
+        let b = Policy::parse(Path::new("b.toml"), b_text).unwrap();
+        let m = a.clone().merge(b).unwrap();
+        assert_eq!(m.groups.iter().count(), 2);
+        assert_eq!(m.rules.len(), 1);
+        assert_eq!(m.rules[0].section, "5,1");
+        assert_eq!(m.groups.lookup("10.1.2.10".parse().unwrap()), vec!["dc"]);
+        assert_eq!(m.origin, "a.toml + b.toml");
+        let c = Policy::parse(
+            Path::new("c.toml"),
+            &b_text.replace("10.1.1.0/24", "10.1.9.0/24"),
+        )
+        .unwrap();
+        let e = a.merge(c).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:5:"), "{e}");
+        assert!(e.contains("in a.toml:2:"), "{e}");
     }
 }

@@ -113,6 +113,17 @@ impl Groups {
         true
     }
 
+    /// Give more networks to an existing group (false when there is no such group).
+    pub fn add_networks(&mut self, name: &str, cidrs: Vec<Cidr>) -> bool {
+        let Some(i) = self.index(name) else {
+            return false;
+        };
+        self.nets.extend(cidrs.iter().map(|&c| (c, i)));
+        self.nets.sort_by_key(|(c, _)| std::cmp::Reverse(c.len));
+        self.cidrs[i].extend(cidrs);
+        true
+    }
+
     pub fn index(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }

@@ -22,6 +22,9 @@ pub struct Template {
     /// Exchange 2010, but every Exchange version needs them; they keep their citation. Only
     /// the rows from the Exchange roles the template has are added (see [`selection`]).
     pub ad_access: bool,
+    /// Opt-in remote access: the picked rows from `clients` are taken from `internet`
+    /// instead, and only those of these services (empty: every picked row, unchanged).
+    pub remote: &'static [&'static str],
 }
 
 /// Every template, in the order `policy template --list` shows them.
@@ -32,6 +35,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("1", "2016"), ("2", "2016")],
         static_rpc: false,
         ad_access: true,
+        remote: &[],
     },
     Template {
         name: "exchange2016-edge",
@@ -39,6 +43,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("1", "2016"), ("3", "2016")],
         static_rpc: false,
         ad_access: true,
+        remote: &[],
     },
     Template {
         name: "exchange2016-hybrid",
@@ -46,6 +51,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("1", "2016"), ("2", "2016"), ("4", "o365")],
         static_rpc: false,
         ad_access: true,
+        remote: &[],
     },
     Template {
         name: "exchange2016-um",
@@ -54,6 +60,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("1", "2016"), ("2", "2016"), ("4", "2013")],
         static_rpc: false,
         ad_access: true,
+        remote: &[],
     },
     Template {
         name: "exchange2013",
@@ -61,6 +68,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("6", "2013"), ("3", "2013")],
         static_rpc: false,
         ad_access: true,
+        remote: &[],
     },
     Template {
         name: "exchange2010",
@@ -68,6 +76,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
         static_rpc: false,
         ad_access: false,
+        remote: &[],
     },
     Template {
         name: "exchange2010-static-rpc",
@@ -75,6 +84,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("5", "2010"), ("7", "2010"), ("10", "2010")],
         static_rpc: true,
         ad_access: false,
+        remote: &[],
     },
     Template {
         name: "exchange2003",
@@ -82,6 +92,7 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("8", "2000"), ("8", "2003")],
         static_rpc: false,
         ad_access: false,
+        remote: &[],
     },
     Template {
         name: "office365-clients",
@@ -89,7 +100,31 @@ pub const TEMPLATES: &[Template] = &[
         picks: &[("9", "o365")],
         static_rpc: false,
         ad_access: false,
+        remote: &[],
     },
+    Template {
+        name: "remote-clients",
+        about: "opt-in: Outlook on the web, ActiveSync, Outlook Anywhere / MAPI over HTTP, \
+                Autodiscover, IMAP4/POP3 over TLS and SMTP submission from the Internet to Mailbox",
+        picks: &[("1", "2016")],
+        static_rpc: false,
+        ad_access: false,
+        // The client rows of section 1 that publishing to the Internet uses: 443 carries
+        // every web service; clear IMAP4/POP3 (143, 110) and HTTP (80) are left out.
+        remote: &["https", "imap4s", "pop3s", "smtp-submission"],
+    },
+];
+
+/// Other names of templates: Exchange 2019 and Subscription Edition use the ports of
+/// Exchange 2016 (the reference has rows for 2016, none of its own for them). Unified
+/// Messaging was removed in Exchange 2019, so there is no `-um` alias.
+pub const ALIASES: &[(&str, &str)] = &[
+    ("exchange2019", "exchange2016"),
+    ("exchange2019-edge", "exchange2016-edge"),
+    ("exchange2019-hybrid", "exchange2016-hybrid"),
+    ("exchangese", "exchange2016"),
+    ("exchangese-edge", "exchange2016-edge"),
+    ("exchangese-hybrid", "exchange2016-hybrid"),
 ];
 
 /// Roles of the reference with what they stand for (the `--ROLE CIDR` options).
@@ -123,8 +158,28 @@ pub const ROLES: &[(&str, &str)] = &[
     ("davmail", "DavMail gateways"),
 ];
 
+/// The template of a name or an alias.
 pub fn find(name: &str) -> Option<&'static Template> {
+    let name = ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, t)| t);
     TEMPLATES.iter().find(|t| t.name == name)
+}
+
+/// Every name `find` knows, templates first.
+pub fn names() -> Vec<&'static str> {
+    let mut v: Vec<&str> = TEMPLATES.iter().map(|t| t.name).collect();
+    v.extend(ALIASES.iter().map(|(a, _)| *a));
+    v
+}
+
+/// One row of a template: an entry of the reference and the role it is allowed from (the
+/// entry's own, or `internet` for a remote-access template).
+#[derive(Debug, Clone, Copy)]
+pub struct Pick<'a> {
+    pub entry: &'a PortEntry,
+    pub from: &'a str,
 }
 
 /// An Active Directory access row of section 5 (one per Exchange 2010 role, to `dc`).
@@ -141,6 +196,13 @@ fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
     {
         return false;
     }
+    if !t.remote.is_empty() {
+        // Submission from the Internet is 587: the reference's binding of the client
+        // connector to 25 is left to the mail-flow rules of the other templates.
+        return e.from == "clients"
+            && e.lo != 25
+            && t.remote.contains(&sigs.services[e.service].name.as_str());
+    }
     if t.static_rpc && sigs.services[e.service].name == "msrpc-dynamic" {
         let server_to_server = e.from != ANY && e.to != ANY && e.from != "clients";
         return server_to_server;
@@ -148,10 +210,10 @@ fn picked(t: &Template, sigs: &Signatures, e: &PortEntry) -> bool {
     true
 }
 
-/// The entries a template uses, in file order: its own, plus with `ad_access` the Active
+/// The rows a template uses, in file order: its own, plus with `ad_access` the Active
 /// Directory rows whose initiator is one of the roles those name (Mailbox for 2016, Mailbox
 /// and Client Access for 2013): never `any`, so never the Internet.
-pub fn selection<'a>(t: &Template, sigs: &'a Signatures) -> Vec<&'a PortEntry> {
+pub fn selection<'a>(t: &Template, sigs: &'a Signatures) -> Vec<Pick<'a>> {
     let own: Vec<&PortEntry> = sigs.ports.iter().filter(|e| picked(t, sigs, e)).collect();
     sigs.ports
         .iter()
@@ -162,16 +224,40 @@ pub fn selection<'a>(t: &Template, sigs: &'a Signatures) -> Vec<&'a PortEntry> {
                     && e.from != ANY
                     && own.iter().any(|o| o.from == e.from || o.to == e.from))
         })
+        .map(|e| Pick {
+            entry: e,
+            from: if t.remote.is_empty() || e.from != "clients" {
+                &e.from
+            } else {
+                "internet"
+            },
+        })
         .collect()
 }
 
-/// The roles a template's rules name (besides `any`), in first-use order.
-pub fn roles_of(t: &Template, sigs: &Signatures) -> Vec<String> {
+/// The rows of several templates, each once, in the order of the first template using it.
+pub fn selection_of<'a>(ts: &[&Template], sigs: &'a Signatures) -> Vec<Pick<'a>> {
+    let mut v: Vec<Pick<'a>> = Vec::new();
+    for t in ts {
+        for p in selection(t, sigs) {
+            if !v
+                .iter()
+                .any(|q| std::ptr::eq(q.entry, p.entry) && q.from == p.from)
+            {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
+/// The roles the rules of these templates name (besides `any`), in first-use order.
+pub fn roles_of(ts: &[&Template], sigs: &Signatures) -> Vec<String> {
     let mut used: Vec<String> = Vec::new();
-    for e in selection(t, sigs) {
-        for r in [&e.from, &e.to] {
-            if r != ANY && !used.contains(r) {
-                used.push(r.clone());
+    for p in selection_of(ts, sigs) {
+        for r in [p.from, p.entry.to.as_str()] {
+            if r != ANY && !used.iter().any(|u| u == r) {
+                used.push(r.to_string());
             }
         }
     }
@@ -186,18 +272,22 @@ fn transport_word(t: Transport) -> &'static str {
     }
 }
 
-/// The policy text of a template; `roles` maps role names to networks.
-pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr>>) -> String {
+/// The policy text of one or more templates, asked for by `names` (aliases included);
+/// `roles` maps role names to networks. Templates that share rows give each rule once, with
+/// every service and section it stands for.
+pub fn render(names: &[&str], sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr>>) -> String {
+    let ts: Vec<&Template> = names.iter().filter_map(|n| find(n)).collect();
     // One rule per (from, to, transport, ports); the services and sections it stands for.
     type RuleKey = (String, String, &'static str, u16, u16);
     /// (key, services, sections, notes)
     type TplRule = (RuleKey, Vec<String>, Vec<String>, Vec<String>);
     let mut rules: Vec<TplRule> = Vec::new();
-    let used_roles = roles_of(t, sigs);
+    let used_roles = roles_of(&ts, sigs);
     let mut sections: Vec<&str> = Vec::new();
-    for e in selection(t, sigs) {
+    for p in selection_of(&ts, sigs) {
+        let e = p.entry;
         let key = (
-            e.from.clone(),
+            p.from.to_string(),
             e.to.clone(),
             transport_word(e.transport),
             e.lo,
@@ -232,7 +322,32 @@ pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr
         }
     }
     let mut s = String::new();
-    let _ = writeln!(s, "# exwatch policy template `{}`: {}", t.name, t.about);
+    if let ([name], [t]) = (names, ts.as_slice()) {
+        let _ = writeln!(s, "# exwatch policy template `{name}`: {}", t.about);
+    } else {
+        let _ = writeln!(s, "# exwatch policy: templates {}", names.join(" + "));
+        for (name, t) in names.iter().zip(&ts) {
+            let _ = writeln!(s, "# - {name}: {}", t.about);
+        }
+    }
+    for (name, t) in names.iter().zip(&ts) {
+        if *name != t.name {
+            let _ = writeln!(
+                s,
+                "# `{name}` is the `{}` set: Exchange 2019 and Subscription Edition use the \
+                 ports of Exchange 2016 (the reference has no rows of its own for them).",
+                t.name
+            );
+        }
+        if !t.remote.is_empty() {
+            let _ = writeln!(
+                s,
+                "# `{}`: client rows of section 1 allowed from the Internet (opt-in; the \
+                 reference names internal clients).",
+                t.name
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "# Built from signatures/ports.toml, which encodes the reference ../shared/exchange-ports.md;\n# sections used: {}. Each rule cites its section.",
@@ -242,7 +357,7 @@ pub fn render(t: &Template, sigs: &Signatures, roles: &BTreeMap<String, Vec<Cidr
         s,
         "# Payload checks follow the markers of section 11: a flow on an allowed port whose payload is\n# another protocol than the port's service is reported as `mismatch`."
     );
-    if t.static_rpc {
+    if ts.iter().any(|t| t.static_rpc) {
         let _ = writeln!(s, "# Static RPC (section 7): clients reach RPC Client Access and the Address Book on\n# 59531-60554 only; dynamic ranges are kept for server-to-server RPC (section 5).");
     }
     let _ = writeln!(s);
@@ -315,7 +430,7 @@ mod tests {
             vec![Cidr::parse("10.1.1.0/24").unwrap()],
         );
         for t in TEMPLATES {
-            let text = render(t, &sigs, &roles);
+            let text = render(&[t.name], &sigs, &roles);
             let p = Policy::parse(Path::new(t.name), &text)
                 .unwrap_or_else(|e| panic!("{}: {e}\n{text}", t.name));
             assert!(!p.rules.is_empty(), "{}", t.name);
@@ -340,22 +455,24 @@ mod tests {
     fn domain_controllers_are_reached_only_from_exchange_roles() {
         let sigs = Signatures::embedded();
         for t in TEMPLATES {
-            for e in selection(t, &sigs).iter().filter(|e| e.to == "dc") {
+            for p in selection(t, &sigs).iter().filter(|p| p.entry.to == "dc") {
                 assert!(
-                    e.from != ANY && e.from != "internet" && e.from != "clients",
+                    p.from != ANY && p.from != "internet" && p.from != "clients",
                     "{}: {} -> dc {}",
                     t.name,
-                    e.from,
-                    e.lo
+                    p.from,
+                    p.entry.lo
                 );
             }
         }
         let t = find("exchange2016").unwrap();
-        let text = render(t, &sigs, &BTreeMap::new());
+        let text = render(&[t.name], &sigs, &BTreeMap::new());
         assert!(text.contains("name = \"s5-mailbox-dc-ldap\""), "{text}");
         assert!(!text.contains("s5-any-dc"), "{text}");
         // The 2016 template does not grow groups for Exchange 2010 roles it has no use for.
-        assert!(!roles_of(t, &sigs).iter().any(|r| r == "hub" || r == "um"));
+        assert!(!roles_of(&[t], &sigs)
+            .iter()
+            .any(|r| r == "hub" || r == "um"));
     }
 
     /// Every numbered section of the reference is cited by some template.
@@ -365,7 +482,7 @@ mod tests {
         let sigs = Signatures::embedded();
         let texts: Vec<String> = TEMPLATES
             .iter()
-            .map(|t| render(t, &sigs, &BTreeMap::new()))
+            .map(|t| render(&[t.name], &sigs, &BTreeMap::new()))
             .collect();
         // Section numbers as the reference file has them, through ports.toml's header which
         // says "sections 1-11"; read the reference itself when it is there.
@@ -397,7 +514,7 @@ mod tests {
             assert!(
                 TEMPLATES
                     .iter()
-                    .any(|t| selection(t, &sigs).iter().any(|x| std::ptr::eq(*x, e))),
+                    .any(|t| selection(t, &sigs).iter().any(|x| std::ptr::eq(x.entry, e))),
                 "{}-{} {} of section {} is in no template",
                 e.lo,
                 e.hi,
@@ -405,5 +522,107 @@ mod tests {
                 e.section
             );
         }
+    }
+
+    /// Issue 12: composed templates give each group and each rule once, keep every citation,
+    /// and load as a policy.
+    #[test]
+    fn composed_templates_give_each_group_and_rule_once() {
+        let sigs = Signatures::embedded();
+        let names = [
+            "exchange2016",
+            "exchange2016-edge",
+            "exchange2016-um",
+            "exchange2016-hybrid",
+        ];
+        let text = render(&names, &sigs, &BTreeMap::new());
+        let p = Policy::parse(Path::new("composed"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let mut keys: Vec<String> = p
+            .rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?}",
+                    r.from,
+                    r.to,
+                    r.transport.label(),
+                    r.ports.0
+                )
+            })
+            .collect();
+        let n = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a rule is given twice:\n{text}");
+        // Every row of every template is in the composition, under some rule.
+        for name in names {
+            let one =
+                Policy::parse(Path::new(name), &render(&[name], &sigs, &BTreeMap::new())).unwrap();
+            for r in &one.rules {
+                let same = p.rules.iter().find(|c| {
+                    c.from == r.from
+                        && c.to == r.to
+                        && c.ports.0 == r.ports.0
+                        && c.transport.label() == r.transport.label()
+                });
+                let c = same.unwrap_or_else(|| panic!("{name}: rule {} lost", r.name));
+                for sec in r.section.split(',') {
+                    assert!(c.section.split(',').any(|x| x == sec), "{}: {sec}", c.name);
+                }
+            }
+        }
+        // The SMTP relay from Mailbox to the Internet is in the 2016 set and the hybrid one:
+        // one rule, both citations kept where they differ.
+        assert_eq!(text.matches("[[group]]\nname = \"mailbox\"").count(), 1);
+        assert!(text.starts_with("# exwatch policy: templates exchange2016 + exchange2016-edge"));
+    }
+
+    /// Exchange 2019 and SE are the 2016 set under another name, said so in the policy.
+    #[test]
+    fn exchange2019_and_se_are_the_2016_set() {
+        let sigs = Signatures::embedded();
+        let rules = |n: &str| {
+            let t = render(&[n], &sigs, &BTreeMap::new());
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for (alias, of) in ALIASES {
+            assert_eq!(rules(alias), rules(of), "{alias}");
+            let text = render(&[alias], &sigs, &BTreeMap::new());
+            assert!(
+                text.contains(&format!("`{alias}` is the `{of}` set")),
+                "{text}"
+            );
+        }
+        assert!(
+            find("exchange2019-um").is_none(),
+            "UM was removed in Exchange 2019"
+        );
+    }
+
+    /// The opt-in remote access template lets the Internet reach Mailbox on the published
+    /// client ports only, never the domain controllers or clear IMAP/POP/HTTP.
+    #[test]
+    fn remote_clients_publish_only_the_client_ports() {
+        let sigs = Signatures::embedded();
+        let t = find("remote-clients").unwrap();
+        let mut ports: Vec<u16> = selection(t, &sigs)
+            .iter()
+            .map(|p| {
+                assert_eq!((p.from, p.entry.to.as_str()), ("internet", "mailbox"));
+                p.entry.lo
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports, vec![443, 587, 993, 995]);
+        let text = render(&["remote-clients"], &sigs, &BTreeMap::new());
+        assert!(
+            text.contains("name = \"s1-internet-mailbox-https\""),
+            "{text}"
+        );
+        assert!(!text.contains("\"dc\""), "{text}");
     }
 }
