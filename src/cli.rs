@@ -119,9 +119,10 @@ pub struct ValidateArgs {
 
 #[derive(Args, Debug)]
 pub struct LearnArgs {
-    /// Policy file whose [[group]] tables name the networks (its rules are ignored).
+    /// Policy file whose [[group]] tables name the networks (its rules are ignored); without
+    /// it, rules are learned per address (a group per host, /32 or /128).
     #[arg(long, value_name = "FILE")]
-    pub groups: PathBuf,
+    pub groups: Option<PathBuf>,
     /// Where to write the learned policy (`-` = standard output).
     #[arg(long, short, value_name = "PATH", default_value = "-")]
     pub output: String,
@@ -466,17 +467,32 @@ fn learn(l: LearnArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let groups = match Policy::load(&l.groups) {
-        Ok(p) => p.groups,
-        Err(e) => return policy_error(&e),
+    let groups = match l.groups.as_deref().map(Policy::load) {
+        None => None,
+        Some(Ok(p)) => Some(p.groups),
+        Some(Err(e)) => return policy_error(&e),
     };
-    run.learner = Some(Learner::new(groups));
+    let sigs = match &l.audit.run.signatures {
+        None => Arc::new(Signatures::embedded()),
+        Some(dir) => match Signatures::load_dir(dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                crate::say!("exwatch: signatures: {e}");
+                return exit::SIGNATURES;
+            }
+        },
+    };
+    run.learner = Some(Learner::new(groups, sigs));
     let code = run_files(&l.audit, &mut run, Mode::Learn(l.output == "-"), None);
     if matches!(code, exit::USAGE | exit::SIGNATURES | exit::OUTPUT) {
         // Nothing was learned (or the records already failed): write no policy.
         return code;
     }
     let learner = run.learner.as_ref().expect("set above");
+    // The rules a reviewer must look at before the policy is used.
+    for r in learner.reviews() {
+        crate::say!("exwatch: learned rule {r}: not in the reference, review it");
+    }
     let sources: Vec<&str> = l
         .audit
         .read

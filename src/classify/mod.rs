@@ -79,7 +79,8 @@ pub struct Verdict {
 /// and NetBIOS session messages are the frame SMB travels in on 139.
 const COMPATIBLE: &[(&str, &str)] = &[("rtp", "rtcp"), ("smb", "netbios")];
 
-fn compatible(port_protocol: &str, payload_protocol: &str) -> bool {
+/// Whether a payload protocol agrees with what a port entry expects.
+pub fn compatible(port_protocol: &str, payload_protocol: &str) -> bool {
     port_protocol == payload_protocol
         || port_protocol == "unknown"
         || COMPATIBLE.contains(&(port_protocol, payload_protocol))

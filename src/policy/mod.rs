@@ -11,6 +11,7 @@ pub mod firewall;
 pub mod groups;
 pub mod judge;
 pub mod learn;
+pub mod reference;
 pub mod run;
 pub mod suggest;
 pub mod template;
