@@ -449,16 +449,21 @@ fn validate(v: ValidateArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    run.firewall = match RuleSet::load(&v.rules, &v.chain) {
-        Ok(r) => Some(r),
-        Err(e) => return policy_error(&e),
-    };
     if let Some(g) = &v.groups {
         match Policy::load(g) {
             Ok(p) => run.label_groups = Some(p.groups),
             Err(e) => return policy_error(&e),
         }
     }
+    run.firewall = match RuleSet::load(&v.rules, &v.chain, run.label_groups.as_ref()) {
+        Ok(r) => {
+            for n in &r.notes {
+                crate::say!("exwatch: {n}");
+            }
+            Some(r)
+        }
+        Err(e) => return policy_error(&e),
+    };
     run_files(&v.audit, &mut run, Mode::Validate, Some(&v.rules))
 }
 

@@ -1048,3 +1048,127 @@ fn issue12_learned_policies_survive_tomorrow() {
     );
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
+
+/// `validate` verdicts, rule by rule, sorted by flow: (start, source, port, action).
+fn actions(r: &Run) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .records
+        .iter()
+        .map(|x| {
+            format!(
+                "{} {} {} {}",
+                field(x, "@timestamp"),
+                field(x, "source.ip"),
+                field(x, "destination.port"),
+                field(x, "exwatch.firewall.action")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 12, capability 7: the same rule set as a vendor CSV export (BOM, `;`, columns in
+/// another order, quoted lists, service names, ranges, address objects, a disabled rule), as
+/// `iptables-save -c` output with negation, iprange, named ports, --icmp-type and -m limit,
+/// and as `nft -j list ruleset` JSON recorded from nft, judges every flow as the plain files do.
+#[test]
+fn issue12_firewall_exports_as_engineers_have_them() {
+    let objects = root()
+        .join("tests/policy/vendor-objects.toml")
+        .display()
+        .to_string();
+    let path = |f: &str| root().join("tests/policy").join(f).display().to_string();
+    let with = |rules: &str, groups: Option<&str>| {
+        let rules = path(rules);
+        let mut args = vec!["--rules", rules.as_str(), "-q"];
+        if let Some(g) = groups {
+            args.extend(["--groups", g]);
+        }
+        run("validate", &args, &[&demo()])
+    };
+    let csv = with("forgets-um-media.csv", None);
+    let vendor = with("vendor-export.csv", Some(&objects));
+    assert_eq!(vendor.code, 8, "{}", vendor.stderr);
+    assert_eq!(actions(&vendor), actions(&csv));
+    assert!(
+        vendor
+            .stderr
+            .contains("vendor-export.csv:14: rule `old-any-any` is disabled: skipped"),
+        "{}",
+        vendor.stderr
+    );
+    let sip = flow(&vendor.records, GW, MBX1, 5060);
+    assert_eq!(field(sip, "rule.name"), "um-sip");
+    // Address objects need --groups; a misspelt one names the nearest group.
+    let r = with("vendor-export.csv", None);
+    assert_refused(&r, "vendor-export.csv:2: `MAILBOX-NET` is not an address");
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.csv");
+    std::fs::write(
+        &typo,
+        "Name;Source;Destination;Service;Action\nweb;CLIENT;MAILBOX-NET;https;permit\nmail;CLIENTS;MAILBOX-NET;smpt;permit\n",
+    )
+    .unwrap();
+    let r = run(
+        "validate",
+        &[
+            "--rules",
+            typo.to_str().unwrap(),
+            "--groups",
+            &objects,
+            "-q",
+        ],
+        &[&demo()],
+    );
+    assert_refused(&r, "typo.csv:2: `CLIENT` is not an address, a CIDR, a range or a group of --groups; did you mean `CLIENTS`?");
+    let text = std::fs::read_to_string(&typo)
+        .unwrap()
+        .replace("CLIENT;", "CLIENTS;");
+    std::fs::write(&typo, text).unwrap();
+    let r = run(
+        "validate",
+        &[
+            "--rules",
+            typo.to_str().unwrap(),
+            "--groups",
+            &objects,
+            "-q",
+        ],
+        &[&demo()],
+    );
+    assert_refused(
+        &r,
+        "typo.csv:3: `smpt` is not a port, a range or a service name; did you mean `smtp`?",
+    );
+
+    let ipt = with("forgets-um-media.iptables", None);
+    for file in ["counters.iptables", "forgets-um-media.nft.json"] {
+        let r = with(file, None);
+        assert_eq!(r.code, 8, "{file}: {}", r.stderr);
+        assert_eq!(actions(&r), actions(&ipt), "{file}");
+        assert!(r.stderr.contains("warning: `"), "{file}: {}", r.stderr);
+        let sip = flow(&r.records, GW, MBX1, 5060);
+        assert_eq!(field(sip, "rule.name"), "um-sip", "{file}");
+    }
+    // -m limit where it decides new flows is refused with file and line.
+    let text = std::fs::read_to_string(path("counters.iptables")).unwrap();
+    let deciding = dir.path().join("limit.iptables");
+    std::fs::write(
+        &deciding,
+        text.replace(
+            "-A FORWARD -s 172.16.10.5/32 -p tcp",
+            "-A FORWARD -s 172.16.10.5/32 -m limit --limit 10/s -p tcp",
+        ),
+    )
+    .unwrap();
+    let r = run(
+        "validate",
+        &["--rules", deciding.to_str().unwrap(), "-q"],
+        &[&demo()],
+    );
+    assert_refused(
+        &r,
+        "limit.iptables:16: `-m limit --limit 10/s` cannot be judged from a capture",
+    );
+}

@@ -5,7 +5,7 @@
 //! interface, a chain the flows never traverse): [`RuleSet::unused`].
 
 use super::file::{PolicyError, Ports, Transport};
-use super::groups::Cidr;
+use super::groups::{Cidr, Groups};
 use super::suggest::hint;
 use super::FlowFacts;
 use std::net::IpAddr;
@@ -45,17 +45,77 @@ pub struct FwRule {
     pub unjudged: Vec<String>,
     /// Line in the rules file.
     pub line: usize,
+    /// Ports with their own transport (named services such as `ldap` = 389/tcp and 389/udp):
+    /// when not empty, a flow matches one of them instead of `transport` and `dports`.
+    pub services: Vec<(Transport, u16, u16)>,
+    /// iptables `-m multiport --ports`: the source or the destination port is one of these.
+    pub any_ports: Ports,
+    /// iptables `--icmp-type`: type and optional code.
+    pub icmp: Option<(u8, Option<u8>)>,
+    /// iptables `!`: the match is negated.
+    pub not: Negated,
+    /// What makes the rule undecidable from a capture when it decides flows (`-m limit`,
+    /// `-m owner`, `-m set` without its members).
+    pub undecidable: Option<String>,
+}
+
+/// Which matches of a rule are negated (`! -s`, `! -p`...).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Negated {
+    pub src: bool,
+    pub dst: bool,
+    pub transport: bool,
+    pub dports: bool,
+    pub sports: bool,
+    pub icmp: bool,
 }
 
 impl FwRule {
+    /// A rule that matches every new flow, continuing (the parsers fill it in).
+    pub fn new(line: usize) -> FwRule {
+        FwRule {
+            name: String::new(),
+            action: Action::Continue,
+            src: Vec::new(),
+            dst: Vec::new(),
+            transport: Transport::Any,
+            sports: Ports::default(),
+            dports: Ports::default(),
+            new_flows: true,
+            unjudged: Vec::new(),
+            line,
+            services: Vec::new(),
+            any_ports: Ports::default(),
+            icmp: None,
+            not: Negated::default(),
+            undecidable: None,
+        }
+    }
+
     fn matches(&self, f: &FlowFacts<'_>) -> bool {
         let in_any =
             |nets: &[Cidr], ip: IpAddr| nets.is_empty() || nets.iter().any(|c| c.contains(ip));
+        let n = self.not;
+        let ports = f.has_ports();
+        let icmp = f.proto == 1 || f.proto == 58;
+        let service = self.services.is_empty()
+            || self
+                .services
+                .iter()
+                .any(|&(t, lo, hi)| t.covers(f.proto) && (!ports || (lo..=hi).contains(&f.dport)));
         self.new_flows
-            && in_any(&self.src, f.src)
-            && in_any(&self.dst, f.dst)
-            && self.transport.covers(f.proto)
-            && (!f.has_ports() || (self.dports.covers(f.dport) && self.sports.covers(f.sport)))
+            && in_any(&self.src, f.src) != n.src
+            && in_any(&self.dst, f.dst) != n.dst
+            && self.transport.covers(f.proto) != n.transport
+            && service
+            && (!ports
+                || (self.dports.covers(f.dport) != (n.dports && !self.dports.0.is_empty())
+                    && self.sports.covers(f.sport) != (n.sports && !self.sports.0.is_empty())
+                    && (self.any_ports.covers(f.dport) || self.any_ports.covers(f.sport))))
+            && self.icmp.is_none_or(|(t, c)| {
+                let (ft, fc) = ((f.icmp_type_code >> 8) as u8, f.icmp_type_code as u8);
+                (icmp && ft == t && c.is_none_or(|c| c == fc)) != n.icmp
+            })
     }
 }
 
@@ -76,6 +136,9 @@ pub struct RuleSet {
     pub chains: Vec<Chain>,
     pub start: usize,
     pub origin: String,
+    /// What loading it noted (rules skipped as disabled, options accepted in chains no flow
+    /// reaches), `file:line: ...` each.
+    pub notes: Vec<String>,
 }
 
 /// Result of evaluating one flow.
@@ -188,6 +251,40 @@ impl RuleSet {
         seen
     }
 
+    /// A rule a capture cannot judge (`-m limit`...) is refused where new flows reach it, and
+    /// noted where they never do.
+    pub fn check_undecidable(&mut self, file: &Path) -> Result<(), PolicyError> {
+        let reachable = self.reachable();
+        let start = self.chains[self.start].name.clone();
+        for (c, chain) in self.chains.iter().enumerate() {
+            for &i in &chain.rules {
+                let r = &self.rules[i];
+                let (Some(what), true) = (&r.undecidable, r.new_flows) else {
+                    continue;
+                };
+                if reachable[c] {
+                    return Err(PolicyError::at(
+                        file,
+                        r.line,
+                        format!(
+                            "`{what}` cannot be judged from a capture, and this rule of chain {} \
+                             decides new flows from {start}",
+                            chain.name
+                        ),
+                    ));
+                }
+                self.notes.push(format!(
+                    "{}:{}: warning: `{what}` cannot be judged from a capture; accepted, since \
+                     chain {} is not traversed by new flows from {start}",
+                    file.display(),
+                    r.line,
+                    chain.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The class of every rule whose hit count is 0 (`hits[i]`), in file order.
     pub fn unused(&self, hits: &[u64]) -> Vec<(usize, Unused)> {
         let reachable = self.reachable();
@@ -229,16 +326,20 @@ impl RuleSet {
         (d, false)
     }
 
-    /// Load a rule set: iptables-save output when it holds a `*filter` line, else CSV.
-    pub fn load(file: &Path, chain: &str) -> Result<RuleSet, PolicyError> {
+    /// Load a rule set: iptables-save output when it holds a `*filter` line, `nft -j list
+    /// ruleset` output when it is a JSON object, else CSV (whose address objects are the
+    /// groups of `groups`).
+    pub fn load(file: &Path, chain: &str, groups: Option<&Groups>) -> Result<RuleSet, PolicyError> {
         let text = std::fs::read_to_string(file).map_err(|source| PolicyError::Read {
             file: file.to_path_buf(),
             source,
         })?;
         if text.lines().any(|l| l.trim() == "*filter") {
             parse_iptables(file, &text, chain)
+        } else if text.trim_start().starts_with('{') {
+            super::nft::parse(file, &text, chain)
         } else {
-            parse_csv(file, &text)
+            super::fwcsv::parse(file, &text, groups)
         }
     }
 }
@@ -251,122 +352,9 @@ fn cidr_list(s: &str) -> Result<Vec<Cidr>, String> {
     items.iter().map(|x| Cidr::parse(x)).collect()
 }
 
-/// Split one CSV line, honouring double quotes.
-fn csv_split(line: &str) -> Vec<String> {
-    let (mut cells, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => cells.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    cells.push(cur);
-    cells.into_iter().map(|c| c.trim().to_string()).collect()
-}
-
-const CSV_HEADER: [&str; 6] = [
-    "name",
-    "action",
-    "source",
-    "destination",
-    "transport",
-    "ports",
-];
-
-/// CSV rules: a header `name,action,source,destination,transport,ports`, then one rule per
-/// line, first match wins, anything unmatched is denied. `#` starts a comment line.
+/// A CSV rule set (see [`super::fwcsv`]), without address objects.
 pub fn parse_csv(file: &Path, text: &str) -> Result<RuleSet, PolicyError> {
-    let mut rules = Vec::new();
-    let mut header = false;
-    for (n, raw) in text.lines().enumerate() {
-        let line = n + 1;
-        let t = raw.trim();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let cells = csv_split(t);
-        if !header {
-            let got: Vec<String> = cells.iter().map(|c| c.to_ascii_lowercase()).collect();
-            if got != CSV_HEADER {
-                return Err(PolicyError::at(
-                    file,
-                    line,
-                    format!("expected the header `{}`", CSV_HEADER.join(",")),
-                ));
-            }
-            header = true;
-            continue;
-        }
-        if cells.len() != 6 {
-            return Err(PolicyError::at(
-                file,
-                line,
-                format!("{} fields, expected 6", cells.len()),
-            ));
-        }
-        let bad = |p: String| PolicyError::at(file, line, p);
-        let action = match cells[1].to_ascii_lowercase().as_str() {
-            "allow" | "accept" | "permit" | "pass" => Action::Allow,
-            "deny" | "drop" | "reject" | "block" => Action::Deny,
-            other => {
-                let actions = [
-                    "allow", "accept", "permit", "pass", "deny", "drop", "reject", "block",
-                ];
-                let near = super::suggest::did_you_mean(other, &actions);
-                return Err(bad(format!("action `{other}` is not allow or deny{near}")));
-            }
-        };
-        let transport = Transport::parse(&cells[4]).map_err(bad)?;
-        let mut dports = Vec::new();
-        for item in cells[5].split([' ', ';']).filter(|x| !x.is_empty()) {
-            match Ports::parse_item(item).map_err(bad)? {
-                Some(r) => dports.push(r),
-                None => {
-                    dports.clear();
-                    break;
-                }
-            }
-        }
-        rules.push(FwRule {
-            name: if cells[0].is_empty() {
-                format!("line {line}")
-            } else {
-                cells[0].clone()
-            },
-            action,
-            src: cidr_list(&cells[2]).map_err(bad)?,
-            dst: cidr_list(&cells[3]).map_err(bad)?,
-            transport,
-            sports: Ports::default(),
-            dports: Ports(dports),
-            new_flows: true,
-            unjudged: Vec::new(),
-            line,
-        });
-    }
-    if !header {
-        return Err(PolicyError::at(
-            file,
-            1,
-            "no header line: not a CSV rule set",
-        ));
-    }
-    Ok(RuleSet {
-        chains: vec![Chain {
-            name: "rules".into(),
-            rules: (0..rules.len()).collect(),
-            policy: Some(Action::Deny),
-        }],
-        rules,
-        start: 0,
-        origin: file.display().to_string(),
-    })
+    super::fwcsv::parse(file, text, None)
 }
 
 /// Split an iptables-save line into words, honouring double quotes.
@@ -425,10 +413,21 @@ const NON_DECIDING_TARGETS: [&str; 18] = [
     "NFQUEUE",
 ];
 
-/// `80`, `1024:65535`, `25,587,6000:6010` (iptables syntax).
+/// `80`, `1024:65535`, `25,587,6000:6010`, `https` (iptables syntax).
 fn ipt_ports(s: &str) -> Result<Ports, String> {
     let mut v = Vec::new();
     for item in s.split(',') {
+        if !item.starts_with(|c: char| c.is_ascii_digit() || c == ':') {
+            let named = super::names::ports_of(item).ok_or_else(|| {
+                format!(
+                    "`{item}` is not a port or a service name{}",
+                    super::suggest::did_you_mean(item, &super::names::known())
+                )
+            })?;
+            // iptables resolves a name to one port (its /etc/services entry).
+            v.push((named[0].1, named[0].1));
+            continue;
+        }
         let item = item.replace(':', "-");
         let item = if item.starts_with('-') {
             format!("1{item}")
@@ -443,6 +442,44 @@ fn ipt_ports(s: &str) -> Result<Ports, String> {
         v.push(crate::signatures::parse_range(&item)?);
     }
     Ok(Ports(v))
+}
+
+/// `--icmp-type 8`, `8/0`, `echo-request`, `any`.
+fn icmp_type(s: &str) -> Result<Option<(u8, Option<u8>)>, String> {
+    const NAMES: [(&str, u8, Option<u8>); 10] = [
+        ("echo-reply", 0, None),
+        ("pong", 0, None),
+        ("destination-unreachable", 3, None),
+        ("port-unreachable", 3, Some(3)),
+        ("fragmentation-needed", 3, Some(4)),
+        ("redirect", 5, None),
+        ("echo-request", 8, None),
+        ("ping", 8, None),
+        ("time-exceeded", 11, None),
+        ("parameter-problem", 12, None),
+    ];
+    if s == "any" {
+        return Ok(None);
+    }
+    if let Some((_, t, c)) = NAMES.iter().find(|(n, _, _)| *n == s) {
+        return Ok(Some((*t, *c)));
+    }
+    let (t, c) = match s.split_once('/') {
+        Some((t, c)) => (t, Some(c)),
+        None => (s, None),
+    };
+    let num = |x: &str| x.parse::<u8>().ok();
+    match (num(t), c.map(num)) {
+        (Some(t), None) => Ok(Some((t, None))),
+        (Some(t), Some(Some(c))) => Ok(Some((t, Some(c)))),
+        _ => {
+            let names: Vec<&str> = NAMES.iter().map(|n| n.0).collect();
+            Err(format!(
+                "`--icmp-type {s}`: not a type, TYPE/CODE or a name{}",
+                hint(s, &names)
+            ))
+        }
+    }
 }
 
 /// The `*filter` table of `iptables-save` / `ip6tables-save`, evaluated from `start` (e.g.
@@ -479,8 +516,20 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                 rules: Vec::new(),
                 policy,
             });
-        } else if t.starts_with("-A ") {
-            pending.push((line, words(t)));
+        } else if t.starts_with("-A ") || t.starts_with('[') {
+            // `iptables-save -c` puts the rule's counters first: `[12:3400] -A ...`.
+            let rule = match t.strip_prefix('[').and_then(|x| x.split_once(']')) {
+                Some((_, rest)) => rest.trim_start(),
+                None => t,
+            };
+            if !rule.starts_with("-A ") {
+                return Err(PolicyError::at(
+                    file,
+                    line,
+                    format!("not an iptables-save line: `{t}`"),
+                ));
+            }
+            pending.push((line, words(rule)));
         } else {
             return Err(PolicyError::at(
                 file,
@@ -495,35 +544,56 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
         let bad = |p: String| PolicyError::at(file, line, p);
         let chain = chain_index(&chains, &w[1])
             .ok_or_else(|| bad(format!("chain `{}` is not declared", w[1])))?;
-        let mut r = FwRule {
-            name: String::new(),
-            action: Action::Continue,
-            src: Vec::new(),
-            dst: Vec::new(),
-            transport: Transport::Any,
-            sports: Ports::default(),
-            dports: Ports::default(),
-            new_flows: true,
-            unjudged: Vec::new(),
-            line,
-        };
+        let mut r = FwRule::new(line);
         let mut i = 2;
-        let arg = |i: usize| {
-            w.get(i + 1)
-                .cloned()
-                .ok_or_else(|| bad(format!("`{}` needs a value", w[i])))
-        };
+        // `! -s X` negates the next match; so does the older `-s ! X`.
+        let mut negate = false;
         while i < w.len() {
             let opt = w[i].as_str();
+            if opt == "!" {
+                negate = true;
+                i += 1;
+                continue;
+            }
+            let mut step = 2;
+            let mut arg = |i: usize| -> Result<String, PolicyError> {
+                match w.get(i + 1).map(String::as_str) {
+                    Some("!") => {
+                        negate = true;
+                        step = 3;
+                        w.get(i + 2).cloned()
+                    }
+                    v => v.map(str::to_string),
+                }
+                .ok_or_else(|| bad(format!("`{}` needs a value", w[i])))
+            };
             match opt {
                 "-s" | "--source" => r.src = cidr_list(&arg(i)?).map_err(bad)?,
                 "-d" | "--destination" => r.dst = cidr_list(&arg(i)?).map_err(bad)?,
+                "--src-range" | "--dst-range" => {
+                    let v = arg(i)?;
+                    let (a, b) = v
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                        .ok_or_else(|| bad(format!("`{opt} {v}`: expected ADDRESS-ADDRESS")))?;
+                    let nets = Cidr::range(a, b).map_err(bad)?;
+                    if opt == "--src-range" {
+                        r.src = nets;
+                    } else {
+                        r.dst = nets;
+                    }
+                }
                 "-p" | "--protocol" => r.transport = Transport::parse(&arg(i)?).map_err(bad)?,
                 "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
                     r.dports = ipt_ports(&arg(i)?).map_err(bad)?
                 }
                 "--sport" | "--source-port" | "--sports" | "--source-ports" => {
                     r.sports = ipt_ports(&arg(i)?).map_err(bad)?
+                }
+                "--ports" => r.any_ports = ipt_ports(&arg(i)?).map_err(bad)?,
+                "--icmp-type" | "--icmpv6-type" => {
+                    let v = arg(i)?;
+                    r.icmp = icmp_type(&v).map_err(bad)?;
                 }
                 "--state" | "--ctstate" => {
                     let states = arg(i)?;
@@ -535,19 +605,42 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                 "--comment" => r.name = arg(i)?,
                 // Interfaces are not visible in a capture (matched as if any).
                 "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                    r.unjudged.push(format!("interface {opt} {}", arg(i)?))
+                    let v = arg(i)?;
+                    let neg = if negate { "! " } else { "" };
+                    r.unjudged.push(format!("interface {neg}{opt} {v}"));
+                }
+                // What a capture cannot show: rate limits, the local socket's owner, the
+                // members of an ipset.
+                "--limit" | "--limit-burst" | "--uid-owner" | "--gid-owner" | "--pid-owner"
+                | "--socket-exists" | "--match-set" => {
+                    let v = arg(i)?;
+                    if opt == "--match-set" {
+                        step += 1; // the set's flags: src, dst, src,dst
+                    }
+                    if opt == "--socket-exists" {
+                        step = 1;
+                    }
+                    let module = match opt {
+                        "--limit" | "--limit-burst" => "-m limit",
+                        "--match-set" => "-m set",
+                        _ => "-m owner",
+                    };
+                    let what = if opt == "--socket-exists" {
+                        format!("{module} {opt}")
+                    } else {
+                        format!("{module} {opt} {v}")
+                    };
+                    r.unjudged.push(what.clone());
+                    r.undecidable.get_or_insert(what);
                 }
                 // Modules are named by their options.
                 "-m" | "--match" => {}
                 "--reject-with" | "--log-prefix" | "--log-level" | "--set-mark" | "--tcp-flags" => {
                     if opt == "--tcp-flags" {
-                        i += 1;
+                        step += 1;
                     }
                 }
-                "--syn" => {
-                    i += 1;
-                    continue;
-                }
+                "--syn" => step = 1,
                 "-j" | "--jump" | "-g" | "--goto" => {
                     let target = arg(i)?;
                     let goto = opt == "-g" || opt == "--goto";
@@ -577,10 +670,30 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
                         }
                     };
                 }
-                "!" => return Err(bad("negated matches (`!`) are not supported".into())),
                 other => return Err(bad(format!("option `{other}` is not supported"))),
             }
-            i += 2;
+            if negate {
+                let n = &mut r.not;
+                match opt {
+                    "-s" | "--source" | "--src-range" => n.src = true,
+                    "-d" | "--destination" | "--dst-range" => n.dst = true,
+                    "-p" | "--protocol" => n.transport = true,
+                    "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
+                        n.dports = true
+                    }
+                    "--sport" | "--source-port" | "--sports" | "--source-ports" => n.sports = true,
+                    "--icmp-type" | "--icmpv6-type" => n.icmp = true,
+                    "-i" | "--in-interface" | "-o" | "--out-interface" | "--match-set"
+                    | "--uid-owner" | "--gid-owner" => {}
+                    other => {
+                        return Err(bad(format!(
+                            "`! {other}`: negating `{other}` is not supported"
+                        )))
+                    }
+                }
+                negate = false;
+            }
+            i += step;
         }
         if r.name.is_empty() {
             let pos = chains[chain].rules.len() + 1;
@@ -607,12 +720,15 @@ pub fn parse_iptables(file: &Path, text: &str, start: &str) -> Result<RuleSet, P
             "the filter table declares no chain",
         ));
     }
-    Ok(RuleSet {
+    let mut rs = RuleSet {
         rules,
         chains,
         start: start_i,
         origin: file.display().to_string(),
-    })
+        notes: Vec::new(),
+    };
+    rs.check_undecidable(file)?;
+    Ok(rs)
 }
 
 #[cfg(test)]
@@ -642,6 +758,7 @@ mod tests {
             first_ts: 0,
             last_ts: 0,
             bytes: 0,
+            icmp_type_code: 0,
         }
     }
 

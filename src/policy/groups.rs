@@ -65,6 +65,50 @@ impl Cidr {
         v6 == self.v6 && bits & mask(self.len) == self.net
     }
 
+    /// The smallest list of networks covering exactly the addresses `a` to `b` (inclusive,
+    /// both of one family): `10.1.10.21-10.1.10.23` is `10.1.10.21/32, 10.1.10.22/31`.
+    pub fn range(a: IpAddr, b: IpAddr) -> Result<Vec<Cidr>, String> {
+        let ((lo, v6), (hi, v6b)) = (to_u128(a), to_u128(b));
+        if v6 != v6b {
+            return Err(format!("`{a}-{b}` mixes IPv4 and IPv6"));
+        }
+        if lo > hi {
+            return Err(format!("`{a}-{b}`: the first address is above the last"));
+        }
+        let min_len = if v6 { 0 } else { 96 };
+        let mut out = Vec::new();
+        let mut cur = lo;
+        // At most two networks per prefix length: 256 in all.
+        loop {
+            // The largest block aligned at `cur` that stays within `hi`.
+            let mut len: u8 = 128;
+            while len > min_len {
+                let size_bits = 128 - u32::from(len - 1);
+                let block = if size_bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << size_bits) - 1
+                };
+                if cur & block != 0 || cur.checked_add(block).is_none_or(|end| end > hi) {
+                    break;
+                }
+                len -= 1;
+            }
+            out.push(Cidr { net: cur, len, v6 });
+            let size = 128 - u32::from(len);
+            let last = if size >= 128 {
+                u128::MAX
+            } else {
+                cur | ((1u128 << size) - 1)
+            };
+            if last >= hi {
+                break;
+            }
+            cur = last + 1;
+        }
+        Ok(out)
+    }
+
     /// Prefix length as written (0-32 for IPv4).
     pub fn prefix(&self) -> u8 {
         if self.v6 {
@@ -357,5 +401,33 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("mailbox").is_err());
         assert!(Cidr::parse("::/129").is_err());
+    }
+
+    #[test]
+    fn address_ranges_become_the_fewest_networks() {
+        let r = |a: &str, b: &str| {
+            Cidr::range(a.parse().unwrap(), b.parse().unwrap())
+                .unwrap()
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            r("10.1.10.21", "10.1.10.23"),
+            ["10.1.10.21/32", "10.1.10.22/31"]
+        );
+        assert_eq!(r("10.0.0.0", "10.255.255.255"), ["10.0.0.0/8"]);
+        assert_eq!(r("0.0.0.0", "255.255.255.255"), ["0.0.0.0/0"]);
+        assert_eq!(r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), ["::/0"]);
+        assert_eq!(r("fd00::1", "fd00::2"), ["fd00::1/128", "fd00::2/128"]);
+        assert_eq!(r("10.0.0.5", "10.0.0.5"), ["10.0.0.5/32"]);
+        let many = Cidr::range(
+            "0.0.0.1".parse().unwrap(),
+            "255.255.255.254".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(many.len(), 62);
+        assert!(Cidr::range("10.0.0.9".parse().unwrap(), "10.0.0.1".parse().unwrap()).is_err());
+        assert!(Cidr::range("10.0.0.1".parse().unwrap(), "::1".parse().unwrap()).is_err());
     }
 }

@@ -186,6 +186,7 @@ protocols = ["smtp"]
             first_ts: 0,
             last_ts: 0,
             bytes: 0,
+            icmp_type_code: 0,
         }
     }
 

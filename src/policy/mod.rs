@@ -8,9 +8,12 @@
 pub mod file;
 pub mod findings;
 pub mod firewall;
+pub mod fwcsv;
 pub mod groups;
 pub mod judge;
 pub mod learn;
+pub mod names;
+pub mod nft;
 pub mod reference;
 pub mod run;
 pub mod suggest;
@@ -39,6 +42,8 @@ pub struct FlowFacts<'a> {
     pub last_ts: u64,
     /// IP-level bytes, both directions.
     pub bytes: u64,
+    /// ICMP / ICMPv6 flows: the first message's type and code (`type << 8 | code`).
+    pub icmp_type_code: u16,
 }
 
 impl<'a> FlowFacts<'a> {
@@ -56,6 +61,7 @@ impl<'a> FlowFacts<'a> {
             first_ts: flow.first_ts,
             last_ts: flow.last_ts,
             bytes: flow.dirs[ORIG].bytes + flow.dirs[RESP].bytes,
+            icmp_type_code: flow.icmp_type_code,
         }
     }
 
