@@ -33,6 +33,7 @@ fn table() -> &'static Named {
             .map(|(n, v)| (n, v.iter().filter_map(|i| parse_item(i)).collect()))
             .collect();
         // /etc/services: `name port/proto aliases... # comment`; names already known win.
+        let own: std::collections::BTreeSet<String> = t.keys().cloned().collect();
         if let Ok(text) = std::fs::read_to_string("/etc/services") {
             for line in text.lines().take(100_000) {
                 let line = line.split('#').next().unwrap_or_default();
@@ -42,7 +43,11 @@ fn table() -> &'static Named {
                 };
                 let Some(p) = parse_item(item) else { continue };
                 for n in std::iter::once(name).chain(w) {
-                    let e = t.entry(n.to_ascii_lowercase()).or_default();
+                    let n = n.to_ascii_lowercase();
+                    if own.contains(&n) {
+                        continue;
+                    }
+                    let e = t.entry(n).or_default();
                     if !e.contains(&p) {
                         e.push(p);
                     }
