@@ -24,7 +24,7 @@ use crate::flow::Timeouts;
 use crate::flow::{EndReason, Flow};
 use crate::policy::{FlowJudge, NoJudge};
 use crate::report::record::RecordContext;
-use crate::report::summary::{LiveStats, Summary};
+use crate::report::summary::{Activity, LiveStats, Summary};
 use crossbeam::channel;
 use exchange::Exchange;
 use std::io::Write;
@@ -106,6 +106,12 @@ pub struct Counters {
     pub interface_drops: AtomicU64,
     pub queue_full_waits: AtomicU64,
     pub flow_table_full: AtomicU64,
+    /// Flows in the workers' tables (each worker adds the change after every message).
+    pub active_flows: AtomicU64,
+    /// Records written by the workers (final, interim and alert; none without an output).
+    pub records: AtomicU64,
+    /// Alert records among them.
+    pub alerts: AtomicU64,
 }
 
 impl Counters {
@@ -118,6 +124,15 @@ impl Counters {
         s.queue_full_waits = self.queue_full_waits.load(Relaxed);
         s.flow_table_full = self.flow_table_full.load(Relaxed);
         s
+    }
+
+    /// Active flows, records and alerts so far.
+    pub fn activity(&self) -> Activity {
+        Activity {
+            active_flows: self.active_flows.load(Relaxed),
+            records: self.records.load(Relaxed),
+            alerts: self.alerts.load(Relaxed),
+        }
     }
 }
 
@@ -289,7 +304,8 @@ pub fn run(
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
                         let read = counters.packets_read.load(Relaxed);
-                        crate::say!("{}{}", counters.live_stats().line(read), suffix());
+                        let line = counters.live_stats().line(read, &counters.activity());
+                        crate::say!("{line}{}", suffix());
                         *at += *every;
                     }
                 }
@@ -329,7 +345,8 @@ pub fn run(
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
             // The last word on drops, however short the run.
-            crate::say!("{}{}", stats.line(summary.read.packets_read), suffix());
+            let line = stats.line(summary.read.packets_read, &counters.activity());
+            crate::say!("{line}{}", suffix());
         }
         summary.live = Some(stats);
     }

@@ -91,6 +91,8 @@ pub struct Worker<'a> {
     /// memory the kernel has to zero.
     spare_json: Receiver<Vec<u8>>,
     counters: Arc<Counters>,
+    /// The table size last added to `counters.active_flows`.
+    active_reported: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -130,6 +132,7 @@ impl<'a> Worker<'a> {
             writer,
             spare_json,
             counters,
+            active_reported: 0,
         }
     }
 
@@ -157,12 +160,14 @@ impl<'a> Worker<'a> {
                         self.publish(self.clock);
                     }
                     self.collect();
+                    self.report_active();
                 }
                 ToWorker::Tick { clock } => {
                     self.clock = self.clock.max(clock);
                     self.expire();
                     self.publish(self.clock);
                     self.collect();
+                    self.report_active();
                 }
                 ToWorker::Finish {
                     clock,
@@ -210,6 +215,7 @@ impl<'a> Worker<'a> {
         }
         self.collect();
         self.send_records();
+        self.report_active();
         let link = self.linker.stats;
         WorkerResult {
             stats: std::mem::take(&mut self.stats),
@@ -532,9 +538,25 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Bring the shared count of active flows up to date with this worker's table.
+    fn report_active(&mut self) {
+        let now = self.table.len() as u64;
+        let c = &self.counters.active_flows;
+        if now > self.active_reported {
+            c.fetch_add(now - self.active_reported, Relaxed);
+        } else if now < self.active_reported {
+            c.fetch_sub(self.active_reported - now, Relaxed);
+        }
+        self.active_reported = now;
+    }
+
     /// Judge and write the flows whose final verdict is known.
     fn release(&mut self) {
-        for (f, reason, verdict) in std::mem::take(&mut self.ready) {
+        let ready = std::mem::take(&mut self.ready);
+        if self.write_records && !ready.is_empty() {
+            self.counters.records.fetch_add(ready.len() as u64, Relaxed);
+        }
+        for (f, reason, verdict) in ready {
             let out = self.write_records.then_some(&mut self.json);
             let facts = FlowFacts::new(&f, &verdict);
             let notes = if reason.is_interim() {
@@ -564,6 +586,10 @@ impl<'a> Worker<'a> {
             .is_some_and(|p| p.kind != Kind::Allowed)
         {
             self.summary.alerts += 1;
+            self.counters.alerts.fetch_add(1, Relaxed);
+            if self.write_records {
+                self.counters.records.fetch_add(1, Relaxed);
+            }
             let out = self.write_records.then_some(&mut self.json);
             record::build_noted(f, EndReason::Alert, verdict, &notes, &self.records, out);
         }
