@@ -49,6 +49,8 @@ pub struct AuditConfig {
     pub frag: FragLimits,
     pub classifier: Arc<Classifier>,
     pub write_records: bool,
+    /// Build a `--flows-csv` row for every finished flow.
+    pub flows_csv: bool,
     pub progress: bool,
     /// Workers report each flow whose payload verdict is reached while it is alive
     /// (`ToSink::Decided`), for alerts that cannot wait for the flow's end.
@@ -195,6 +197,8 @@ pub struct Report {
 pub enum ToWriter {
     /// NDJSON records, whole lines.
     Records(Vec<u8>),
+    /// `--flows-csv` rows, whole lines.
+    FlowRows(Vec<u8>),
 }
 
 /// What an audit produced besides the records it wrote.
@@ -203,6 +207,8 @@ pub struct AuditOutcome {
     pub errors: Vec<CaptureError>,
     /// Records could not be written (not counting a closed pipe).
     pub write_error: Option<std::io::Error>,
+    /// `--flows-csv` rows, whole lines in the order they came (see `report::flows_csv`).
+    pub flow_rows: Vec<u8>,
 }
 
 /// Run an offline audit of `cfg.captures`, writing NDJSON records to `out`.
@@ -247,6 +253,7 @@ pub fn run(
         out,
         write_error: None,
         flush_each: live,
+        flow_rows: Vec::new(),
     };
     let mut worker_txs = Vec::with_capacity(n);
     let (read_stats, errors, results) = std::thread::scope(|s| {
@@ -261,6 +268,7 @@ pub fn run(
                 timeouts: cfg.timeouts,
                 frag,
                 write_records: cfg.write_records,
+                flows_csv: cfg.flows_csv,
                 flush_each: live,
                 notify_verdicts: cfg.verdict_events,
                 records: cfg.records.clone(),
@@ -325,6 +333,7 @@ pub fn run(
     let Writer {
         mut write_error,
         out,
+        flow_rows,
         ..
     } = writer;
     if write_error.is_none() {
@@ -354,6 +363,7 @@ pub fn run(
         summary,
         errors,
         write_error,
+        flow_rows,
     }
 }
 
@@ -366,6 +376,8 @@ struct Writer<'a> {
     write_error: Option<std::io::Error>,
     /// Flush the output after every buffer (live: records appear as flows end).
     flush_each: bool,
+    /// `--flows-csv` rows, sorted and written at the end.
+    flow_rows: Vec<u8>,
 }
 
 impl Writer<'_> {
@@ -379,6 +391,7 @@ impl Writer<'_> {
                     let _ = spares.try_send(buf);
                 }
             }
+            ToWriter::FlowRows(buf) => self.flow_rows.extend_from_slice(&buf),
         }
     }
 
@@ -422,6 +435,7 @@ mod tests_support {
             frag: FragLimits::default(),
             classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
             write_records: true,
+            flows_csv: false,
             progress: false,
             verdict_events,
             stats_interval: None,

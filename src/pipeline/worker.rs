@@ -19,6 +19,7 @@ use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP
 use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
+use crate::report::flows_csv;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
@@ -52,6 +53,8 @@ pub struct WorkerConfig {
     pub timeouts: Timeouts,
     pub frag: FragLimits,
     pub write_records: bool,
+    /// Build a `--flows-csv` row for every finished flow.
+    pub flows_csv: bool,
     /// Live capture: records go to the writer after every batch and tick, not in large runs.
     pub flush_each: bool,
     /// Judge each flow when its payload verdict is reached while it is alive (alerts).
@@ -86,6 +89,8 @@ pub struct Worker<'a> {
     notify_verdicts: bool,
     records: Arc<RecordContext>,
     json: Vec<u8>,
+    /// `--flows-csv` rows (`None`: not asked for).
+    rows: Option<Vec<u8>>,
     writer: Sender<ToWriter>,
     /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
     /// memory the kernel has to zero.
@@ -129,6 +134,7 @@ impl<'a> Worker<'a> {
             notify_verdicts: cfg.notify_verdicts,
             records: cfg.records,
             json: Vec::new(),
+            rows: cfg.flows_csv.then(Vec::new),
             writer,
             spare_json,
             counters,
@@ -564,6 +570,9 @@ impl<'a> Worker<'a> {
             } else {
                 self.judge.judge(&facts)
             };
+            if let (Some(rows), false) = (&mut self.rows, reason.is_interim()) {
+                flows_csv::row(rows, &f, reason, &verdict, &notes);
+            }
             let s = record::build_noted(&f, reason, verdict, &notes, &self.records, out);
             self.summary.add_flow(&s);
             // The end of input releases every open flow at once: records go out in runs, not
@@ -597,6 +606,9 @@ impl<'a> Worker<'a> {
 
     /// Hand the buffered records to the writer.
     fn send_records(&mut self) {
+        if let Some(rows) = self.rows.as_mut().filter(|r| !r.is_empty()) {
+            let _ = self.writer.send(ToWriter::FlowRows(std::mem::take(rows)));
+        }
         if self.json.is_empty() {
             return;
         }
