@@ -283,6 +283,10 @@ pub struct RunArgs {
     /// (comma-separated).
     #[arg(long, value_name = "KINDS", requires = "policy")]
     pub fail_on: Option<String>,
+    /// Write one CSV row per flow to PATH (`-` for standard output), sorted by start time
+    /// (audit, validate, learn; live writes it at exit).
+    #[arg(long, value_name = "PATH")]
+    pub flows_csv: Option<String>,
     /// Write the grouped findings (policy findings; for validate, denied flows) as CSV to PATH.
     #[arg(long, value_name = "PATH")]
     pub csv: Option<String>,
@@ -756,15 +760,17 @@ fn prepare(
     let records_to_stdout = a.json.as_deref() == Some("-");
     let summary_to_stdout = a.summary_json.as_deref() == Some("-");
     let csv_to_stdout = a.csv.as_deref() == Some("-");
+    let flows_to_stdout = a.flows_csv.as_deref() == Some("-");
     let to_stdout = [
         records_to_stdout,
         summary_to_stdout,
         learn_to_stdout,
         csv_to_stdout,
+        flows_to_stdout,
     ];
     if to_stdout.iter().filter(|&&b| b).count() > 1 {
         return Err(usage(
-            "only one of --json, --summary-json, --csv and the learned policy can write to standard output",
+            "only one of --json, --summary-json, --csv, --flows-csv and the learned policy can write to standard output",
         ));
     }
     if let Some(path) = &a.tls_keylog {
@@ -845,6 +851,7 @@ fn prepare(
         },
         classifier: Arc::new(Classifier::new(Arc::new(sigs))),
         write_records: a.json.is_some() || handle.is_some(),
+        flows_csv: a.flows_csv.is_some(),
         progress,
         verdict_events: false,
         stats_interval: None,
@@ -1118,6 +1125,14 @@ fn finish(
         });
         if let Err(e) = written {
             crate::say!("exwatch: {p}: cannot write CSV: {e}");
+            code = exit::OUTPUT;
+        }
+    }
+    if let Some(p) = &a.flows_csv {
+        let written = FileOutput::open(p, false)
+            .and_then(|mut w| crate::report::flows_csv::write_sorted(&mut w, &outcome.flow_rows));
+        if let Err(e) = written {
+            crate::say!("exwatch: {p}: cannot write the flows CSV: {e}");
             code = exit::OUTPUT;
         }
     }

@@ -434,6 +434,21 @@ fn tcpreplay_of_captures_gives_the_audit_records() {
     check_accounting(&cap, audit);
     let err = cap.live.stderr();
     assert!(err.contains("exwatch stats: received"), "{err}");
+    // The last stats line comes after every record: it counts them all, and no flow is open.
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("exwatch stats:"))
+        .expect("a stats line");
+    let after = |word: &str| -> u64 {
+        let rest = &last[last
+            .find(word)
+            .unwrap_or_else(|| panic!("{word} in {last}"))
+            + word.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(after(" records "), live.len() as u64, "{last}");
+    assert_eq!(after(" active-flows "), 0, "{last}");
+    assert_eq!(after(" alerts "), 0, "no policy, no alert: {last}");
     assert!(live.iter().any(|r| r["network"]["protocol"] == "smtp"));
     assert!(live.iter().any(|r| r["network"]["protocol"] == "sip"));
 }

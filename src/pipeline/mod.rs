@@ -24,7 +24,7 @@ use crate::flow::Timeouts;
 use crate::flow::{EndReason, Flow};
 use crate::policy::{FlowJudge, NoJudge};
 use crate::report::record::RecordContext;
-use crate::report::summary::{LiveStats, Summary};
+use crate::report::summary::{Activity, LiveStats, Summary};
 use crossbeam::channel;
 use exchange::Exchange;
 use std::io::Write;
@@ -49,6 +49,8 @@ pub struct AuditConfig {
     pub frag: FragLimits,
     pub classifier: Arc<Classifier>,
     pub write_records: bool,
+    /// Build a `--flows-csv` row for every finished flow.
+    pub flows_csv: bool,
     pub progress: bool,
     /// Workers report each flow whose payload verdict is reached while it is alive
     /// (`ToSink::Decided`), for alerts that cannot wait for the flow's end.
@@ -106,6 +108,12 @@ pub struct Counters {
     pub interface_drops: AtomicU64,
     pub queue_full_waits: AtomicU64,
     pub flow_table_full: AtomicU64,
+    /// Flows in the workers' tables (each worker adds the change after every message).
+    pub active_flows: AtomicU64,
+    /// Records written by the workers (final, interim and alert; none without an output).
+    pub records: AtomicU64,
+    /// Alert records among them.
+    pub alerts: AtomicU64,
 }
 
 impl Counters {
@@ -118,6 +126,15 @@ impl Counters {
         s.queue_full_waits = self.queue_full_waits.load(Relaxed);
         s.flow_table_full = self.flow_table_full.load(Relaxed);
         s
+    }
+
+    /// Active flows, records and alerts so far.
+    pub fn activity(&self) -> Activity {
+        Activity {
+            active_flows: self.active_flows.load(Relaxed),
+            records: self.records.load(Relaxed),
+            alerts: self.alerts.load(Relaxed),
+        }
     }
 }
 
@@ -180,6 +197,8 @@ pub struct Report {
 pub enum ToWriter {
     /// NDJSON records, whole lines.
     Records(Vec<u8>),
+    /// `--flows-csv` rows, whole lines.
+    FlowRows(Vec<u8>),
 }
 
 /// What an audit produced besides the records it wrote.
@@ -188,6 +207,8 @@ pub struct AuditOutcome {
     pub errors: Vec<CaptureError>,
     /// Records could not be written (not counting a closed pipe).
     pub write_error: Option<std::io::Error>,
+    /// `--flows-csv` rows, whole lines in the order they came (see `report::flows_csv`).
+    pub flow_rows: Vec<u8>,
 }
 
 /// Run an offline audit of `cfg.captures`, writing NDJSON records to `out`.
@@ -232,6 +253,7 @@ pub fn run(
         out,
         write_error: None,
         flush_each: live,
+        flow_rows: Vec::new(),
     };
     let mut worker_txs = Vec::with_capacity(n);
     let (read_stats, errors, results) = std::thread::scope(|s| {
@@ -246,6 +268,7 @@ pub fn run(
                 timeouts: cfg.timeouts,
                 frag,
                 write_records: cfg.write_records,
+                flows_csv: cfg.flows_csv,
                 flush_each: live,
                 notify_verdicts: cfg.verdict_events,
                 records: cfg.records.clone(),
@@ -289,7 +312,8 @@ pub fn run(
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
                         let read = counters.packets_read.load(Relaxed);
-                        crate::say!("{}{}", counters.live_stats().line(read), suffix());
+                        let line = counters.live_stats().line(read, &counters.activity());
+                        crate::say!("{line}{}", suffix());
                         *at += *every;
                     }
                 }
@@ -309,6 +333,7 @@ pub fn run(
     let Writer {
         mut write_error,
         out,
+        flow_rows,
         ..
     } = writer;
     if write_error.is_none() {
@@ -329,7 +354,8 @@ pub fn run(
         let stats = counters.live_stats();
         if cfg.stats_interval.is_some() {
             // The last word on drops, however short the run.
-            crate::say!("{}{}", stats.line(summary.read.packets_read), suffix());
+            let line = stats.line(summary.read.packets_read, &counters.activity());
+            crate::say!("{line}{}", suffix());
         }
         summary.live = Some(stats);
     }
@@ -337,6 +363,7 @@ pub fn run(
         summary,
         errors,
         write_error,
+        flow_rows,
     }
 }
 
@@ -349,6 +376,8 @@ struct Writer<'a> {
     write_error: Option<std::io::Error>,
     /// Flush the output after every buffer (live: records appear as flows end).
     flush_each: bool,
+    /// `--flows-csv` rows, sorted and written at the end.
+    flow_rows: Vec<u8>,
 }
 
 impl Writer<'_> {
@@ -362,6 +391,7 @@ impl Writer<'_> {
                     let _ = spares.try_send(buf);
                 }
             }
+            ToWriter::FlowRows(buf) => self.flow_rows.extend_from_slice(&buf),
         }
     }
 
@@ -405,6 +435,7 @@ mod tests_support {
             frag: FragLimits::default(),
             classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
             write_records: true,
+            flows_csv: false,
             progress: false,
             verdict_events,
             stats_interval: None,

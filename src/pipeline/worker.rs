@@ -19,6 +19,7 @@ use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP
 use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
+use crate::report::flows_csv;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
@@ -52,6 +53,8 @@ pub struct WorkerConfig {
     pub timeouts: Timeouts,
     pub frag: FragLimits,
     pub write_records: bool,
+    /// Build a `--flows-csv` row for every finished flow.
+    pub flows_csv: bool,
     /// Live capture: records go to the writer after every batch and tick, not in large runs.
     pub flush_each: bool,
     /// Judge each flow when its payload verdict is reached while it is alive (alerts).
@@ -86,11 +89,15 @@ pub struct Worker<'a> {
     notify_verdicts: bool,
     records: Arc<RecordContext>,
     json: Vec<u8>,
+    /// `--flows-csv` rows (`None`: not asked for).
+    rows: Option<Vec<u8>>,
     writer: Sender<ToWriter>,
     /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
     /// memory the kernel has to zero.
     spare_json: Receiver<Vec<u8>>,
     counters: Arc<Counters>,
+    /// The table size last added to `counters.active_flows`.
+    active_reported: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -127,9 +134,11 @@ impl<'a> Worker<'a> {
             notify_verdicts: cfg.notify_verdicts,
             records: cfg.records,
             json: Vec::new(),
+            rows: cfg.flows_csv.then(Vec::new),
             writer,
             spare_json,
             counters,
+            active_reported: 0,
         }
     }
 
@@ -157,12 +166,14 @@ impl<'a> Worker<'a> {
                         self.publish(self.clock);
                     }
                     self.collect();
+                    self.report_active();
                 }
                 ToWorker::Tick { clock } => {
                     self.clock = self.clock.max(clock);
                     self.expire();
                     self.publish(self.clock);
                     self.collect();
+                    self.report_active();
                 }
                 ToWorker::Finish {
                     clock,
@@ -210,6 +221,7 @@ impl<'a> Worker<'a> {
         }
         self.collect();
         self.send_records();
+        self.report_active();
         let link = self.linker.stats;
         WorkerResult {
             stats: std::mem::take(&mut self.stats),
@@ -532,9 +544,25 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Bring the shared count of active flows up to date with this worker's table.
+    fn report_active(&mut self) {
+        let now = self.table.len() as u64;
+        let c = &self.counters.active_flows;
+        if now > self.active_reported {
+            c.fetch_add(now - self.active_reported, Relaxed);
+        } else if now < self.active_reported {
+            c.fetch_sub(self.active_reported - now, Relaxed);
+        }
+        self.active_reported = now;
+    }
+
     /// Judge and write the flows whose final verdict is known.
     fn release(&mut self) {
-        for (f, reason, verdict) in std::mem::take(&mut self.ready) {
+        let ready = std::mem::take(&mut self.ready);
+        if self.write_records && !ready.is_empty() {
+            self.counters.records.fetch_add(ready.len() as u64, Relaxed);
+        }
+        for (f, reason, verdict) in ready {
             let out = self.write_records.then_some(&mut self.json);
             let facts = FlowFacts::new(&f, &verdict);
             let notes = if reason.is_interim() {
@@ -542,6 +570,9 @@ impl<'a> Worker<'a> {
             } else {
                 self.judge.judge(&facts)
             };
+            if let (Some(rows), false) = (&mut self.rows, reason.is_interim()) {
+                flows_csv::row(rows, &f, reason, &verdict, &notes);
+            }
             let s = record::build_noted(&f, reason, verdict, &notes, &self.records, out);
             self.summary.add_flow(&s);
             // The end of input releases every open flow at once: records go out in runs, not
@@ -564,6 +595,10 @@ impl<'a> Worker<'a> {
             .is_some_and(|p| p.kind != Kind::Allowed)
         {
             self.summary.alerts += 1;
+            self.counters.alerts.fetch_add(1, Relaxed);
+            if self.write_records {
+                self.counters.records.fetch_add(1, Relaxed);
+            }
             let out = self.write_records.then_some(&mut self.json);
             record::build_noted(f, EndReason::Alert, verdict, &notes, &self.records, out);
         }
@@ -571,6 +606,9 @@ impl<'a> Worker<'a> {
 
     /// Hand the buffered records to the writer.
     fn send_records(&mut self) {
+        if let Some(rows) = self.rows.as_mut().filter(|r| !r.is_empty()) {
+            let _ = self.writer.send(ToWriter::FlowRows(std::mem::take(rows)));
+        }
         if self.json.is_empty() {
             return;
         }

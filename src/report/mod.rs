@@ -2,6 +2,7 @@
 
 pub mod clickhouse;
 pub mod community_id;
+pub mod flows_csv;
 pub mod json;
 pub mod record;
 pub mod schema;

@@ -117,19 +117,33 @@ pub struct LiveStats {
     pub flow_table_full: u64,
 }
 
+/// What the workers are doing, for the live statistics line (not part of the summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Flows tracked now, all workers together.
+    pub active_flows: u64,
+    /// Records written so far: final, interim and alert records.
+    pub records: u64,
+    /// Alert records among them.
+    pub alerts: u64,
+}
+
 impl LiveStats {
     /// One line for standard error (`--stats-interval`).
-    pub fn line(&self, packets_read: u64) -> String {
+    pub fn line(&self, packets_read: u64, a: &Activity) -> String {
         let c = &self.capture;
         format!(
-            "exwatch stats: received {} read {} kernel-drops {} interface-drops {} own drops: queue-full {} flow-table-full {} (queue-full waits {})",
+            "exwatch stats: received {} read {} kernel-drops {} interface-drops {} own drops: queue-full {} flow-table-full {} (queue-full waits {}) active-flows {} records {} alerts {}",
             c.received,
             packets_read,
             c.kernel_drops,
             c.interface_drops,
             self.queue_full_drops,
             self.flow_table_full,
-            self.queue_full_waits
+            self.queue_full_waits,
+            a.active_flows,
+            a.records,
+            a.alerts
         )
     }
 

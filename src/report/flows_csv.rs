@@ -1,0 +1,63 @@
+//! `--flows-csv`: one CSV row per finished flow, written by the worker that owns the flow and
+//! put in a stable order at the end (rows sort by start time first), so any `--threads` gives
+//! the same file.
+
+use super::record::transport_name;
+use super::time::rfc3339_into;
+use crate::classify::Verdict;
+use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::flow::key::to_ip;
+use crate::flow::{EndReason, Flow, ORIG, RESP};
+use crate::policy::findings::csv_cell;
+use crate::policy::Annotations;
+use std::io::Write;
+
+/// The header row: the columns, in order (documented in the README).
+pub const HEADER: &str = "start,end,source.ip,source.port,destination.ip,destination.port,transport,protocol,service,confidence,source.packets,source.bytes,destination.packets,destination.bytes,end_reason,policy.verdict,firewall.action";
+
+/// Append the row of a finished flow to `out`.
+pub fn row(out: &mut Vec<u8>, flow: &Flow, reason: EndReason, v: &Verdict, notes: &Annotations) {
+    let ((oa, op), (ra, rp)) = flow.endpoints();
+    let (src, dst) = (to_ip(&oa, flow.key.v6), to_ip(&ra, flow.key.v6));
+    let ports = matches!(flow.key.proto, IPPROTO_TCP | IPPROTO_UDP);
+    let port = |p: u16| if ports { p.to_string() } else { String::new() };
+    let (o, r) = (&flow.dirs[ORIG], &flow.dirs[RESP]);
+    let (mut t1, mut t2) = ([0u8; 30], [0u8; 30]);
+    let policy = notes.policy.as_ref().map_or("", |p| p.kind.label());
+    let firewall = notes
+        .firewall
+        .as_ref()
+        .map_or("", |f| if f.allowed { "allow" } else { "deny" });
+    let _ = writeln!(
+        out,
+        "{},{},{src},{},{dst},{},{},{},{},{},{},{},{},{},{},{policy},{firewall}",
+        rfc3339_into(flow.first_ts, &mut t1),
+        rfc3339_into(flow.last_ts, &mut t2),
+        port(op),
+        port(rp),
+        transport_name(flow.key.proto),
+        csv_cell(&v.protocol),
+        csv_cell(&v.service),
+        v.confidence.label(),
+        o.packets,
+        o.bytes,
+        r.packets,
+        r.bytes,
+        reason.label(),
+    );
+}
+
+/// Write the header and the rows (whole lines, in any order) sorted.
+pub fn write_sorted(w: &mut dyn Write, rows: &[u8]) -> std::io::Result<()> {
+    let mut lines: Vec<&[u8]> = rows
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort_unstable();
+    writeln!(w, "{HEADER}")?;
+    for l in lines {
+        w.write_all(l)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}
