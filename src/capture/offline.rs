@@ -1,6 +1,7 @@
 //! Offline captures: pcap and pcapng files (or `-` for standard input) in the order given.
 
 use super::RawPacket;
+use std::io::Read;
 use std::path::PathBuf;
 
 /// A capture that could not be opened or read to its end, saying which and where.
@@ -19,6 +20,15 @@ pub enum CaptureError {
         read: u64,
         reason: String,
     },
+    /// A records file (exwatch's NDJSON given in place of a capture) holds a line that is
+    /// not one of exwatch's flow records.
+    #[error("{file}: line {line}: not an exwatch flow record ({reason}); the {read} records before it were read")]
+    BadRecord {
+        file: String,
+        line: u64,
+        read: u64,
+        reason: String,
+    },
     /// A live capture failed while running (the interface went away...).
     #[error(transparent)]
     Live(#[from] super::live::LiveError),
@@ -30,7 +40,7 @@ impl CaptureError {
         match self {
             CaptureError::Open { .. } => 3,
             CaptureError::Empty { .. } | CaptureError::NotCapture { .. } => 4,
-            CaptureError::Damaged { .. } => 5,
+            CaptureError::Damaged { .. } | CaptureError::BadRecord { .. } => 5,
             CaptureError::Live(_) => 10,
         }
     }
@@ -100,36 +110,140 @@ fn u32_of(b: &[u8], swap: bool) -> u32 {
     }
 }
 
-impl OfflineCapture {
-    /// Open a file, or standard input for `-`.
-    pub fn open(spec: &str) -> Result<Self, CaptureError> {
-        let name = if spec == "-" {
-            "<stdin>".to_string()
-        } else {
-            spec.to_string()
-        };
-        let input: Box<dyn std::io::Read + Send> = if spec == "-" {
-            Box::new(std::io::stdin())
-        } else {
-            let path = PathBuf::from(spec);
-            let open_err = |e: std::io::Error| CaptureError::Open {
+/// What a capture argument holds, told from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// pcap or pcapng (or anything else: framing reports what is wrong with it).
+    Capture,
+    /// exwatch's own NDJSON flow records (a `{` first).
+    Records,
+}
+
+/// gzip's and zstd's magic numbers.
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// Streams that [`sniff`] opened and cannot open again (standard input, FIFOs, process
+/// substitution), with the bytes it looked at put back in front: [`open_stream`] takes them
+/// from here, so nothing read is lost.
+type Stream = Box<dyn std::io::Read + Send>;
+static SNIFFED: std::sync::Mutex<Vec<(String, Stream)>> = std::sync::Mutex::new(Vec::new());
+
+fn display_name(spec: &str) -> String {
+    if spec == "-" {
+        "<stdin>".to_string()
+    } else {
+        spec.to_string()
+    }
+}
+
+/// Read up to `n` bytes (fewer only at the end of the stream), for a look at a stream's start.
+fn peek(mut input: Stream, n: usize) -> std::io::Result<(Vec<u8>, Stream)> {
+    let mut head = vec![0; n];
+    let mut got = 0;
+    while got < n {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    let back = std::io::Cursor::new(head.clone()).chain(input);
+    Ok((head, Box::new(back)))
+}
+
+/// The raw bytes of `spec`: standard input for `-`, else the file (a FIFO is read like
+/// standard input). A regular file of size 0 is empty; a directory cannot be read.
+fn open_raw(spec: &str) -> Result<Stream, CaptureError> {
+    let name = display_name(spec);
+    if spec == "-" {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let open_err = |e: std::io::Error| CaptureError::Open {
+        file: name.clone(),
+        reason: e.to_string(),
+    };
+    let path = PathBuf::from(spec);
+    let m = std::fs::metadata(&path).map_err(open_err)?;
+    if m.is_dir() {
+        return Err(CaptureError::Open {
+            file: name,
+            reason: "is a directory".into(),
+        });
+    }
+    // Only a regular file's size says it is empty: a FIFO or a process substitution
+    // reports 0 and is read like standard input.
+    if m.is_file() && m.len() == 0 {
+        return Err(CaptureError::Empty { file: name });
+    }
+    let f = std::fs::File::open(&path).map_err(open_err)?;
+    Ok(Box::new(f))
+}
+
+/// Open `spec` as a byte stream named for messages (`<stdin>` for `-`), decompressing gzip
+/// (`.gz`, several members too) and zstd (`.zst`) whatever the file is called.
+pub fn open_stream(spec: &str) -> Result<(String, Stream), CaptureError> {
+    let name = display_name(spec);
+    if let Ok(mut sniffed) = SNIFFED.lock() {
+        if let Some(i) = sniffed.iter().position(|(s, _)| s == spec) {
+            return Ok((name, sniffed.swap_remove(i).1));
+        }
+    }
+    let raw = open_raw(spec)?;
+    let read_err = |e: std::io::Error| CaptureError::Damaged {
+        file: name.clone(),
+        packet: 1,
+        read: 0,
+        reason: format!("read error: {e}"),
+    };
+    let (head, raw) = peek(raw, ZSTD_MAGIC.len()).map_err(read_err)?;
+    let input: Stream = if head.starts_with(GZIP_MAGIC) {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else if head.starts_with(ZSTD_MAGIC) {
+        let d =
+            ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| CaptureError::NotCapture {
                 file: name.clone(),
-                reason: e.to_string(),
-            };
-            let m = std::fs::metadata(&path).map_err(open_err)?;
-            if m.is_dir() {
-                return Err(CaptureError::Open {
-                    file: name,
-                    reason: "is a directory".into(),
-                });
-            }
-            // Only a regular file's size says it is empty: a FIFO or a process substitution
-            // reports 0 and is read like standard input.
-            if m.is_file() && m.len() == 0 {
-                return Err(CaptureError::Empty { file: name });
-            }
-            Box::new(std::fs::File::open(&path).map_err(open_err)?)
-        };
+                reason: format!("zstd: {e}"),
+            })?;
+        Box::new(d)
+    } else {
+        raw
+    };
+    Ok((name, input))
+}
+
+/// What `spec` holds, from its first (decompressed) bytes. A stream that cannot be opened
+/// twice is kept, its first bytes put back, for the [`open_stream`] that reads it. Errors
+/// are those the capture's own opening would give, so callers may ignore them and let the
+/// reading report them in order.
+pub fn sniff(spec: &str) -> Result<Content, CaptureError> {
+    // Metadata only: opening a FIFO to look at it would take its writer's bytes.
+    let reopenable = spec != "-" && std::fs::metadata(spec).is_ok_and(|m| m.is_file());
+    let (name, input) = open_stream(spec)?;
+    let (head, input) = peek(input, 1).map_err(|e| CaptureError::Damaged {
+        file: name,
+        packet: 1,
+        read: 0,
+        reason: format!("read error: {e}"),
+    })?;
+    if !reopenable {
+        if let Ok(mut sniffed) = SNIFFED.lock() {
+            sniffed.push((spec.to_string(), input));
+        }
+    }
+    Ok(if head.first() == Some(&b'{') {
+        Content::Records
+    } else {
+        Content::Capture
+    })
+}
+
+impl OfflineCapture {
+    /// Open a file, or standard input for `-`; gzip and zstd files are decompressed.
+    pub fn open(spec: &str) -> Result<Self, CaptureError> {
+        let (name, input) = open_stream(spec)?;
         Self::from_reader(name, input)
     }
 
