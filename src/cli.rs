@@ -189,7 +189,8 @@ pub struct TemplateArgs {
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Capture files, read in the order given; `-` reads standard input; a directory reads
-    /// the .pcap, .pcapng and .cap files in it in name order.
+    /// the .pcap, .pcapng and .cap files in it in name order; gzip and zstd are decompressed.
+    /// exwatch's own NDJSON records may be given instead of captures (all inputs records).
     #[arg(value_name = "CAPTURE", required_unless_present = "read")]
     pub captures: Vec<String>,
     /// A capture to read, as with tcpdump -r (repeatable; read before the CAPTURE arguments).
@@ -404,6 +405,29 @@ fn expand_captures(a: &AuditArgs) -> Result<Vec<String>, String> {
         out.extend(found.into_iter().map(|p| p.to_string_lossy().into_owned()));
     }
     Ok(out)
+}
+
+/// Whether the inputs are exwatch's own records rather than captures (all of one kind; a
+/// mix is refused). An input that cannot be opened counts as a capture, so that reading it
+/// reports its error in turn.
+fn inputs_are_records(inputs: &[String]) -> Result<bool, String> {
+    use crate::capture::offline::{sniff, Content};
+    let kinds: Vec<(&String, Content)> = inputs
+        .iter()
+        .map(|i| (i, sniff(i).unwrap_or(Content::Capture)))
+        .collect();
+    let records = kinds.iter().filter(|(_, k)| *k == Content::Records).count();
+    if records == 0 {
+        return Ok(false);
+    }
+    if records < kinds.len() {
+        let (r, _) = kinds.iter().find(|(_, k)| *k == Content::Records).unwrap();
+        let (c, _) = kinds.iter().find(|(_, k)| *k == Content::Capture).unwrap();
+        return Err(format!(
+            "{r} holds exwatch records and {c} does not: give either captures or records, not both"
+        ));
+    }
+    Ok(true)
 }
 
 fn is_capture_name(p: &std::path::Path) -> bool {
@@ -964,8 +988,17 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
         Ok(c) => c,
         Err(code) => return code,
     };
-    let input = Input::Files(captures);
-    let outcome = run(&p.cfg, input, &mut *p.out, &mut || Ok(()), judge);
+    let outcome = match inputs_are_records(&captures) {
+        Ok(true) => crate::pipeline::replay::run_records(&p.cfg, &captures, &mut *p.out, judge),
+        Ok(false) => run(
+            &p.cfg,
+            Input::Files(captures),
+            &mut *p.out,
+            &mut || Ok(()),
+            judge,
+        ),
+        Err(e) => return usage(&e),
+    };
     drop(p.out);
     let ch = p.clickhouse.map(clickhouse::Handle::finish);
     let summary_out = a

@@ -48,6 +48,19 @@ impl Confidence {
             Confidence::None => "none",
         }
     }
+
+    /// The confidence a record's `exwatch.confidence` names.
+    pub fn from_label(s: &str) -> Option<Self> {
+        [
+            Confidence::Payload,
+            Confidence::Expectation,
+            Confidence::Endpoint,
+            Confidence::Port,
+            Confidence::None,
+        ]
+        .into_iter()
+        .find(|c| c.label() == s)
+    }
 }
 
 /// What a payload detector (or a cross-flow expectation) decided about a flow.

@@ -82,6 +82,21 @@ impl EndReason {
         }
     }
 
+    /// The end a record's `exwatch.end_reason` names.
+    pub fn from_label(s: &str) -> Option<Self> {
+        [
+            EndReason::Idle,
+            EndReason::Closed,
+            EndReason::Eviction,
+            EndReason::EndOfInput,
+            EndReason::Shutdown,
+            EndReason::ActiveTimeout,
+            EndReason::Alert,
+        ]
+        .into_iter()
+        .find(|r| r.label() == s)
+    }
+
     /// The record is written while the flow is still alive; its final record follows.
     pub fn is_interim(&self) -> bool {
         matches!(self, EndReason::ActiveTimeout | EndReason::Alert)

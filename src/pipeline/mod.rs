@@ -13,6 +13,7 @@ pub mod control;
 pub mod exchange;
 pub mod linker;
 pub mod reader;
+pub mod replay;
 pub mod worker;
 
 use crate::capture::live::LiveCapture;

@@ -3,6 +3,7 @@
 pub mod clickhouse;
 pub mod community_id;
 pub mod flows_csv;
+pub mod ingest;
 pub mod json;
 pub mod record;
 pub mod schema;

@@ -307,6 +307,93 @@ fn typed_fields<'a>(sorted: &'a [(&'static str, &'a str)]) -> Vec<(&'a str, Val<
     out
 }
 
+/// Whether a judged flow is allowed or denied (a policy's unexpected and mismatch flows are
+/// not allowed by it), and ECS's rule: the one that decided, the firewall's when a rule set
+/// judged, with the file it is in.
+fn decided<'a>(
+    notes: &'a Annotations,
+    ctx: &'a RecordContext,
+) -> (Option<bool>, Option<&'a str>, Option<&'a str>) {
+    match (&notes.firewall, &notes.policy) {
+        (Some(f), _) => (
+            Some(f.allowed),
+            Some(f.rule.as_str()),
+            ctx.rules_file.as_deref(),
+        ),
+        (None, Some(p)) => (
+            Some(p.kind == Kind::Allowed),
+            p.rule.as_deref(),
+            ctx.policy_file.as_deref(),
+        ),
+        (None, None) => (None, None, None),
+    }
+}
+
+/// A record read back (`report::ingest`) with new verdicts: the old `exwatch.policy`,
+/// `exwatch.firewall`, `rule`, `event.type` verdict and `network.direction` are replaced by
+/// what `notes` and this run's `ctx` say, in the shapes [`write_record`] gives them.
+pub fn rejudge(
+    record: &mut serde_json::Value,
+    notes: &Annotations,
+    ctx: &RecordContext,
+    (src, dst): (IpAddr, IpAddr),
+) {
+    use serde_json::{json, Value};
+    let Some(obj) = record.as_object_mut() else {
+        return;
+    };
+    obj.remove("rule");
+    if let Some(net) = obj.get_mut("network").and_then(Value::as_object_mut) {
+        net.remove("direction");
+        if let Some(d) = ctx.direction(src, dst) {
+            net.insert("direction".into(), json!(d));
+        }
+    }
+    if let Some(ex) = obj.get_mut("exwatch").and_then(Value::as_object_mut) {
+        ex.remove("policy");
+        ex.remove("firewall");
+        if let Some(p) = &notes.policy {
+            let mut v = json!({"verdict": p.kind.label()});
+            if let Some(r) = &p.rule {
+                v["rule"] = json!(r);
+            }
+            v["reason"] = json!(p.reason);
+            v["source_group"] = json!(p.source_group);
+            v["destination_group"] = json!(p.destination_group);
+            v["reversed"] = json!(p.reversed);
+            ex.insert("policy".into(), v);
+        }
+        if let Some(f) = &notes.firewall {
+            let action = if f.allowed { "allow" } else { "deny" };
+            ex.insert(
+                "firewall".into(),
+                json!({"action": action, "reversed": f.reversed}),
+            );
+        }
+    }
+    let (judged, rule, ruleset) = decided(notes, ctx);
+    if let Some(types) = obj
+        .get_mut("event")
+        .and_then(|e| e.get_mut("type"))
+        .and_then(Value::as_array_mut)
+    {
+        types.retain(|t| t != "allowed" && t != "denied");
+        if let Some(allowed) = judged {
+            types.push(json!(if allowed { "allowed" } else { "denied" }));
+        }
+    }
+    if rule.is_some() || ruleset.is_some() {
+        let mut r = serde_json::Map::new();
+        if let Some(n) = rule {
+            r.insert("name".into(), json!(n));
+        }
+        if let Some(s) = ruleset {
+            r.insert("ruleset".into(), json!(s));
+        }
+        obj.insert("rule".into(), Value::Object(r));
+    }
+}
+
 fn write_record(
     out: &mut Vec<u8>,
     rec: &Rec<'_>,
@@ -336,21 +423,7 @@ fn write_record(
     let split = extra.partition_point(|(k, _)| *k < "exwatch.");
     let ex_end = extra.partition_point(|(k, _)| *k < "exwatch/");
     let (policy, firewall) = (rec.notes.policy.as_ref(), rec.notes.firewall.as_ref());
-    // A judged flow is allowed or denied (a policy's unexpected and mismatch flows are not
-    // allowed by it); ECS's rule is the one that decided, the firewall's when a rule set judged.
-    let (judged, rule, ruleset) = match (firewall, policy) {
-        (Some(f), _) => (
-            Some(f.allowed),
-            Some(f.rule.as_str()),
-            rec.ctx.rules_file.as_deref(),
-        ),
-        (None, Some(p)) => (
-            Some(p.kind == Kind::Allowed),
-            p.rule.as_deref(),
-            rec.ctx.policy_file.as_deref(),
-        ),
-        (None, None) => (None, None, None),
-    };
+    let (judged, rule, ruleset) = decided(rec.notes, rec.ctx);
     // The record's constant opening is copied in a few pieces instead of being built member
     // by member (the timestamps are digits and separators: nothing to escape).
     out.reserve(1024);

@@ -21,6 +21,10 @@ pub struct ReadStats {
     pub datagrams_reassembled: u64,
     pub files_read: u64,
     pub files_failed: u64,
+    /// Records given in place of captures (`pipeline::replay`): final records judged, and
+    /// interim or alert records skipped.
+    pub records_read: u64,
+    pub records_skipped: u64,
 }
 
 impl ReadStats {
@@ -320,6 +324,8 @@ impl Summary {
             "datagrams_reassembled": self.read.datagrams_reassembled,
             "files_read": self.read.files_read,
             "files_failed": self.read.files_failed,
+            "records_read": self.read.records_read,
+            "records_skipped": self.read.records_skipped,
             "flows": self.flows,
             "flows_by_end_reason": self.by_end,
             "evictions": self.evictions,
@@ -356,13 +362,22 @@ impl Summary {
         let mut s = String::new();
         let r = &self.read;
         let _ = writeln!(s, "exwatch summary");
-        let _ = writeln!(
-            s,
-            "  packets read {:>12}   decoded {:>12}   undecodable {:>10}",
-            r.packets_read,
-            r.decoded,
-            r.undecodable_total()
-        );
+        let records = r.records_read + r.records_skipped > 0;
+        if records {
+            let _ = writeln!(
+                s,
+                "  records read {:>12}   (interim and alert records skipped: {})",
+                r.records_read, r.records_skipped
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  packets read {:>12}   decoded {:>12}   undecodable {:>10}",
+                r.packets_read,
+                r.decoded,
+                r.undecodable_total()
+            );
+        }
         for (reason, n) in &r.undecodable {
             let _ = writeln!(s, "    undecodable: {reason:<28} {n:>10}");
         }
@@ -404,18 +419,20 @@ impl Summary {
             );
         }
         let l = &self.link;
-        let _ = writeln!(
-            s,
-            "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}",
-            l.expectations_announced,
-            l.expectations_matched,
-            l.expectations_expired_unused,
-            l.expectations_evicted,
-            l.endpoints_learned,
-            l.endpoints_applied,
-            l.endpoints_evicted,
-            l.flows_held_peak
-        );
+        if !records {
+            let _ = writeln!(
+                s,
+                "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}",
+                l.expectations_announced,
+                l.expectations_matched,
+                l.expectations_expired_unused,
+                l.expectations_evicted,
+                l.endpoints_learned,
+                l.endpoints_applied,
+                l.endpoints_evicted,
+                l.flows_held_peak
+            );
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,
