@@ -196,6 +196,10 @@ pub struct AuditArgs {
     /// A capture to read, as with tcpdump -r (repeatable; read before the CAPTURE arguments).
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Vec<String>,
+    /// Read only the packets this filter passes (tcpdump/BPF syntax, libpcap's compiler, as
+    /// tcpdump -r FILE EXPR).
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -398,7 +402,7 @@ fn expand_captures(a: &AuditArgs) -> Result<Vec<String>, String> {
             .collect();
         if found.is_empty() {
             return Err(format!(
-                "{spec}: the directory holds no .pcap, .pcapng or .cap file"
+                "{spec}: the directory holds no .pcap, .pcapng or .cap file (compressed or not)"
             ));
         }
         found.sort();
@@ -430,10 +434,20 @@ fn inputs_are_records(inputs: &[String]) -> Result<bool, String> {
     Ok(true)
 }
 
+/// `.pcap`, `.pcapng` and `.cap`, also compressed (`.pcap.gz`, `.pcapng.zst`...).
 fn is_capture_name(p: &std::path::Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| ["pcap", "pcapng", "cap"].contains(&e.to_ascii_lowercase().as_str()))
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .unwrap_or(&name);
+    [".pcap", ".pcapng", ".cap"]
+        .iter()
+        .any(|e| name.ends_with(e) && name.len() > e.len())
 }
 
 fn policy_error(e: &PolicyError) -> i32 {
@@ -859,6 +873,7 @@ fn prepare(
     };
     let cfg = AuditConfig {
         captures: Vec::new(),
+        bpf: None,
         workers,
         max_flows: a.max_flows,
         timeouts: Timeouts::new(
@@ -988,7 +1003,17 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
         Ok(c) => c,
         Err(code) => return code,
     };
+    let bpf = a.bpf.as_deref().filter(|e| !e.trim().is_empty());
+    if let Some(expr) = bpf {
+        if let Err(e) = crate::capture::filter::PacketFilter::check(expr) {
+            return usage(&format!("bad --bpf filter {expr:?}: {e}"));
+        }
+    }
+    p.cfg.bpf = bpf.map(str::to_string);
     let outcome = match inputs_are_records(&captures) {
+        Ok(true) if bpf.is_some() => {
+            return usage("--bpf filters packets: records given as input have none")
+        }
         Ok(true) => crate::pipeline::replay::run_records(&p.cfg, &captures, &mut *p.out, judge),
         Ok(false) => run(
             &p.cfg,

@@ -97,3 +97,74 @@ fn completions_and_the_manual_page_come_from_the_cli_definition() {
     );
     assert!(man.contains("audit"));
 }
+
+/// Packets `tcpdump -r FILE EXPR` prints (one line each with -q -nn).
+fn tcpdump_count(file: &str, expr: &str) -> u64 {
+    let o = Command::new("tcpdump")
+        .args(["-nn", "-q", "-r", file, expr])
+        .output()
+        .expect("tcpdump (make deps-live installs it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().count() as u64
+}
+
+/// `--bpf` on files reads what tcpdump's filter passes, for every subcommand that reads
+/// files; a bad expression is a usage error before anything is read, and an expression that
+/// cannot apply to a file's link type stops that file with exit 2, naming both.
+#[test]
+fn bpf_on_files_reads_what_tcpdump_reads() {
+    let demo = pcap("demo-exchange-day.pcap");
+    let all = audit_summary(&[&demo])["packets_read"].as_u64().unwrap();
+    for expr in [
+        "tcp port 25",
+        "udp",
+        "host 10.1.1.10 and not port 443",
+        "ip6",
+    ] {
+        let want = tcpdump_count(&demo, expr);
+        let s = audit_summary(&["--bpf", expr, &demo]);
+        assert_eq!(s["packets_read"], want, "{expr}");
+        assert_eq!(s["packets_filtered_out"], all - want, "{expr}");
+    }
+    let rules = format!(
+        "{}/tests/policy/forgets-um-media.iptables",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for sub in [
+        vec!["validate", "--rules", &rules],
+        vec!["learn", "-o", "/dev/null"],
+    ] {
+        let mut a = sub.clone();
+        a.extend(["-q", "--summary-json", "-", "--bpf", "tcp port 25", &demo]);
+        let o = exwatch(&a);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary");
+        assert_eq!(
+            s["packets_read"],
+            tcpdump_count(&demo, "tcp port 25"),
+            "{sub:?}"
+        );
+    }
+    let o = exwatch(&["audit", "-q", "--bpf", "tcp prot 25", &demo]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad --bpf filter \"tcp prot 25\"") && err.contains("syntax error"),
+        "{err}"
+    );
+    // rdp.pcap is BSD loopback (DLT_NULL): it has no Ethernet addresses.
+    let rdp = format!("{}/../shared/pcaps/rdp.pcap", env!("CARGO_MANIFEST_DIR"));
+    let o = exwatch(&[
+        "audit",
+        "-q",
+        "--bpf",
+        "ether host 00:11:22:33:44:55",
+        &demo,
+        &rdp,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rdp.pcap: --bpf \"ether host 00:11:22:33:44:55\" cannot filter link type 0"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Capture stage: packets from pcap/pcapng files and standard input (framed by exwatch), or a
 //! live interface (through libpcap).
 
+pub mod filter;
 pub mod live;
 pub mod offline;
 

@@ -29,6 +29,15 @@ pub enum CaptureError {
         read: u64,
         reason: String,
     },
+    /// `--bpf` cannot be compiled for a link type this file uses.
+    #[error("{file}: --bpf {expr:?} cannot filter link type {linktype} ({reason}); the {read} packets before it were processed")]
+    BadFilter {
+        file: String,
+        expr: String,
+        linktype: i32,
+        read: u64,
+        reason: String,
+    },
     /// A live capture failed while running (the interface went away...).
     #[error(transparent)]
     Live(#[from] super::live::LiveError),
@@ -38,6 +47,7 @@ impl CaptureError {
     /// Process exit code for this kind of failure (see the README's table).
     pub fn exit_code(&self) -> i32 {
         match self {
+            CaptureError::BadFilter { .. } => 2,
             CaptureError::Open { .. } => 3,
             CaptureError::Empty { .. } | CaptureError::NotCapture { .. } => 4,
             CaptureError::Damaged { .. } | CaptureError::BadRecord { .. } => 5,
@@ -272,6 +282,11 @@ impl OfflineCapture {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Packets returned so far.
+    pub fn packets_returned(&self) -> u64 {
+        self.read
     }
 
     /// The file's link type (libpcap DLT value; pcapng: its first interface's).

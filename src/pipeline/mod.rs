@@ -44,6 +44,8 @@ pub const MAX_COPY: usize = 2048;
 /// Everything an audit run needs, validated.
 pub struct AuditConfig {
     pub captures: Vec<String>,
+    /// `--bpf` for capture files: frames it rejects are not read (live filters in the kernel).
+    pub bpf: Option<String>,
     pub workers: usize,
     pub max_flows: usize,
     pub timeouts: Timeouts,
@@ -438,6 +440,7 @@ mod tests_support {
             write_records: true,
             flows_csv: false,
             progress: false,
+            bpf: None,
             verdict_events,
             stats_interval: None,
             records: Arc::default(),

@@ -4,6 +4,7 @@
 use super::{
     control, AuditConfig, Counters, Input, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK,
 };
+use crate::capture::filter::PacketFilter;
 use crate::capture::live::{LiveCapture, Next};
 use crate::capture::{CaptureError, OfflineCapture, RawPacket};
 use crate::decode::{self, link};
@@ -32,6 +33,8 @@ pub struct Reader {
     next_tick: u64,
     progress: Option<indicatif::ProgressBar>,
     counters: Arc<Counters>,
+    /// `--bpf` (files only), compiled per link type by libpcap.
+    filter: Option<PacketFilter>,
 }
 
 impl Reader {
@@ -56,6 +59,7 @@ impl Reader {
             next_tick: 0,
             progress,
             counters: Arc::default(),
+            filter: cfg.bpf.as_deref().map(PacketFilter::new),
         }
     }
 
@@ -180,10 +184,30 @@ impl Reader {
             pb.set_message(name.clone());
         }
         loop {
+            let before = cap.packets_returned();
             let raw = match cap.next_packet()? {
                 Some(r) => r,
                 None => return Ok(()),
             };
+            if let Some(f) = &mut self.filter {
+                match f.matches(raw.linktype, raw.data) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.stats.filtered_out += 1;
+                        continue;
+                    }
+                    Err(reason) => {
+                        let reason = reason.to_string();
+                        return Err(CaptureError::BadFilter {
+                            file: name,
+                            expr: f.expr().to_string(),
+                            linktype: raw.linktype,
+                            read: before,
+                            reason,
+                        });
+                    }
+                }
+            }
             // pcapng files may mix link types: each frame is decoded with its interface's.
             self.packet(raw.linktype, raw);
             if self.stats.packets_read & 0xffff == 0 {

@@ -25,6 +25,8 @@ pub struct ReadStats {
     /// interim or alert records skipped.
     pub records_read: u64,
     pub records_skipped: u64,
+    /// Frames of capture files that `--bpf` left out (not in `packets_read`).
+    pub filtered_out: u64,
 }
 
 impl ReadStats {
@@ -326,6 +328,7 @@ impl Summary {
             "files_failed": self.read.files_failed,
             "records_read": self.read.records_read,
             "records_skipped": self.read.records_skipped,
+            "packets_filtered_out": self.read.filtered_out,
             "flows": self.flows,
             "flows_by_end_reason": self.by_end,
             "evictions": self.evictions,
@@ -377,6 +380,9 @@ impl Summary {
                 r.decoded,
                 r.undecodable_total()
             );
+        }
+        if r.filtered_out > 0 {
+            let _ = writeln!(s, "    left out by --bpf: {:>10}", r.filtered_out);
         }
         for (reason, n) in &r.undecodable {
             let _ = writeln!(s, "    undecodable: {reason:<28} {n:>10}");
