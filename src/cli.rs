@@ -5,6 +5,7 @@ use crate::capture::CaptureError;
 use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
 use crate::flow::Timeouts;
+use crate::pipeline::progress::Progress;
 use crate::pipeline::{control, run, AuditConfig, AuditOutcome, Input, Output};
 use crate::policy::file::{parse_fail_on, Policy, PolicyError, Vocabulary};
 use crate::policy::firewall::RuleSet;
@@ -866,10 +867,12 @@ fn prepare(
     let workers = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
     });
+    let tty = std::io::stderr().is_terminal();
     let progress = match a.progress.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => std::io::stderr().is_terminal() && !a.quiet,
+        "always" if tty => Progress::Bar,
+        "always" => Progress::Lines,
+        "auto" if tty && !a.quiet => Progress::Bar,
+        _ => Progress::Off,
     };
     let cfg = AuditConfig {
         captures: Vec::new(),
@@ -1066,7 +1069,10 @@ fn live(l: LiveArgs) -> i32 {
     // With a policy, flows are judged as soon as their payload verdict is known, so that
     // unexpected and mismatched flows raise an alert record while they are still alive.
     p.cfg.verdict_events = judge.policy.is_some();
-    p.cfg.progress = false;
+    // Live has its statistics lines; a progress display only when asked for.
+    if l.run.progress != "always" {
+        p.cfg.progress = Progress::Off;
+    }
     p.cfg.records = match record_context(&l.run, &judge, Some(&l.interface), None) {
         Ok(c) => c,
         Err(code) => return code,

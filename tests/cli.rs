@@ -168,3 +168,52 @@ fn bpf_on_files_reads_what_tcpdump_reads() {
         "{err}"
     );
 }
+
+/// `--progress always` writes lines when standard error is not a terminal: percent and time
+/// left for files of known size, bytes and packets for standard input, and a last line with
+/// the totals; `auto` writes none there.
+#[test]
+fn progress_always_writes_lines_off_a_terminal() {
+    let (demo, dns) = (pcap("demo-exchange-day.pcap"), pcap("dns-udp.pcap"));
+    let packets = audit_summary(&[&demo, &dns])["packets_read"]
+        .as_u64()
+        .unwrap();
+    let o = exwatch(&["audit", "-q", "--progress", "always", &demo, &dns]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 2, "{err}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("exwatch: progress ")),
+        "{err}"
+    );
+    assert!(
+        lines[0].contains("% (") && lines[0].contains("s left"),
+        "{err}"
+    );
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("exwatch: progress 100% (")
+            && last.ends_with(&format!("about 0 s left, {packets} packets, done")),
+        "{err}"
+    );
+    let o = exwatch(&["audit", "-q", &demo]);
+    assert!(
+        o.stderr.is_empty(),
+        "auto off a terminal: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_exwatch"))
+        .args(["audit", "-q", "--progress", "always", "-"])
+        .stdin(std::fs::File::open(&demo).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("MiB read, 1933 packets in"),
+        "{err}"
+    );
+}

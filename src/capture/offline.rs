@@ -100,6 +100,8 @@ pub struct OfflineCapture {
     linktype: i32,
     /// Packets returned so far.
     read: u64,
+    /// Bytes of the file read (see `file_bytes_read`).
+    file_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn u16_of(b: &[u8], swap: bool) -> u16 {
@@ -192,16 +194,46 @@ fn open_raw(spec: &str) -> Result<Stream, CaptureError> {
     Ok(Box::new(f))
 }
 
+/// A stream that counts the bytes read from it (of the file, before decompression), for
+/// progress.
+struct Counted {
+    inner: Stream,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Open `spec` as a byte stream named for messages (`<stdin>` for `-`), decompressing gzip
 /// (`.gz`, several members too) and zstd (`.zst`) whatever the file is called.
 pub fn open_stream(spec: &str) -> Result<(String, Stream), CaptureError> {
+    open_counted(spec, &std::sync::Arc::default())
+}
+
+/// [`open_stream`], adding the bytes read of the file itself to `count` (a stream that
+/// [`sniff`] kept counts from its first byte after the look).
+fn open_counted(
+    spec: &str,
+    count: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(String, Stream), CaptureError> {
     let name = display_name(spec);
     if let Ok(mut sniffed) = SNIFFED.lock() {
         if let Some(i) = sniffed.iter().position(|(s, _)| s == spec) {
-            return Ok((name, sniffed.swap_remove(i).1));
+            let inner = sniffed.swap_remove(i).1;
+            let count = count.clone();
+            return Ok((name, Box::new(Counted { inner, count })));
         }
     }
-    let raw = open_raw(spec)?;
+    let raw: Stream = Box::new(Counted {
+        inner: open_raw(spec)?,
+        count: count.clone(),
+    });
     let read_err = |e: std::io::Error| CaptureError::Damaged {
         file: name.clone(),
         packet: 1,
@@ -253,8 +285,16 @@ pub fn sniff(spec: &str) -> Result<Content, CaptureError> {
 impl OfflineCapture {
     /// Open a file, or standard input for `-`; gzip and zstd files are decompressed.
     pub fn open(spec: &str) -> Result<Self, CaptureError> {
-        let (name, input) = open_stream(spec)?;
-        Self::from_reader(name, input)
+        let count = std::sync::Arc::default();
+        let (name, input) = open_counted(spec, &count)?;
+        let mut cap = Self::from_reader(name, input)?;
+        cap.file_bytes = count;
+        Ok(cap)
+    }
+
+    /// Bytes of the file read so far (compressed bytes of a compressed file).
+    pub fn file_bytes_read(&self) -> u64 {
+        self.file_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Read a capture from any byte stream, named `name` in messages.
@@ -275,6 +315,7 @@ impl OfflineCapture {
             },
             linktype: 0,
             read: 0,
+            file_bytes: std::sync::Arc::default(),
         };
         cap.header()?;
         Ok(cap)

@@ -12,6 +12,7 @@
 pub mod control;
 pub mod exchange;
 pub mod linker;
+pub mod progress;
 pub mod reader;
 pub mod replay;
 pub mod worker;
@@ -54,7 +55,7 @@ pub struct AuditConfig {
     pub write_records: bool,
     /// Build a `--flows-csv` row for every finished flow.
     pub flows_csv: bool,
-    pub progress: bool,
+    pub progress: progress::Progress,
     /// Workers report each flow whose payload verdict is reached while it is alive
     /// (`ToSink::Decided`), for alerts that cannot wait for the flow's end.
     pub verdict_events: bool,
@@ -439,7 +440,7 @@ mod tests_support {
             classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
             write_records: true,
             flows_csv: false,
-            progress: false,
+            progress: progress::Progress::Off,
             bpf: None,
             verdict_events,
             stats_interval: None,

@@ -1,6 +1,7 @@
 //! The reader thread: capture files in order, or a live interface; frames go, undecoded, to
 //! the worker their address pair hashes to (`decode::shard_hash`), in batches.
 
+use super::progress::Meter;
 use super::{
     control, AuditConfig, Counters, Input, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK,
 };
@@ -31,7 +32,9 @@ pub struct Reader {
     clock: u64,
     /// When every worker is next sent the clock, even one that gets no packets.
     next_tick: u64,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Option<Meter>,
+    /// File bytes of the captures already read (progress).
+    bytes_done: u64,
     counters: Arc<Counters>,
     /// `--bpf` (files only), compiled per link type by libpcap.
     filter: Option<PacketFilter>,
@@ -40,16 +43,7 @@ pub struct Reader {
 impl Reader {
     pub fn new(cfg: &AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<RawBatch>) -> Self {
         let batches = (0..txs.len()).map(|_| RawBatch::new()).collect();
-        let progress = cfg.progress.then(|| {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {elapsed} {human_pos} packets {msg}",
-                )
-                .expect("valid template"),
-            );
-            pb
-        });
+        let progress = Meter::new(cfg.progress, &cfg.captures);
         Reader {
             txs,
             pool,
@@ -58,6 +52,7 @@ impl Reader {
             clock: 0,
             next_tick: 0,
             progress,
+            bytes_done: 0,
             counters: Arc::default(),
             filter: cfg.bpf.as_deref().map(PacketFilter::new),
         }
@@ -84,8 +79,8 @@ impl Reader {
                 reason,
             });
         }
-        if let Some(pb) = &self.progress {
-            pb.finish_and_clear();
+        if let Some(m) = &self.progress {
+            m.finish(self.bytes_done, self.stats.packets_read);
         }
         (self.stats, errors)
     }
@@ -138,6 +133,9 @@ impl Reader {
             if Instant::now() >= next_tick {
                 self.tick();
                 self.publish(&mut cap);
+                if let Some(m) = &mut self.progress {
+                    m.update(0, self.stats.packets_read, cap.name());
+                }
                 next_tick = Instant::now() + LIVE_TICK;
             }
         }
@@ -180,14 +178,20 @@ impl Reader {
         let lt = cap.linktype();
         self.warn_linktype(lt, cap.name());
         let name = cap.name().to_string();
-        if let Some(pb) = &self.progress {
-            pb.set_message(name.clone());
-        }
         loop {
             let before = cap.packets_returned();
+            if before & 0x3fff == 0 {
+                if let Some(m) = &mut self.progress {
+                    let bytes = self.bytes_done + cap.file_bytes_read();
+                    m.update(bytes, self.stats.packets_read, &name);
+                }
+            }
             let raw = match cap.next_packet()? {
                 Some(r) => r,
-                None => return Ok(()),
+                None => {
+                    self.bytes_done += cap.file_bytes_read();
+                    return Ok(());
+                }
             };
             if let Some(f) = &mut self.filter {
                 match f.matches(raw.linktype, raw.data) {
@@ -210,14 +214,6 @@ impl Reader {
             }
             // pcapng files may mix link types: each frame is decoded with its interface's.
             self.packet(raw.linktype, raw);
-            if self.stats.packets_read & 0xffff == 0 {
-                if let Some(pb) = &self.progress {
-                    pb.set_position(self.stats.packets_read);
-                    let rate =
-                        self.stats.packets_read as f64 / pb.elapsed().as_secs_f64().max(1e-3);
-                    pb.set_message(format!("({:.0} k/s) {name}", rate / 1e3));
-                }
-            }
         }
     }
 
