@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput bench-decrypt fuzz golden check-signatures record
+.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput bench-decrypt fuzz fuzz-long golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -79,6 +79,14 @@ bench-live: build deps-live
 
 fuzz:
 	@echo "see fuzz/README.md: cargo +nightly fuzz run <target>"
+
+# Every fuzz target seeded from the captures, each until 10 M inputs or 30 minutes
+# (FUZZ_RUNS, FUZZ_SECS, TARGETS to change); prints the table fuzz/README.md keeps.
+FUZZ_RUNS ?= 10000000
+FUZZ_SECS ?= 1800
+fuzz-long:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	fuzz/run-all.sh --long $(FUZZ_RUNS) $(FUZZ_SECS)
 
 # Re-record pcaps/ from real peers (root, Debian 12; see pcaps/README.md). Then `make golden`.
 record:
