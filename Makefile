@@ -15,7 +15,7 @@ deps:
 	fi
 
 # The peers of tests/live.rs (as root; elsewhere those tests skip and say why).
-LIVE_TOOLS := ip:iproute2 tcpdump:tcpdump tcpreplay:tcpreplay nginx:nginx-light curl:curl sipp:sip-tester ethtool:ethtool clickhouse-server:clickhouse-server zstd:zstd
+LIVE_TOOLS := ip:iproute2 tcpdump:tcpdump tcpreplay:tcpreplay nginx:nginx-light curl:curl sipp:sip-tester ethtool:ethtool clickhouse-server:clickhouse-server zstd:zstd tshark:tshark
 deps-live:
 	@if [ "$$(id -u)" = 0 ]; then \
 		missing=""; \

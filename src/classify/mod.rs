@@ -164,6 +164,7 @@ impl Classifier {
                 .or_else(|| {
                     port_service
                         .filter(|s| compatible(&s.protocol, protocol) && s.protocol != "unknown")
+                        .filter(|s| !s.announced_only)
                         .map(|s| s.name.clone())
                 })
                 .unwrap_or_else(|| protocol.to_string());
@@ -241,5 +242,37 @@ impl Classifier {
                 port_mismatch: None,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::tests::pkt;
+    use crate::flow::Flow;
+
+    /// A UDP flow 10.0.0.2:17000 -> 10.0.0.9:30000 (inside the UM media range) whose payload
+    /// a detector (or an expectation) named.
+    fn media(service: Option<&str>, confidence: Confidence) -> Verdict {
+        let mut p = pkt(2, 17000, 9, 30000, 0, 0);
+        p.key.proto = crate::decode::IPPROTO_UDP;
+        let mut f = Flow::new(&p, |_, _| false);
+        f.detection = Some(Box::new(Detection {
+            protocol: "rtp",
+            service: service.map(str::to_string),
+            confidence,
+            evidence: "RTP v2".into(),
+            fields: Vec::new(),
+        }));
+        Classifier::new(Arc::new(Signatures::embedded())).verdict(&f)
+    }
+
+    #[test]
+    fn rtp_is_um_media_only_when_um_sip_announced_it() {
+        let v = media(None, Confidence::Payload);
+        assert_eq!((v.protocol.as_str(), v.service.as_str()), ("rtp", "rtp"));
+        assert_eq!(v.port_mismatch, None);
+        let v = media(Some("um-rtp"), Confidence::Expectation);
+        assert_eq!((v.protocol.as_str(), v.service.as_str()), ("rtp", "um-rtp"));
     }
 }

@@ -35,6 +35,11 @@ pub struct Service {
     pub protocol: String,
     #[serde(default)]
     pub description: String,
+    /// Named for a flow whose payload speaks its protocol only when another flow announced
+    /// it (an expectation): UM media is `um-rtp` when UM SIP set it up, any other RTP on the
+    /// same ports is plain `rtp`.
+    #[serde(default)]
+    pub announced_only: bool,
 }
 
 /// Which transports a port entry covers.
