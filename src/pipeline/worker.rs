@@ -445,14 +445,16 @@ impl<'a> Worker<'a> {
         let f = &*f;
         let insp = f.inspect.as_deref().expect("created above");
         if let Outcome::Undecided = &outcome {
-            if proto == IPPROTO_UDP
-                && announce::looks_like_sip(payload)
-                && insp.buffered()[dir] != payload
-            {
-                let um = announce::is_um_port(f, &self.classifier);
-                let who = announce::Announcer::Sip { um };
-                announce::announcements(f, who, dir, payload, p.clock, &mut None, &mut self.facts);
-            }
+            // SDP announces when it is seen, whenever (or whether) the flow is decided: the
+            // datagram, or the TCP stream so far (inspection keeps only the first datagram of
+            // each UDP direction, and the answer is often a later one).
+            let (seen, stream) = if proto == IPPROTO_UDP {
+                (payload, false)
+            } else {
+                (insp.buffered()[dir], true)
+            };
+            let c = &self.classifier;
+            announce::undecided_sip(f, c, dir, seen, stream, p.clock, &mut self.facts);
         }
         if let Outcome::Decided(d) = &outcome {
             // What the decision tells about other flows, from everything buffered so far
