@@ -10,7 +10,7 @@ use super::linker::Linker;
 use super::{Counters, RawBatch, Report, ToWorker, ToWriter, MAX_COPY, TICK};
 use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
-use crate::classify::expect::Fact;
+use crate::classify::expect::{Fact, SLACK};
 use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::{Classifier, Verdict};
 use crate::decode::frag::{FragLimits, Offer, Reassembler};
@@ -23,6 +23,7 @@ use crate::report::flows_csv;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,9 @@ pub struct Worker<'a> {
     stats: WorkerStats,
     read: ReadStats,
     linker: Linker,
+    /// Reader clocks of this worker's start notices not yet due (oldest first).
+    notices: VecDeque<u64>,
+    max_notices: usize,
     ready: Vec<(Flow, EndReason, Verdict)>,
     inbox: Vec<Publication>,
     judge: Box<dyn FlowJudge>,
@@ -124,7 +128,11 @@ impl<'a> Worker<'a> {
             expired: Vec::new(),
             stats: WorkerStats::new(),
             read: ReadStats::default(),
-            linker: Linker::new(workers, cfg.id),
+            // Flows waiting for the watermark, and start notices waiting for their time, are
+            // each bounded by the flow limit, so a flood of short flows cannot outgrow it.
+            linker: Linker::new(workers, cfg.id, cfg.max_flows),
+            notices: VecDeque::new(),
+            max_notices: cfg.max_flows.max(1),
             ready: Vec::new(),
             inbox: Vec::new(),
             judge,
@@ -384,8 +392,7 @@ impl<'a> Worker<'a> {
                 let c = &self.classifier;
                 let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
                 if announce::may_be_announced(&f) {
-                    self.facts
-                        .push(Fact::started(self.id, p.clock, f.key, f.first_ts));
+                    self.start_notice(p.clock, &f);
                 }
                 self.table.insert(f, self.clock)
             }
@@ -416,6 +423,27 @@ impl<'a> Worker<'a> {
             }
         }
         self.table.touch(s, self.clock);
+    }
+
+    /// Tell every worker that a flow that could have been announced started. A notice takes
+    /// effect `SLACK` after its clock; while `max_notices` are waiting for that, a new flow
+    /// gets none (counted) and can match no expectation.
+    fn start_notice(&mut self, clock: u64, f: &Flow) {
+        let now = self.clock;
+        while self
+            .notices
+            .front()
+            .is_some_and(|&c| c.saturating_add(SLACK) <= now)
+        {
+            self.notices.pop_front();
+        }
+        if self.notices.len() >= self.max_notices {
+            self.linker.stats.start_notices_dropped += 1;
+            return;
+        }
+        self.notices.push_back(clock);
+        self.facts
+            .push(Fact::started(self.id, clock, f.key, f.first_ts));
     }
 
     /// Feed a payload to the flow's inspector, creating it on the first payload.
