@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO ?= pcaps/demo-exchange-day.pcap
 BIN := target/release/exwatch
 
-.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput bench-decrypt fuzz fuzz-long golden check-signatures record
+.PHONY: install deps deps-live build bench-live demo test lint bench bench-throughput bench-decrypt bench-flood fuzz fuzz-long golden check-signatures record
 
 # libpcap is the one system library exwatch links; install it when pkg-config cannot find it.
 deps:
@@ -72,6 +72,10 @@ bench-throughput: build
 # Cost of --tls-keylog: many decrypted TLS 1.2/1.3 flows, with and without the key log.
 bench-decrypt: build
 	python3 benches/decrypt.py
+
+# Peak RSS under a 2 M-flow SYN flood (1 us apart), with and without --max-flows 100000.
+bench-flood: build
+	python3 benches/flood.py
 
 # Highest tcpreplay rate onto a veth with no drop of any kind, exwatch live beside tcpdump (root).
 bench-live: build deps-live

@@ -21,6 +21,12 @@ editcap -F pcap "$HERE/sip-udp-call-rtcp.pcap" "$HERE/sip-call-from-answer.pcap"
 # seen at all, so the media can only be named by their own payload.
 editcap -F pcap "$HERE/sip-udp-call-rtcp.pcap" "$HERE/sip-call-mid-media.pcap" 1-6
 
+# One direction of two SIPp calls (issue 13, item 4): only what the UAC 192.0.2.20 sent (the
+# INVITE with its SDP offer, ACK, BYE, and its RTP 16000 -> 17000). No answer is seen, so the
+# SIP detector decides each flow only at its end; the offer must still announce the RTP.
+tcpdump -r "$HERE/sip-um-5065.pcap" -w "$HERE/sip-um-5065-one-way.pcap" 'src host 192.0.2.20' 2>/dev/null
+tcpdump -r "$HERE/sip-udp-call.pcap" -w "$HERE/sip-udp-call-one-way.pcap" 'src host 192.0.2.20' 2>/dev/null
+
 # The SAMR connection to the dynamic port 198.51.100.10:49154 whose bind was accepted
 # (dcerpc-epm-dynamic.pcap without its endpoint-mapper look-ups, so no expectation names the
 # port), beside a second connection to 198.51.100.10:49154 seen only mid-stream: the client

@@ -138,6 +138,45 @@ fn capture_starting_mid_call() {
     assert_eq!(run.summary["expectations"]["announced"], 0);
 }
 
+/// Issue 13 (4): a SIP flow decided only at its end (one direction captured, so no answer)
+/// still announces its SDP offer, and the RTP that follows is labelled as in the two-way
+/// capture it was cut from (`pcaps/make-cuts.sh`), for any number of threads.
+#[test]
+fn issue13_one_way_sip_announces_its_offer() {
+    for (one_way, two_way, service) in [
+        ("sip-um-5065-one-way.pcap", "sip-um-5065.pcap", "um-rtp"),
+        ("sip-udp-call-one-way.pcap", "sip-udp-call.pcap", "rtp"),
+    ] {
+        let both = audit(&[&cap(two_way)], &["-q"]);
+        let want = by_port(&both.records, "udp", 17000);
+        for threads in ["1", "2"] {
+            let run = audit(&[&cap(one_way)], &["-q", "--threads", threads]);
+            let sip = sip_flow(&run.records);
+            assert!(
+                field(sip, "destination.packets") == 0,
+                "{one_way}: only one direction"
+            );
+            let r = by_port(&run.records, "udp", 17000);
+            assert_eq!(s(r, "network.protocol"), "rtp", "{one_way}");
+            assert_eq!(s(r, "exwatch.confidence"), "expectation", "{one_way}");
+            assert_eq!(s(r, "exwatch.service"), service, "{one_way}");
+            assert_eq!(
+                s(r, "exwatch.parent"),
+                s(sip, "network.community_id"),
+                "{one_way}"
+            );
+            for k in ["exwatch.service", "exwatch.confidence", "exwatch.parent"] {
+                assert_eq!(
+                    field(r, k),
+                    field(want, k),
+                    "{one_way}: {k} as in {two_way}"
+                );
+            }
+            assert_eq!(run.summary["expectations"]["matched"], 1, "{one_way}");
+        }
+    }
+}
+
 #[test]
 fn order_of_files_and_threads_does_not_change_labels() {
     // The second file is older than the first: capture time runs backwards between them.

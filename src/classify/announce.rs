@@ -4,7 +4,7 @@
 //! applies these facts (see `expect`).
 
 use super::detectors::dcerpc::{ept_map_endpoints, interface, uuid_string};
-use super::detectors::sip::{sip_sdp, SdpMedia};
+use super::detectors::sip::{sip_sdp, sip_sdp_complete, sip_um_marker, SdpMedia};
 use super::detectors::REGISTRY;
 use super::expect::{key_community_id, Announcement, Confirmation, Endpoint, Fact, Label, Pin};
 use super::{Classifier, Detection};
@@ -77,38 +77,16 @@ pub fn announcements(
     let _ = (op, rp);
     let sender = if dir == 0 { oa } else { ra };
     match who {
-        Announcer::Sip { um } => {
-            // Most SIP messages carry no SDP: skip the parse unless a body could start here.
-            if memchr::memmem::find(payload, b"\nv=0").is_none() {
-                return;
-            }
-            let media = sip_sdp(payload);
-            if media.is_empty() {
-                return;
-            }
-            let parent = parent
-                .get_or_insert_with(|| key_community_id(&f.key))
-                .clone();
-            let sender = to_ip(&sender, f.key.v6);
-            for m in media.iter().take(MAX_PER_CALL) {
-                for (port, label) in media_labels(m, um) {
-                    let addr = match m.addr {
-                        Some(a) if !a.is_unspecified() => a,
-                        Some(_) => continue, // c=0.0.0.0: on hold, nothing will flow
-                        None => sender,
-                    };
-                    out.push(Fact::announced(
-                        ts,
-                        Announcement {
-                            pin: Pin::Endpoint,
-                            at: Endpoint::new(addr, port, IPPROTO_UDP),
-                            label,
-                            parent: parent.clone(),
-                        },
-                    ));
-                }
-            }
-        }
+        Announcer::Sip { um } => sip_announcements(
+            f,
+            um,
+            to_ip(&sender, f.key.v6),
+            payload,
+            false,
+            ts,
+            parent,
+            out,
+        ),
         Announcer::Epm => {
             if dir != 1 {
                 return;
@@ -145,6 +123,80 @@ pub fn announcements(
                     },
                 ));
             }
+        }
+    }
+}
+
+/// Announcements in what an undecided flow has shown so far from `dir`, when it starts like
+/// SIP: a UDP datagram (`stream` false), or the reassembled TCP stream, whose messages
+/// announce once their body is whole. Read as it arrives, since a flow the SIP detector
+/// decides only at its end (an unanswered INVITE, one direction captured) could announce
+/// nothing in time then: facts carry the clock of the packet that showed them. An Exchange
+/// UM port or a UM marker in these messages makes the media UM's; the decision, when it
+/// comes, announces the buffered messages again with what it knows (an identical
+/// announcement only refreshes its expectation).
+pub fn undecided_sip(
+    f: &Flow,
+    c: &Classifier,
+    dir: usize,
+    seen: &[u8],
+    stream: bool,
+    ts: u64,
+    out: &mut Vec<Fact>,
+) {
+    if !looks_like_sip(seen) || memchr::memmem::find(seen, b"\nv=0").is_none() {
+        return;
+    }
+    let ((oa, _), (ra, _)) = f.endpoints();
+    let sender = to_ip(if dir == 0 { &oa } else { &ra }, f.key.v6);
+    let um = is_um_port(f, c) || sip_um_marker(seen);
+    sip_announcements(f, um, sender, seen, stream, ts, &mut None, out);
+}
+
+/// The RTP and RTCP expectations of the SDP bodies in `payload` (only whole ones when
+/// `whole_only`), sent by `sender`.
+#[allow(clippy::too_many_arguments)]
+fn sip_announcements(
+    f: &Flow,
+    um: bool,
+    sender: std::net::IpAddr,
+    payload: &[u8],
+    whole_only: bool,
+    ts: u64,
+    parent: &mut Option<String>,
+    out: &mut Vec<Fact>,
+) {
+    // Most SIP messages carry no SDP: skip the parse unless a body could start here.
+    if memchr::memmem::find(payload, b"\nv=0").is_none() {
+        return;
+    }
+    let media = if whole_only {
+        sip_sdp_complete(payload)
+    } else {
+        sip_sdp(payload)
+    };
+    if media.is_empty() {
+        return;
+    }
+    let parent = parent
+        .get_or_insert_with(|| key_community_id(&f.key))
+        .clone();
+    for m in media.iter().take(MAX_PER_CALL) {
+        for (port, label) in media_labels(m, um) {
+            let addr = match m.addr {
+                Some(a) if !a.is_unspecified() => a,
+                Some(_) => continue, // c=0.0.0.0: on hold, nothing will flow
+                None => sender,
+            };
+            out.push(Fact::announced(
+                ts,
+                Announcement {
+                    pin: Pin::Endpoint,
+                    at: Endpoint::new(addr, port, IPPROTO_UDP),
+                    label,
+                    parent: parent.clone(),
+                },
+            ));
         }
     }
 }

@@ -182,6 +182,10 @@ pub struct LinkStats {
     pub endpoints_applied: u64,
     pub endpoints_evicted: u64,
     pub flows_held_peak: u64,
+    /// Flows released before the watermark because their worker's linker held its limit.
+    pub flows_released_early: u64,
+    /// Start notices a worker did not send because its limit of notices waiting was reached.
+    pub start_notices_dropped: u64,
 }
 
 impl LinkStats {
@@ -191,14 +195,19 @@ impl LinkStats {
     pub fn add_worker(&mut self, w: &LinkStats, tables: bool) {
         if tables {
             let (applied, held) = (self.endpoints_applied, self.flows_held_peak);
+            let (early, dropped) = (self.flows_released_early, self.start_notices_dropped);
             *self = LinkStats {
                 endpoints_applied: applied,
                 flows_held_peak: held,
+                flows_released_early: early,
+                start_notices_dropped: dropped,
                 ..*w
             };
         }
         self.endpoints_applied += w.endpoints_applied;
         self.flows_held_peak += w.flows_held_peak;
+        self.flows_released_early += w.flows_released_early;
+        self.start_notices_dropped += w.start_notices_dropped;
     }
 }
 

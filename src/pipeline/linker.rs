@@ -5,7 +5,9 @@
 //! its flows with its final verdict once no later fact can change it. Every copy applies the
 //! same facts in the same order, so the copies agree, and only capture time decides, so the
 //! labels are the same for any number of workers. A match of an expectation is kept only by
-//! the copy of the worker that owns the starting flow.
+//! the copy of the worker that owns the starting flow. A flow no later fact can relabel is
+//! released at once, and at most `max_held` flows wait: beyond it the one due first goes out
+//! with the facts applied so far (counted), so a flood cannot outgrow `--max-flows`.
 
 use super::Report;
 use crate::classify::announce;
@@ -72,18 +74,27 @@ pub struct Linker {
     endpoints: Endpoints,
     matches: FastMap<(FlowKey, u64), Match>,
     match_order: VecDeque<(FlowKey, u64)>,
+    /// Flows held at most; beyond it the one due first is released at once (counted).
+    max_held: usize,
     pub stats: LinkStats,
 }
 
 impl Linker {
-    /// Worker `me`'s linker, among `workers` workers.
-    pub fn new(workers: usize, me: usize) -> Self {
-        Self::with_caps(workers, me, MAX_EXPECTATIONS, MAX_ENDPOINTS)
+    /// Worker `me`'s linker, among `workers` workers, holding at most `max_held` flows.
+    pub fn new(workers: usize, me: usize, max_held: usize) -> Self {
+        Self::with_caps(workers, me, MAX_EXPECTATIONS, MAX_ENDPOINTS, max_held)
     }
 
     /// A linker with the given table bounds.
-    pub fn with_caps(workers: usize, me: usize, expectations: usize, endpoints: usize) -> Self {
+    pub fn with_caps(
+        workers: usize,
+        me: usize,
+        expectations: usize,
+        endpoints: usize,
+        max_held: usize,
+    ) -> Self {
         Linker {
+            max_held: max_held.max(1),
             me,
             clocks: vec![0; workers],
             facts: BinaryHeap::new(),
@@ -112,11 +123,23 @@ impl Linker {
             // Its start notice was stamped with the reader clock at its first packet, which
             // the reporting worker's clock has passed; with out-of-order capture times that
             // can be later than its own timestamps, so wait for it explicitly.
-            let started = if announce::may_be_announced(&flow) {
+            let announced = announce::may_be_announced(&flow);
+            let started = if announced {
                 r.clock.saturating_add(SLACK)
             } else {
                 0
             };
+            // A flow no later fact can relabel waits for nothing: it was not announced, and
+            // no learned endpoint can name it (endpoints are learned only on TCP server ports
+            // above 1023; a flow seen mid-stream tries both ends).
+            let learnable = flow.key.proto == IPPROTO_TCP
+                && (flow.resp_port() >= 1024 || (flow.mid_stream && flow.orig_port() >= 1024));
+            if !announced && !learnable {
+                let (mut flow, reason) = (flow, reason);
+                let verdict = self.label(&mut flow, reason, classifier);
+                ready.push((flow, reason, verdict));
+                continue;
+            }
             let due = flow.last_ts.saturating_add(HOLD).max(started);
             let held = Held {
                 due,
@@ -126,6 +149,12 @@ impl Linker {
                 slot: self.park(flow, reason),
             };
             self.held.push(Reverse(held));
+            if self.held.len() > self.max_held {
+                // Memory is bounded by the flow limit, not by how many flows end within the
+                // hold: the flow due first is labelled with the facts applied so far.
+                self.stats.flows_released_early += 1;
+                self.release_first(classifier, ready);
+            }
         }
         self.stats.flows_held_peak = self.stats.flows_held_peak.max(self.held.len() as u64);
         if let Some(c) = self.clocks.get_mut(r.worker) {
@@ -175,14 +204,25 @@ impl Linker {
             .peek()
             .is_some_and(|h| h.0.due < wm || wm == u64::MAX)
         {
-            let Reverse(h) = self.held.pop().expect("peeked");
-            let (mut flow, reason) = self.parked[h.slot as usize]
-                .take()
-                .expect("a held flow is parked");
-            self.free.push(h.slot);
-            let verdict = self.label(&mut flow, reason, classifier);
-            ready.push((flow, reason, verdict));
+            self.release_first(classifier, ready);
         }
+    }
+
+    /// Label and release the held flow due first.
+    fn release_first(
+        &mut self,
+        classifier: &Classifier,
+        ready: &mut Vec<(Flow, EndReason, Verdict)>,
+    ) {
+        let Some(Reverse(h)) = self.held.pop() else {
+            return;
+        };
+        let (mut flow, reason) = self.parked[h.slot as usize]
+            .take()
+            .expect("a held flow is parked");
+        self.free.push(h.slot);
+        let verdict = self.label(&mut flow, reason, classifier);
+        ready.push((flow, reason, verdict));
     }
 
     /// Park a flow until its release; its slot.
@@ -424,7 +464,7 @@ mod tests {
             },
         );
         for flip in [false, true] {
-            let mut l = Linker::new(2, 0);
+            let mut l = Linker::new(2, 0, 1 << 20);
             let mut ready = Vec::new();
             let flows = vec![
                 (flow_to(50001, 1032, true, None), EndReason::EndOfInput),
@@ -476,6 +516,37 @@ mod tests {
         }
     }
 
+    /// A flow no fact can relabel (TCP to 443) is released before any clock has passed it;
+    /// flows to a port above 1023 wait, at most `max_held` of them, the rest going out early.
+    #[test]
+    fn waiting_flows_are_bounded_and_unlabellable_ones_do_not_wait() {
+        let c = Classifier::new(Arc::new(Signatures::embedded()));
+        let mut l = Linker::new(2, 0, 2);
+        let mut ready = Vec::new();
+        let flows = (0..5)
+            .map(|i| (flow_to(50000 + i, 1032, false, None), EndReason::Eviction))
+            .chain(std::iter::once((
+                flow_to(50010, 443, false, None),
+                EndReason::Eviction,
+            )))
+            .collect();
+        let r = Report {
+            worker: 0,
+            clock: 11 * SECOND,
+            flows,
+            facts: Vec::new(),
+        };
+        l.report(r, &c, &mut ready);
+        // Worker 1 has reported nothing: the watermark is 0.
+        assert_eq!(l.held(), 2);
+        assert_eq!(l.stats.flows_released_early, 3);
+        assert_eq!(ready.len(), 4);
+        assert!(ready.iter().any(|(f, _, _)| f.resp_port() == 443));
+        l.worker_done(0, &c, &mut ready);
+        l.worker_done(1, &c, &mut ready);
+        assert_eq!((ready.len(), l.held()), (6, 0));
+    }
+
     /// Two workers flood the sink with announcements for ten minutes of capture time: the
     /// table never holds more than its bound, pending facts are drained as the watermark
     /// passes them, and what was pushed out is counted (evicted or expired).
@@ -483,7 +554,7 @@ mod tests {
     fn flood_of_announcements_keeps_the_sink_bounded() {
         let c = Classifier::new(Arc::new(Signatures::embedded()));
         let cap = 4096;
-        let mut l = Linker::with_caps(2, 0, cap, cap);
+        let mut l = Linker::with_caps(2, 0, cap, cap, 1 << 20);
         let mut ready = Vec::new();
         let per_report = 500u32;
         let mut i = 0u32;

@@ -10,7 +10,7 @@ use super::linker::Linker;
 use super::{Counters, RawBatch, Report, ToWorker, ToWriter, MAX_COPY, TICK};
 use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
-use crate::classify::expect::Fact;
+use crate::classify::expect::{Fact, SLACK};
 use crate::classify::inspect::{Inspector, Outcome};
 use crate::classify::{Classifier, Verdict};
 use crate::decode::frag::{FragLimits, Offer, Reassembler};
@@ -23,6 +23,7 @@ use crate::report::flows_csv;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,9 @@ pub struct Worker<'a> {
     stats: WorkerStats,
     read: ReadStats,
     linker: Linker,
+    /// Reader clocks of this worker's start notices not yet due (oldest first).
+    notices: VecDeque<u64>,
+    max_notices: usize,
     ready: Vec<(Flow, EndReason, Verdict)>,
     inbox: Vec<Publication>,
     judge: Box<dyn FlowJudge>,
@@ -124,7 +128,11 @@ impl<'a> Worker<'a> {
             expired: Vec::new(),
             stats: WorkerStats::new(),
             read: ReadStats::default(),
-            linker: Linker::new(workers, cfg.id),
+            // Flows waiting for the watermark, and start notices waiting for their time, are
+            // each bounded by the flow limit, so a flood of short flows cannot outgrow it.
+            linker: Linker::new(workers, cfg.id, cfg.max_flows),
+            notices: VecDeque::new(),
+            max_notices: cfg.max_flows.max(1),
             ready: Vec::new(),
             inbox: Vec::new(),
             judge,
@@ -384,8 +392,7 @@ impl<'a> Worker<'a> {
                 let c = &self.classifier;
                 let f = Flow::new(p, |proto, port| c.is_service_port(proto, port));
                 if announce::may_be_announced(&f) {
-                    self.facts
-                        .push(Fact::started(self.id, p.clock, f.key, f.first_ts));
+                    self.start_notice(p.clock, &f);
                 }
                 self.table.insert(f, self.clock)
             }
@@ -418,6 +425,27 @@ impl<'a> Worker<'a> {
         self.table.touch(s, self.clock);
     }
 
+    /// Tell every worker that a flow that could have been announced started. A notice takes
+    /// effect `SLACK` after its clock; while `max_notices` are waiting for that, a new flow
+    /// gets none (counted) and can match no expectation.
+    fn start_notice(&mut self, clock: u64, f: &Flow) {
+        let now = self.clock;
+        while self
+            .notices
+            .front()
+            .is_some_and(|&c| c.saturating_add(SLACK) <= now)
+        {
+            self.notices.pop_front();
+        }
+        if self.notices.len() >= self.max_notices {
+            self.linker.stats.start_notices_dropped += 1;
+            return;
+        }
+        self.notices.push_back(clock);
+        self.facts
+            .push(Fact::started(self.id, clock, f.key, f.first_ts));
+    }
+
     /// Feed a payload to the flow's inspector, creating it on the first payload.
     fn inspect(&mut self, slot: u32, p: &FlowPacket, payload: &[u8]) {
         let proto = p.key.proto;
@@ -445,14 +473,16 @@ impl<'a> Worker<'a> {
         let f = &*f;
         let insp = f.inspect.as_deref().expect("created above");
         if let Outcome::Undecided = &outcome {
-            if proto == IPPROTO_UDP
-                && announce::looks_like_sip(payload)
-                && insp.buffered()[dir] != payload
-            {
-                let um = announce::is_um_port(f, &self.classifier);
-                let who = announce::Announcer::Sip { um };
-                announce::announcements(f, who, dir, payload, p.clock, &mut None, &mut self.facts);
-            }
+            // SDP announces when it is seen, whenever (or whether) the flow is decided: the
+            // datagram, or the TCP stream so far (inspection keeps only the first datagram of
+            // each UDP direction, and the answer is often a later one).
+            let (seen, stream) = if proto == IPPROTO_UDP {
+                (payload, false)
+            } else {
+                (insp.buffered()[dir], true)
+            };
+            let c = &self.classifier;
+            announce::undecided_sip(f, c, dir, seen, stream, p.clock, &mut self.facts);
         }
         if let Outcome::Decided(d) = &outcome {
             // What the decision tells about other flows, from everything buffered so far

@@ -344,6 +344,8 @@ impl Summary {
                 "evicted": self.link.endpoints_evicted,
             },
             "flows_held_peak": self.link.flows_held_peak,
+            "flows_released_early": self.link.flows_released_early,
+            "start_notices_dropped": self.link.start_notices_dropped,
             "services": services,
             "rtt_by_server": servers,
             "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
@@ -428,7 +430,7 @@ impl Summary {
         if !records {
             let _ = writeln!(
                 s,
-                "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}",
+                "  expectations: announced {}, matched {}, expired unused {}, evicted {}\n  learned endpoints: {}, applied {}, evicted {}; flows held in the sink at peak {}, released early {}, start notices dropped {}",
                 l.expectations_announced,
                 l.expectations_matched,
                 l.expectations_expired_unused,
@@ -436,7 +438,9 @@ impl Summary {
                 l.endpoints_learned,
                 l.endpoints_applied,
                 l.endpoints_evicted,
-                l.flows_held_peak
+                l.flows_held_peak,
+                l.flows_released_early,
+                l.start_notices_dropped
             );
         }
         let _ = writeln!(s);

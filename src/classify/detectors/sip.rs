@@ -444,10 +444,34 @@ fn messages(b: &[u8], datagram: bool, truncated: bool) -> Vec<(usize, Message<'_
 /// complete lines. A last message without Content-Length (allowed on UDP) has the rest of
 /// the buffer as its body.
 pub fn sip_sdp(stream: &[u8]) -> Vec<SdpMedia> {
+    sdp_in(stream, false)
+}
+
+/// The SDP media of the messages in `stream` whose body has arrived whole (a stream still
+/// growing: a body cut at a segment boundary is read once its last segment is in).
+pub fn sip_sdp_complete(stream: &[u8]) -> Vec<SdpMedia> {
+    sdp_in(stream, true)
+}
+
+/// Whether a message in `stream` names Exchange Unified Messaging in its User-Agent or Server.
+pub fn sip_um_marker(stream: &[u8]) -> bool {
+    messages(stream, false, false).iter().any(|(_, m)| {
+        m.agent.is_some_and(|a| {
+            UM_MARKERS
+                .iter()
+                .any(|k| text::contains_ci(a, k.as_bytes()))
+        })
+    })
+}
+
+fn sdp_in(stream: &[u8], whole_only: bool) -> Vec<SdpMedia> {
     let mut out = Vec::new();
     let msgs = messages(stream, false, false);
     let n = msgs.len();
     for (i, (at, m)) in msgs.into_iter().enumerate() {
+        if whole_only && !(m.has_length && m.body_complete) {
+            continue;
+        }
         let (body, complete) = if !m.has_length && i + 1 == n {
             (stream.get(at + m.header_len..).unwrap_or_default(), true)
         } else {
@@ -723,6 +747,24 @@ Content-Length: 0\r\n\r\n";
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {
         d.fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str())
+    }
+
+    /// A stream still growing announces a message's SDP only once its body is whole, so an
+    /// `a=rtcp:` line in a later segment is not missed.
+    #[test]
+    fn sdp_of_a_growing_stream_waits_for_the_whole_body() {
+        let cut = &INVITE[..INVITE.len() - 30];
+        assert!(sip_sdp_complete(cut).is_empty());
+        assert_eq!(
+            sip_sdp(cut).len(),
+            1,
+            "the capture's view keeps complete lines"
+        );
+        let whole = sip_sdp_complete(INVITE);
+        assert_eq!((whole[0].port, whole[0].rtcp_port), (16000, Some(16001)));
+        let two = [TRYING, INVITE].concat();
+        assert_eq!(sip_sdp_complete(&two).len(), 1);
+        assert!(sip_um_marker(RINGING_UM) && !sip_um_marker(INVITE));
     }
 
     #[test]
