@@ -51,6 +51,8 @@ pub struct AuditConfig {
     pub write_records: bool,
     /// Build a `--flows-csv` row for every finished flow.
     pub flows_csv: bool,
+    /// Keep the inventory of the flows (`--report`, `--summary-json`).
+    pub inventory: bool,
     pub progress: bool,
     /// Workers report each flow whose payload verdict is reached while it is alive
     /// (`ToSink::Decided`), for alerts that cannot wait for the flow's end.
@@ -209,6 +211,8 @@ pub struct AuditOutcome {
     pub write_error: Option<std::io::Error>,
     /// `--flows-csv` rows, whole lines in the order they came (see `report::flows_csv`).
     pub flow_rows: Vec<u8>,
+    /// The inventory of the run's flows, merged from the workers' (when asked for).
+    pub inventory: Option<crate::report::inventory::Inventory>,
 }
 
 /// Run an offline audit of `cfg.captures`, writing NDJSON records to `out`.
@@ -269,6 +273,7 @@ pub fn run(
                 frag,
                 write_records: cfg.write_records,
                 flows_csv: cfg.flows_csv,
+                inventory: cfg.inventory,
                 flush_each: live,
                 notify_verdicts: cfg.verdict_events,
                 records: cfg.records.clone(),
@@ -343,7 +348,11 @@ pub fn run(
     }
     let mut summary = Summary::new();
     summary.read = read_stats;
+    let mut inventory = cfg.inventory.then(crate::report::inventory::Inventory::new);
     for (i, r) in results.into_iter().enumerate() {
+        if let (Some(all), Some(part)) = (&mut inventory, r.inventory) {
+            all.merge(part);
+        }
         summary.read.add_decoded(&r.read);
         summary.add_worker(&r.stats);
         summary.merge(r.summary);
@@ -364,6 +373,7 @@ pub fn run(
         errors,
         write_error,
         flow_rows,
+        inventory,
     }
 }
 
@@ -436,6 +446,7 @@ mod tests_support {
             classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
             write_records: true,
             flows_csv: false,
+            inventory: false,
             progress: false,
             verdict_events,
             stats_interval: None,

@@ -20,6 +20,7 @@ use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
 use crate::report::flows_csv;
+use crate::report::inventory::Inventory;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
@@ -43,6 +44,8 @@ pub struct WorkerResult {
     pub read: ReadStats,
     pub link: crate::classify::expect::LinkStats,
     pub judge: Box<dyn FlowJudge>,
+    /// The inventory of this worker's flows (`None`: not asked for).
+    pub inventory: Option<Inventory>,
 }
 
 /// How a worker is set up.
@@ -55,6 +58,8 @@ pub struct WorkerConfig {
     pub write_records: bool,
     /// Build a `--flows-csv` row for every finished flow.
     pub flows_csv: bool,
+    /// Keep an inventory of the flows (`--report`, `--summary-json`).
+    pub inventory: bool,
     /// Live capture: records go to the writer after every batch and tick, not in large runs.
     pub flush_each: bool,
     /// Judge each flow when its payload verdict is reached while it is alive (alerts).
@@ -91,6 +96,8 @@ pub struct Worker<'a> {
     json: Vec<u8>,
     /// `--flows-csv` rows (`None`: not asked for).
     rows: Option<Vec<u8>>,
+    /// The inventory of finished flows (`None`: not asked for).
+    inventory: Option<Inventory>,
     writer: Sender<ToWriter>,
     /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
     /// memory the kernel has to zero.
@@ -135,6 +142,7 @@ impl<'a> Worker<'a> {
             records: cfg.records,
             json: Vec::new(),
             rows: cfg.flows_csv.then(Vec::new),
+            inventory: cfg.inventory.then(Inventory::new),
             writer,
             spare_json,
             counters,
@@ -229,6 +237,7 @@ impl<'a> Worker<'a> {
             read: std::mem::take(&mut self.read),
             link,
             judge: self.judge,
+            inventory: self.inventory.take(),
         }
     }
 
@@ -572,6 +581,9 @@ impl<'a> Worker<'a> {
             };
             if let (Some(rows), false) = (&mut self.rows, reason.is_interim()) {
                 flows_csv::row(rows, &f, reason, &verdict, &notes);
+            }
+            if let (Some(inv), false) = (&mut self.inventory, reason.is_interim()) {
+                inv.add(&f, &verdict, &notes);
             }
             let s = record::build_noted(&f, reason, verdict, &notes, &self.records, out);
             self.summary.add_flow(&s);

@@ -3,6 +3,8 @@
 pub mod clickhouse;
 pub mod community_id;
 pub mod flows_csv;
+pub mod html;
+pub mod inventory;
 pub mod json;
 pub mod record;
 pub mod schema;
