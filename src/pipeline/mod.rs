@@ -148,6 +148,8 @@ pub struct RawFrame {
     /// decreases, so facts stamped with it reach the other workers in order.
     pub clock: u64,
     pub linktype: i32,
+    /// Which capture it came from (its index in the order read; saturates at `u16::MAX`).
+    pub file: u16,
     pub off: u32,
     pub len: u32,
 }
@@ -183,6 +185,8 @@ pub enum ToWorker {
     Finish {
         clock: u64,
         reason: EndReason,
+        /// The last capture read: what is still pending at the end is counted against it.
+        file: u16,
     },
 }
 

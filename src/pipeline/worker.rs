@@ -80,6 +80,8 @@ pub struct Worker<'a> {
     table: FlowTable,
     reasm: Reassembler,
     clock: u64,
+    /// The capture of the frame being decoded (`RawFrame::file`).
+    file: usize,
     finished: Vec<(Flow, EndReason)>,
     expired: Vec<(Flow, EndReason)>,
     stats: WorkerStats,
@@ -127,6 +129,7 @@ impl<'a> Worker<'a> {
             table: FlowTable::new(cfg.max_flows, cfg.timeouts),
             reasm: Reassembler::new(cfg.frag),
             clock: 0,
+            file: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
             expired: Vec::new(),
             stats: WorkerStats::new(),
@@ -186,12 +189,15 @@ impl<'a> Worker<'a> {
                 ToWorker::Finish {
                     clock,
                     reason: open,
+                    file,
                 } => {
                     self.clock = self.clock.max(clock);
+                    self.file = usize::from(file);
                     self.expire();
                     let incomplete = self.reasm.finish();
                     count(
                         &mut self.read,
+                        self.file,
                         Undecodable::FragmentIncomplete,
                         u64::from(incomplete),
                     );
@@ -246,6 +252,7 @@ impl<'a> Worker<'a> {
         for fr in &b.frames {
             let sample = self.stats.packets % SAMPLE_EVERY == 0;
             let t0 = sample.then(Instant::now);
+            self.file = usize::from(fr.file);
             let frame = b
                 .data
                 .get(fr.off as usize..(fr.off + fr.len) as usize)
@@ -265,29 +272,31 @@ impl<'a> Worker<'a> {
         let macs = decode::macs(lt, frame);
         let at = Stamp { ts, clock, macs };
         match decode::decode(lt, frame) {
-            Err(u) => count(&mut self.read, u, 1),
+            Err(u) => count(&mut self.read, self.file, u, 1),
             Ok(Decoded::Packet(p)) => {
-                self.read.decoded += 1;
+                self.read.count_decoded(self.file, 1);
                 self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, &at, 1, p.ip_len);
             }
             Ok(Decoded::Fragment(f)) => {
                 let offer = self.reasm.offer(&f, ts);
                 for (u, n) in self.reasm.take_dropped() {
-                    count(&mut self.read, u, u64::from(n));
+                    count(&mut self.read, self.file, u, u64::from(n));
                 }
                 match offer {
                     Offer::Held => {}
-                    Offer::Refused(u, held) => count(&mut self.read, u, u64::from(held) + 1),
+                    Offer::Refused(u, held) => {
+                        count(&mut self.read, self.file, u, u64::from(held) + 1)
+                    }
                     Offer::Complete(d) => {
                         self.read.datagrams_reassembled += 1;
                         let wire = d.data.len() as u32;
                         match decode::decode_l4(d.proto, &d.data, wire) {
                             Ok(l4) => {
-                                self.read.decoded += u64::from(d.packets);
+                                self.read.count_decoded(self.file, u64::from(d.packets));
                                 let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
                                 self.dispatch(&d.ip, d.vlan, d.proto, &l4, &at, d.packets, bytes);
                             }
-                            Err(u) => count(&mut self.read, u, u64::from(d.packets)),
+                            Err(u) => count(&mut self.read, self.file, u, u64::from(d.packets)),
                         }
                     }
                 }
@@ -639,9 +648,9 @@ struct Stamp {
     macs: [[u8; 6]; 2],
 }
 
-fn count(read: &mut ReadStats, u: Undecodable, n: u64) {
+fn count(read: &mut ReadStats, file: usize, u: Undecodable, n: u64) {
     if n > 0 {
-        *read.undecodable.entry(u.label()).or_default() += n;
+        read.count_undecodable(file, u.label(), n);
     }
 }
 
