@@ -602,3 +602,106 @@ fn net_of(ip: &IpAddr) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed pseudo-random order (xorshift), so that tests need no dependency.
+    fn shuffled(n: u64) -> Vec<u64> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut v: Vec<u64> = (0..n).collect();
+        for i in (1..v.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+
+    #[test]
+    fn capped_maps_keep_the_same_keys_and_counts_however_the_flows_were_split() {
+        // Every key k comes k % 7 + 1 times, in a shuffled order.
+        let events: Vec<u64> = shuffled(2000).into_iter().map(|i| i % 500).collect();
+        let offer = |m: &mut BTreeMap<u64, u64>, k: u64| {
+            if let Some(c) = keep(m, 10, k, || 0) {
+                *c += 1;
+            }
+        };
+        let mut whole = BTreeMap::new();
+        for &k in &events {
+            offer(&mut whole, k);
+        }
+        for workers in [2, 3, 7] {
+            let mut parts = vec![BTreeMap::new(); workers];
+            for (i, &k) in events.iter().enumerate() {
+                offer(&mut parts[(k as usize * 31 + i) % workers], k);
+            }
+            let mut merged = BTreeMap::new();
+            for p in parts {
+                for (k, c) in p {
+                    if let Some(e) = keep(&mut merged, 10, k, || 0) {
+                        *e += c;
+                    }
+                }
+            }
+            assert_eq!(merged, whole, "{workers} workers");
+        }
+        assert_eq!(whole.len(), 10);
+        assert_eq!(
+            whole.keys().copied().collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert!(whole.values().all(|&c| c == 4), "{whole:?}");
+    }
+
+    #[test]
+    fn the_timeline_width_and_buckets_do_not_depend_on_how_flows_were_split() {
+        let base = 1_795_420_800u64 * 1_000_000_000;
+        // Ten hours of flows, one every 97 seconds, over three services.
+        let flows: Vec<(u64, &str, u64)> = (0..371u64)
+            .map(|i| {
+                (
+                    base + i * 97_000_000_000,
+                    ["smtp", "ews", "dns"][(i % 3) as usize],
+                    i,
+                )
+            })
+            .collect();
+        let mut whole = Timeline::default();
+        for (ts, s, b) in &flows {
+            whole.add(*ts, s, *b);
+        }
+        assert_eq!(whole.width, 300, "10 h in at most {MAX_BUCKETS} buckets");
+        let span = whole.buckets.keys().next_back().unwrap() - whole.buckets.keys().next().unwrap();
+        assert!(span < MAX_BUCKETS);
+        let total: u64 = whole.buckets.values().flat_map(|m| m.values()).sum();
+        assert_eq!(total, (0..371).sum::<u64>());
+        let (mut a, mut b) = (Timeline::default(), Timeline::default());
+        for (i, (ts, s, by)) in flows.iter().enumerate() {
+            // One part sees only the first hour: a finer width until merged.
+            if i < 30 { &mut a } else { &mut b }.add(*ts, s, *by);
+        }
+        assert!(a.width < b.width);
+        a.merge(b);
+        assert_eq!(a.width, whole.width);
+        assert_eq!(a.buckets, whole.buckets);
+    }
+
+    #[test]
+    fn widths_divide_each_other_so_coarsening_is_exact() {
+        let mut w = WIDTHS[0];
+        for _ in 0..40 {
+            let n = next_width(w);
+            assert_eq!(n % w, 0, "{n} is a multiple of {w}");
+            w = n;
+        }
+    }
+
+    #[test]
+    fn networks_are_slash_24_and_slash_64() {
+        assert_eq!(net_of(&"10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+        assert_eq!(net_of(&"fd00:1:10::21".parse().unwrap()), "fd00:1:10::/64");
+    }
+}
