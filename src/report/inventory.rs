@@ -46,7 +46,6 @@ pub const ROLE_SERVICES: &[(&str, &[&str])] = &[
         "Mailbox",
         &[
             "smtp-mailbox-transport",
-            "smtp-outbound-proxy",
             "smtp-client-proxy",
             "emsmdb",
             "async-emsmdb",
@@ -77,6 +76,7 @@ pub const ROLE_SERVICES: &[(&str, &[&str])] = &[
             "pop3",
             "pop3s",
             "smtp-submission",
+            "smtp-outbound-proxy",
         ],
     ),
     ("Edge", &["edgesync", "adlds-ldap"]),
@@ -540,7 +540,6 @@ impl Inventory {
             "flows": self.flows.flows,
             "bytes": self.flows.bytes,
             "hosts": self.hosts.len(),
-            "hosts_not_itemised_cap": MAX_HOSTS,
             "servers": servers,
             "top_talkers": talkers,
             "matrix": matrix,
