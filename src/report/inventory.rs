@@ -390,7 +390,7 @@ impl Inventory {
     /// The roles an address's traffic shows, each with the services that show it.
     fn roles(h: &Host) -> BTreeMap<&'static str, BTreeSet<String>> {
         let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
-        for ((svc, ..), _) in &h.served {
+        for (svc, ..) in h.served.keys() {
             for (role, svcs) in ROLE_SERVICES {
                 if svcs.contains(&svc.as_str()) {
                     out.entry(role).or_default().insert(svc.clone());
