@@ -387,3 +387,46 @@ fn hostile_strings_from_traffic_file_names_and_rule_sets_stay_text_in_the_report
         .iter()
         .any(|r| r["data-rule"] == evil && r["data-unused"] == "unused-matched-nothing"));
 }
+
+#[test]
+fn per_capture_counts_add_up_to_the_totals_and_name_the_capture_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sum, report) = (dir.path().join("s.json"), dir.path().join("r.html"));
+    let missing = dir.path().join("missing.pcap");
+    let out = exwatch()
+        .args(["audit", "-q", "--threads", "2", "--summary-json"])
+        .arg(&sum)
+        .arg("--report")
+        .arg(&report)
+        .arg(common::shared("ip_fragmented_garbage.pcap"))
+        .arg(&missing)
+        .arg(root().join("pcaps/dns-udp.pcap"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let sj: Value = serde_json::from_slice(&std::fs::read(&sum).unwrap()).unwrap();
+    let caps = sj["captures"].as_array().unwrap();
+    assert_eq!(caps.len(), 3);
+    let total = |k: &str| caps.iter().map(|c| c[k].as_u64().unwrap()).sum::<u64>();
+    for k in ["packets_read", "packets_decoded", "packets_undecodable"] {
+        assert_eq!(total(k), sj[k].as_u64().unwrap(), "{k}");
+    }
+    assert_eq!(
+        caps[0]["undecodable"], sj["undecodable"],
+        "the garbage is the first file's"
+    );
+    assert!(caps[0]["packets_undecodable"].as_u64().unwrap() > 0);
+    assert_eq!(caps[1]["packets_read"], 0);
+    assert!(caps[1]["status"].as_str().unwrap().contains("cannot open"));
+    assert_eq!(caps[2]["status"], "read");
+    assert_eq!(caps[2]["packets_undecodable"], 0);
+    let html = std::fs::read_to_string(&report).unwrap();
+    let rows = elements(&html, "tr", "capture");
+    assert_eq!(rows.len(), 3);
+    for (row, c) in rows.iter().zip(caps) {
+        assert_eq!(row["data-file"], s(&c["file"]));
+        assert_eq!(row["data-packets"], s(&c["packets_read"]));
+        assert_eq!(row["data-undecodable"], s(&c["packets_undecodable"]));
+    }
+}
