@@ -1200,7 +1200,7 @@ fn finish(
         let mut json = outcome.summary.to_json();
         if let Some(obj) = json.as_object_mut() {
             if let Some(inv) = &outcome.inventory {
-                obj.insert("inventory".into(), inv.to_json());
+                obj.insert("inventory".into(), inv.to_json(judge.label_groups.as_ref()));
             }
             if judge.policy.is_some() {
                 let [allowed, unexpected, mismatch] = judge.verdicts;

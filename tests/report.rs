@@ -430,3 +430,74 @@ fn per_capture_counts_add_up_to_the_totals_and_name_the_capture_that_failed() {
         assert_eq!(row["data-undecodable"], s(&c["packets_undecodable"]));
     }
 }
+
+#[test]
+fn a_validate_report_shows_the_denied_flows_and_the_rules_never_hit_by_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.csv");
+    std::fs::write(
+        &rules,
+        "name,action,source,destination,transport,ports\n\
+         web,allow,any,10.1.1.0/24,tcp,\"80,443\"\n\
+         dns,allow,any,10.1.2.10,udp,53\n\
+         never,allow,any,192.0.2.99,tcp,22\n\
+         rest,deny,any,any,any,any\n",
+    )
+    .unwrap();
+    let (sum, page) = (dir.path().join("s.json"), dir.path().join("r.html"));
+    let out = exwatch()
+        .args(["validate", "-q", "--rules"])
+        .arg(&rules)
+        .arg("--groups")
+        .arg(root().join("examples/policy.toml"))
+        .arg("--summary-json")
+        .arg(&sum)
+        .arg("--report")
+        .arg(&page)
+        .arg(root().join("pcaps/demo-exchange-day.pcap"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&sum).unwrap()).unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    let dom = match chromium() {
+        Some(b) => {
+            let (dom, console) = dump_dom(&b, &page);
+            assert!(console.is_empty(), "console messages: {console:?}");
+            dom
+        }
+        None => html,
+    };
+    let fw = &summary["firewall"];
+    let denied = elements(&dom, "tr", "finding");
+    let want = fw["denied"].as_array().unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(denied.len(), want.len());
+    for (got, w) in denied.iter().zip(want) {
+        assert_eq!(got["data-finding"], "deny");
+        assert_eq!(got["data-source"], s(&w["source"]));
+        assert_eq!(got["data-flows"], s(&w["flows"]));
+    }
+    let rows = elements(&dom, "tr", "rule");
+    let want = fw["rules"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len());
+    for (got, w) in rows.iter().zip(want) {
+        assert_eq!(got["data-rule"], s(&w["rule"]));
+        assert_eq!(got["data-hits"], s(&w["hits"]));
+        assert_eq!(got["data-unused"], s(&w["unused"]));
+    }
+    let never = rows.iter().find(|r| r["data-rule"] == "never").unwrap();
+    assert_eq!(never["data-unused"], "unused-matched-nothing");
+    // No policy judged the flows: the matrix is by the groups of --groups.
+    assert_eq!(id_attrs(&dom, "matrix")["data-grouping"], "group");
+    let cells = elements(&dom, "td", "c");
+    let flows: u64 = cells
+        .iter()
+        .map(|c| c["data-flows"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(flows, summary["flows"].as_u64().unwrap());
+    assert!(cells
+        .iter()
+        .any(|c| c["data-source"] == "mailbox" && c["data-destination"] == "dc"));
+}

@@ -12,6 +12,7 @@ use crate::classify::Verdict;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{Flow, ORIG, RESP};
+use crate::policy::groups::Groups;
 use crate::policy::Annotations;
 use crate::report::record::transport_name;
 use crate::report::time::rfc3339;
@@ -431,8 +432,12 @@ impl Inventory {
             .collect()
     }
 
-    /// The `inventory` member of `--summary-json`, which the HTML report renders.
-    pub fn to_json(&self) -> Value {
+    /// The `inventory` member of `--summary-json`, which the HTML report renders. `names`
+    /// (`validate --groups`) names addresses when no policy judged the flows.
+    pub fn to_json(&self, names: Option<&Groups>) -> Value {
+        let group_of = |ip: &IpAddr, h: &Host| -> Option<String> {
+            h.group.clone().or_else(|| names.map(|g| g.name_of(*ip)))
+        };
         let labels = self.role_labels();
         let mut servers = Vec::new();
         for (ip, h) in &self.hosts {
@@ -480,7 +485,7 @@ impl Inventory {
                 "address": ip.to_string(),
                 "roles": ordered,
                 "role_evidence": evidence,
-                "group": h.group,
+                "group": group_of(ip, h),
                 "flows_served": h.served_flows.flows,
                 "bytes_served": h.served_flows.bytes,
                 "ports": ports,
@@ -499,7 +504,7 @@ impl Inventory {
                 json!({
                     "address": ip.to_string(),
                     "role": labels.get(ip),
-                    "group": h.group,
+                    "group": group_of(ip, h),
                     "flows": h.orig.flows + h.resp.flows,
                     "flows_originated": h.orig.flows,
                     "flows_answered": h.resp.flows,
@@ -523,7 +528,7 @@ impl Inventory {
                 json!({"source": s, "destination": d, "flows": c.flows, "bytes": c.bytes})
             })
             .collect();
-        let matrix = self.matrix();
+        let matrix = self.matrix(names);
         let t = &self.timeline;
         let mut by_service: BTreeMap<&str, u64> = BTreeMap::new();
         for m in t.buckets.values() {
@@ -552,22 +557,24 @@ impl Inventory {
         })
     }
 
-    /// Who talks to whom: by policy group when the flows were judged, else by address when
-    /// there are few, else by /24 (IPv6 /64).
-    fn matrix(&self) -> Value {
+    /// Who talks to whom: by policy group when the flows were judged, else by the groups of
+    /// `names`, else by address when there are few, else by /24 (IPv6 /64).
+    fn matrix(&self, names: Option<&Groups>) -> Value {
+        let by = |f: &dyn Fn(&IpAddr) -> String| {
+            let mut m: BTreeMap<(String, String), Count> = BTreeMap::new();
+            for ((a, b), c) in &self.pairs {
+                m.entry((f(a), f(b))).or_default().merge(*c);
+            }
+            m
+        };
         let (grouping, cells): (&str, BTreeMap<(String, String), Count>) =
             if !self.groups.is_empty() {
                 ("policy group", self.groups.clone())
+            } else if let Some(g) = names {
+                ("group", by(&|a| g.name_of(*a)))
             } else {
                 let addrs: BTreeSet<&IpAddr> =
                     self.pairs.keys().flat_map(|(a, b)| [a, b]).collect();
-                let by = |f: &dyn Fn(&IpAddr) -> String| {
-                    let mut m: BTreeMap<(String, String), Count> = BTreeMap::new();
-                    for ((a, b), c) in &self.pairs {
-                        m.entry((f(a), f(b))).or_default().merge(*c);
-                    }
-                    m
-                };
                 if addrs.len() <= 16 {
                     ("address", by(&|a| a.to_string()))
                 } else {
