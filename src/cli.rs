@@ -987,10 +987,10 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
         .as_deref()
         .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
     let meta = Meta {
-        mode: if mode == Mode::Validate {
-            "validate"
-        } else {
-            "audit"
+        mode: match mode {
+            Mode::Audit => "audit",
+            Mode::Validate => "validate",
+            Mode::Learn(_) => "learn",
         }
         .into(),
         sources: p.cfg.captures.clone(),
