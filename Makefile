@@ -14,8 +14,9 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends libpcap-dev pkg-config; \
 	fi
 
-# The peers of tests/live.rs (as root; elsewhere those tests skip and say why).
-LIVE_TOOLS := ip:iproute2 tcpdump:tcpdump tcpreplay:tcpreplay nginx:nginx-light curl:curl sipp:sip-tester ethtool:ethtool clickhouse-server:clickhouse-server zstd:zstd tshark:tshark
+# The peers of tests/live.rs and the browser of tests/report.rs (as root; elsewhere those
+# tests skip and say why).
+LIVE_TOOLS := ip:iproute2 tcpdump:tcpdump tcpreplay:tcpreplay nginx:nginx-light curl:curl sipp:sip-tester ethtool:ethtool clickhouse-server:clickhouse-server chromium:chromium zstd:zstd tshark:tshark
 deps-live:
 	@if [ "$$(id -u)" = 0 ]; then \
 		missing=""; \

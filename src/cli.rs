@@ -14,6 +14,7 @@ use crate::policy::learn::Learner;
 use crate::policy::run::PolicyRun;
 use crate::policy::{template, Kind};
 use crate::report::clickhouse;
+use crate::report::html::Meta;
 use crate::report::record::{self, RecordContext};
 use crate::signatures::Signatures;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -242,6 +243,10 @@ pub struct RunArgs {
     /// Write the summary as JSON to PATH (`-` for standard output).
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<String>,
+    /// Write the audit report to PATH: one self-contained HTML page (inventory, who talks to
+    /// whom, findings, charts); `-` for standard output (live: at exit).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<String>,
     /// Worker threads, 1 to 256 (default: all cores, at most 256).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -800,16 +805,18 @@ fn prepare(
     let summary_to_stdout = a.summary_json.as_deref() == Some("-");
     let csv_to_stdout = a.csv.as_deref() == Some("-");
     let flows_to_stdout = a.flows_csv.as_deref() == Some("-");
+    let report_to_stdout = a.report.as_deref() == Some("-");
     let to_stdout = [
         records_to_stdout,
         summary_to_stdout,
         learn_to_stdout,
         csv_to_stdout,
         flows_to_stdout,
+        report_to_stdout,
     ];
     if to_stdout.iter().filter(|&&b| b).count() > 1 {
         return Err(usage(
-            "only one of --json, --summary-json, --csv, --flows-csv and the learned policy can write to standard output",
+            "only one of --json, --summary-json, --csv, --flows-csv, --report and the learned policy can write to standard output",
         ));
     }
     if let Some(path) = &a.tls_keylog {
@@ -894,6 +901,7 @@ fn prepare(
         classifier: Arc::new(Classifier::new(Arc::new(sigs))),
         write_records: a.json.is_some() || handle.is_some(),
         flows_csv: a.flows_csv.is_some(),
+        inventory: a.report.is_some() || a.summary_json.is_some(),
         progress,
         verdict_events: false,
         stats_interval: None,
@@ -1034,11 +1042,30 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
         .summary_json
         .as_deref()
         .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
+    let report_out = a
+        .run
+        .report
+        .as_deref()
+        .map(|path| FileOutput::open(path, false).map_err(|e| (path, e)));
+    let meta = Meta {
+        mode: match mode {
+            Mode::Audit => "audit",
+            Mode::Validate => "validate",
+            Mode::Learn(_) => "learn",
+        }
+        .into(),
+        sources: p.cfg.captures.clone(),
+        ..Meta::default()
+    };
     finish(
         &a.run,
         &outcome,
         p.text_to_stderr,
-        summary_out,
+        Files {
+            summary: summary_out,
+            report: report_out,
+            meta,
+        },
         judge,
         mode,
         ch.as_deref(),
@@ -1123,6 +1150,17 @@ fn live(l: LiveArgs) -> i32 {
         crate::say!("exwatch: installing signal handlers: {e}");
         return exit::OUTPUT;
     }
+    // The report too: written at exit, perhaps by a user who could not create it.
+    let report_out = match l.run.report.as_deref() {
+        Some(path) => match FileOutput::open(path, false) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                crate::say!("exwatch: {path}: cannot create: {e}");
+                return exit::OUTPUT;
+            }
+        },
+        None => None,
+    };
     let mut reopen_summary = || match &mut summary_out {
         Some(w) => w.reopen(),
         None => Ok(()),
@@ -1131,16 +1169,33 @@ fn live(l: LiveArgs) -> i32 {
     let outcome = run(&p.cfg, input, &mut *p.out, &mut reopen_summary, &mut judge);
     drop(p.out);
     let ch = p.clickhouse.map(clickhouse::Handle::finish);
-    let summary_out = summary_out.map(Ok);
+    let meta = Meta {
+        mode: "live".into(),
+        sources: vec![l.interface.clone()],
+        ..Meta::default()
+    };
+    let files = Files {
+        summary: summary_out.map(Ok),
+        report: report_out.map(Ok),
+        meta,
+    };
     finish(
         &l.run,
         &outcome,
         p.text_to_stderr,
-        summary_out,
+        files,
         &mut judge,
         Mode::Audit,
         ch.as_deref(),
     )
+}
+
+/// The files written at the end of a run, opened (or not) by the caller, and what the report
+/// says about the run.
+struct Files<'a> {
+    summary: Option<Result<FileOutput, (&'a str, std::io::Error)>>,
+    report: Option<Result<FileOutput, (&'a str, std::io::Error)>>,
+    meta: Meta,
 }
 
 /// Report write errors, print and write the summary and the findings, and choose the exit code.
@@ -1148,7 +1203,7 @@ fn finish(
     a: &RunArgs,
     outcome: &AuditOutcome,
     summary_to_stderr: bool,
-    summary_out: Option<Result<FileOutput, (&str, std::io::Error)>>,
+    files: Files<'_>,
     judge: &mut PolicyRun,
     mode: Mode,
     clickhouse: Option<&clickhouse::Stats>,
@@ -1200,10 +1255,17 @@ fn finish(
             code = exit::OUTPUT;
         }
     }
-    if let Some(w) = summary_out {
-        let path = a.summary_json.as_deref().unwrap_or("-");
+    let Files {
+        summary: summary_out,
+        report: report_out,
+        mut meta,
+    } = files;
+    if summary_out.is_some() || report_out.is_some() {
         let mut json = outcome.summary.to_json();
         if let Some(obj) = json.as_object_mut() {
+            if let Some(inv) = &outcome.inventory {
+                obj.insert("inventory".into(), inv.to_json(judge.label_groups.as_ref()));
+            }
             if judge.policy.is_some() {
                 let [allowed, unexpected, mismatch] = judge.verdicts;
                 obj.insert(
@@ -1219,14 +1281,31 @@ fn finish(
                 obj.insert("clickhouse".into(), c.to_json());
             }
         }
-        let written = w.map_err(|(_, e)| e).and_then(|mut w| {
-            serde_json::to_writer_pretty(&mut w, &json)?;
-            w.write_all(b"\n")?;
-            w.flush()
-        });
-        if let Err(e) = written {
-            crate::say!("exwatch: {path}: cannot write summary: {e}");
-            code = exit::OUTPUT;
+        if let Some(w) = summary_out {
+            let path = a.summary_json.as_deref().unwrap_or("-");
+            let written = w.map_err(|(_, e)| e).and_then(|mut w| {
+                serde_json::to_writer_pretty(&mut w, &json)?;
+                w.write_all(b"\n")?;
+                w.flush()
+            });
+            if let Err(e) = written {
+                crate::say!("exwatch: {path}: cannot write summary: {e}");
+                code = exit::OUTPUT;
+            }
+        }
+        if let Some(w) = report_out {
+            let path = a.report.as_deref().unwrap_or("-");
+            meta.policy = judge.policy.as_ref().map(|p| p.origin.clone());
+            meta.rules = judge.firewall.as_ref().map(|r| r.origin.clone());
+            meta.hostname = RecordContext::hostname();
+            let page = crate::report::html::render(&json, &meta);
+            let written = w
+                .map_err(|(_, e)| e)
+                .and_then(|mut w| w.write_all(page.as_bytes()).and_then(|_| w.flush()));
+            if let Err(e) = written {
+                crate::say!("exwatch: {path}: cannot write the report: {e}");
+                code = exit::OUTPUT;
+            }
         }
     }
     // Records the database did not take are records lost: the run says so, as for a file.

@@ -224,6 +224,8 @@ impl Capture {
             .arg(p("live.ndjson"))
             .arg("--summary-json")
             .arg(p("live-summary.json"))
+            .arg("--report")
+            .arg(p("live-report.html"))
             .args(["--stats-interval", "1"])
             .args(extra)
             .stdout(Stdio::null());
@@ -451,6 +453,22 @@ fn tcpreplay_of_captures_gives_the_audit_records() {
     assert_eq!(after(" alerts "), 0, "no policy, no alert: {last}");
     assert!(live.iter().any(|r| r["network"]["protocol"] == "smtp"));
     assert!(live.iter().any(|r| r["network"]["protocol"] == "sip"));
+    // The report, written at exit to a file opened before the privileges were dropped.
+    let report = std::fs::read_to_string(cap.path("live-report.html")).unwrap();
+    assert!(report.contains("<header id=\"run\" data-mode=\"live\">"));
+    let audited: Value =
+        serde_json::from_str(&std::fs::read_to_string(cap.path("audit-summary.json")).unwrap())
+            .unwrap();
+    let servers = audited["inventory"]["servers"].as_array().unwrap();
+    assert!(!servers.is_empty());
+    for s in servers {
+        let addr = s["address"].as_str().unwrap();
+        assert!(
+            report.contains(&format!("<tr class=\"server\" data-address=\"{addr}\"")),
+            "{addr}, a server of the audit, is in the live report's inventory"
+        );
+    }
+    assert!(report.contains(&format!("data-file=\"{}\"", net.srv_if)));
 }
 
 /// nginx serves, curl fetches (one slow download lives past the active timeout); the records

@@ -1,5 +1,6 @@
 //! Records never carry credentials or content: every capture with known secrets is audited and
-//! the output searched for them (the secrets are listed in pcaps/README.md).
+//! the output (records, summary, `--report` page) searched for them (the secrets are listed in
+//! pcaps/README.md).
 
 mod common;
 
@@ -40,8 +41,10 @@ const SECRETS: &[&str] = &[
 #[test]
 fn no_secret_or_content_in_any_record() {
     let mut leaks = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
     for cap in all_captures() {
-        let run = audit(&[&cap], &["-q"]);
+        let run = audit(&[&cap], &["-q", "--report", page.to_str().unwrap()]);
         for r in &run.records {
             let text = r.to_string();
             for s in SECRETS {
@@ -50,12 +53,18 @@ fn no_secret_or_content_in_any_record() {
                 }
             }
         }
-        // The summary is also output.
+        // The summary is also output, and so is the report (`--report`).
         let summary = run.summary.to_string();
+        let report = std::fs::read_to_string(&page).unwrap();
         for s in SECRETS {
             assert!(
                 !summary.contains(s),
                 "{}: summary contains {s:?}",
+                cap.display()
+            );
+            assert!(
+                !report.contains(s),
+                "{}: report contains {s:?}",
                 cap.display()
             );
         }

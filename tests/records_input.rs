@@ -80,6 +80,7 @@ fn run(sub: &str, args: &[&str], input: &Path, stdin: Option<&Path>, names: &[&s
             "flows",
             "flows_by_end_reason",
             "services",
+            "inventory",
         ]
         .iter()
         .map(|k| (k.to_string(), summary[*k].clone()))

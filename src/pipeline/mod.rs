@@ -55,6 +55,8 @@ pub struct AuditConfig {
     pub write_records: bool,
     /// Build a `--flows-csv` row for every finished flow.
     pub flows_csv: bool,
+    /// Keep the inventory of the flows (`--report`, `--summary-json`).
+    pub inventory: bool,
     pub progress: progress::Progress,
     /// Workers report each flow whose payload verdict is reached while it is alive
     /// (`ToSink::Decided`), for alerts that cannot wait for the flow's end.
@@ -150,6 +152,8 @@ pub struct RawFrame {
     /// decreases, so facts stamped with it reach the other workers in order.
     pub clock: u64,
     pub linktype: i32,
+    /// Which capture it came from (its index in the order read; saturates at `u16::MAX`).
+    pub file: u16,
     pub off: u32,
     pub len: u32,
 }
@@ -185,6 +189,8 @@ pub enum ToWorker {
     Finish {
         clock: u64,
         reason: EndReason,
+        /// The last capture read: what is still pending at the end is counted against it.
+        file: u16,
     },
 }
 
@@ -213,6 +219,8 @@ pub struct AuditOutcome {
     pub write_error: Option<std::io::Error>,
     /// `--flows-csv` rows, whole lines in the order they came (see `report::flows_csv`).
     pub flow_rows: Vec<u8>,
+    /// The inventory of the run's flows, merged from the workers' (when asked for).
+    pub inventory: Option<crate::report::inventory::Inventory>,
 }
 
 /// Run an offline audit of `cfg.captures`, writing NDJSON records to `out`.
@@ -273,6 +281,7 @@ pub fn run(
                 frag,
                 write_records: cfg.write_records,
                 flows_csv: cfg.flows_csv,
+                inventory: cfg.inventory,
                 flush_each: live,
                 notify_verdicts: cfg.verdict_events,
                 records: cfg.records.clone(),
@@ -347,7 +356,11 @@ pub fn run(
     }
     let mut summary = Summary::new();
     summary.read = read_stats;
+    let mut inventory = cfg.inventory.then(crate::report::inventory::Inventory::new);
     for (i, r) in results.into_iter().enumerate() {
+        if let (Some(all), Some(part)) = (&mut inventory, r.inventory) {
+            all.merge(part);
+        }
         summary.read.add_decoded(&r.read);
         summary.add_worker(&r.stats);
         summary.merge(r.summary);
@@ -368,6 +381,7 @@ pub fn run(
         errors,
         write_error,
         flow_rows,
+        inventory,
     }
 }
 
@@ -440,6 +454,7 @@ mod tests_support {
             classifier: Arc::new(Classifier::new(Arc::new(Signatures::embedded()))),
             write_records: true,
             flows_csv: false,
+            inventory: false,
             progress: progress::Progress::Off,
             bpf: None,
             verdict_events,

@@ -10,7 +10,7 @@ use crate::capture::live::{LiveCapture, Next};
 use crate::capture::{CaptureError, OfflineCapture, RawPacket};
 use crate::decode::{self, link};
 use crate::flow::EndReason;
-use crate::report::summary::ReadStats;
+use crate::report::summary::{CaptureCounts, ReadStats};
 use crossbeam::channel::{Receiver, Sender, TrySendError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct Reader {
     batches: Vec<RawBatch>,
     stats: ReadStats,
     clock: u64,
+    /// The capture being read (index into `stats.captures`).
+    file: u16,
     /// When every worker is next sent the clock, even one that gets no packets.
     next_tick: u64,
     progress: Option<Meter>,
@@ -50,6 +52,7 @@ impl Reader {
             batches,
             stats: ReadStats::default(),
             clock: 0,
+            file: 0,
             next_tick: 0,
             progress,
             bytes_done: 0,
@@ -77,6 +80,7 @@ impl Reader {
             let _ = self.txs[i].send(ToWorker::Finish {
                 clock: self.clock,
                 reason,
+                file: self.file,
             });
         }
         if let Some(m) = &self.progress {
@@ -87,17 +91,27 @@ impl Reader {
 
     fn read_files(&mut self, specs: &[String]) -> Vec<CaptureError> {
         let mut errors = Vec::new();
-        for spec in specs {
-            match OfflineCapture::open(spec) {
-                Ok(cap) => {
-                    if let Err(e) = self.read_capture(cap) {
-                        crate::say!("exwatch: {e}");
-                        self.stats.files_failed += 1;
-                        errors.push(e);
-                    } else {
-                        self.stats.files_read += 1;
-                    }
-                }
+        for (i, spec) in specs.iter().enumerate() {
+            self.file = u16::try_from(i).unwrap_or(u16::MAX);
+            let before = self.stats.packets_read;
+            let result = match OfflineCapture::open(spec) {
+                Ok(cap) => self.read_capture(cap),
+                Err(e) => Err(e),
+            };
+            let name = if spec == "-" { "standard input" } else { spec };
+            let counts = CaptureCounts {
+                name: name.to_string(),
+                packets_read: self.stats.packets_read - before,
+                error: result.as_ref().err().map(ToString::to_string),
+                ..CaptureCounts::default()
+            };
+            match self.stats.captures.get_mut(usize::from(self.file)) {
+                // Past u16::MAX captures, the last entry counts the rest.
+                Some(c) => c.packets_read += counts.packets_read,
+                None => self.stats.captures.push(counts),
+            }
+            match result {
+                Ok(()) => self.stats.files_read += 1,
                 Err(e) => {
                     crate::say!("exwatch: {e}");
                     self.stats.files_failed += 1;
@@ -140,6 +154,12 @@ impl Reader {
             }
         }
         self.publish(&mut cap);
+        self.stats.captures.push(CaptureCounts {
+            name: cap.name().to_string(),
+            packets_read: self.stats.packets_read,
+            error: errors.first().map(ToString::to_string),
+            ..CaptureCounts::default()
+        });
         errors
     }
 
@@ -238,6 +258,7 @@ impl Reader {
             ts,
             clock: self.clock,
             linktype: lt,
+            file: self.file,
             off,
             len: raw.data.len() as u32,
         });

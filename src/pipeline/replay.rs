@@ -16,6 +16,7 @@ use crate::flow::EndReason;
 use crate::policy::{FlowFacts, FlowJudge};
 use crate::report::flows_csv::{row_of, RowFacts};
 use crate::report::ingest::{self, FlowRecord, Line};
+use crate::report::inventory::{served_by, FlowView, Inventory};
 use crate::report::record::{rejudge, FlowSummary};
 use crate::report::summary::Summary;
 use std::io::BufReader;
@@ -34,6 +35,7 @@ pub fn run_records(
     let mut flow_rows = Vec::new();
     let mut line = Vec::new();
     let mut json = Vec::new();
+    let mut inventory = cfg.inventory.then(Inventory::new);
     for spec in specs {
         let (name, input) = match open_stream(spec) {
             Ok(s) => s,
@@ -100,6 +102,24 @@ pub fn run_records(
                 server: (rec.dst, rec.dport),
                 end_reason: reason,
             });
+            if let Some(inv) = &mut inventory {
+                let view = FlowView {
+                    src: rec.src,
+                    dst: rec.dst,
+                    rp: rec.dport,
+                    proto: rec.proto,
+                    first_ts: rec.first_ts,
+                    last_ts: rec.last_ts,
+                    bytes: rec.bytes,
+                    served: served_by(
+                        rec.proto,
+                        rec.payload_bytes[1],
+                        rec.packets[1],
+                        &rec.conn_state,
+                    ),
+                };
+                inv.add_view(&view, &verdict, &notes);
+            }
             if cfg.flows_csv {
                 let row = RowFacts {
                     first_ts: rec.first_ts,
@@ -148,6 +168,7 @@ pub fn run_records(
         errors,
         write_error,
         flow_rows,
+        inventory,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::flow::table::FlowTable;
 use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
 use crate::report::flows_csv;
+use crate::report::inventory::Inventory;
 use crate::report::record::{self, RecordContext};
 use crate::report::summary::{ReadStats, Summary, WorkerStats};
 use crossbeam::channel::{Receiver, Sender};
@@ -44,6 +45,8 @@ pub struct WorkerResult {
     pub read: ReadStats,
     pub link: crate::classify::expect::LinkStats,
     pub judge: Box<dyn FlowJudge>,
+    /// The inventory of this worker's flows (`None`: not asked for).
+    pub inventory: Option<Inventory>,
 }
 
 /// How a worker is set up.
@@ -56,6 +59,8 @@ pub struct WorkerConfig {
     pub write_records: bool,
     /// Build a `--flows-csv` row for every finished flow.
     pub flows_csv: bool,
+    /// Keep an inventory of the flows (`--report`, `--summary-json`).
+    pub inventory: bool,
     /// Live capture: records go to the writer after every batch and tick, not in large runs.
     pub flush_each: bool,
     /// Judge each flow when its payload verdict is reached while it is alive (alerts).
@@ -76,6 +81,8 @@ pub struct Worker<'a> {
     table: FlowTable,
     reasm: Reassembler,
     clock: u64,
+    /// The capture of the frame being decoded (`RawFrame::file`).
+    file: usize,
     finished: Vec<(Flow, EndReason)>,
     expired: Vec<(Flow, EndReason)>,
     stats: WorkerStats,
@@ -95,6 +102,8 @@ pub struct Worker<'a> {
     json: Vec<u8>,
     /// `--flows-csv` rows (`None`: not asked for).
     rows: Option<Vec<u8>>,
+    /// The inventory of finished flows (`None`: not asked for).
+    inventory: Option<Inventory>,
     writer: Sender<ToWriter>,
     /// Emptied record buffers the writer hands back: a fresh buffer per flush would be fresh
     /// memory the kernel has to zero.
@@ -124,6 +133,7 @@ impl<'a> Worker<'a> {
             table: FlowTable::new(cfg.max_flows, cfg.timeouts),
             reasm: Reassembler::new(cfg.frag),
             clock: 0,
+            file: 0,
             finished: Vec::with_capacity(FLUSH_FLOWS),
             expired: Vec::new(),
             stats: WorkerStats::new(),
@@ -143,6 +153,7 @@ impl<'a> Worker<'a> {
             records: cfg.records,
             json: Vec::new(),
             rows: cfg.flows_csv.then(Vec::new),
+            inventory: cfg.inventory.then(Inventory::new),
             writer,
             spare_json,
             counters,
@@ -186,12 +197,15 @@ impl<'a> Worker<'a> {
                 ToWorker::Finish {
                     clock,
                     reason: open,
+                    file,
                 } => {
                     self.clock = self.clock.max(clock);
+                    self.file = usize::from(file);
                     self.expire();
                     let incomplete = self.reasm.finish();
                     count(
                         &mut self.read,
+                        self.file,
                         Undecodable::FragmentIncomplete,
                         u64::from(incomplete),
                     );
@@ -237,6 +251,7 @@ impl<'a> Worker<'a> {
             read: std::mem::take(&mut self.read),
             link,
             judge: self.judge,
+            inventory: self.inventory.take(),
         }
     }
 
@@ -245,6 +260,7 @@ impl<'a> Worker<'a> {
         for fr in &b.frames {
             let sample = self.stats.packets % SAMPLE_EVERY == 0;
             let t0 = sample.then(Instant::now);
+            self.file = usize::from(fr.file);
             let frame = b
                 .data
                 .get(fr.off as usize..(fr.off + fr.len) as usize)
@@ -264,29 +280,31 @@ impl<'a> Worker<'a> {
         let macs = decode::macs(lt, frame);
         let at = Stamp { ts, clock, macs };
         match decode::decode(lt, frame) {
-            Err(u) => count(&mut self.read, u, 1),
+            Err(u) => count(&mut self.read, self.file, u, 1),
             Ok(Decoded::Packet(p)) => {
-                self.read.decoded += 1;
+                self.read.count_decoded(self.file, 1);
                 self.dispatch(&p.ip, p.vlan, p.proto, &p.l4, &at, 1, p.ip_len);
             }
             Ok(Decoded::Fragment(f)) => {
                 let offer = self.reasm.offer(&f, ts);
                 for (u, n) in self.reasm.take_dropped() {
-                    count(&mut self.read, u, u64::from(n));
+                    count(&mut self.read, self.file, u, u64::from(n));
                 }
                 match offer {
                     Offer::Held => {}
-                    Offer::Refused(u, held) => count(&mut self.read, u, u64::from(held) + 1),
+                    Offer::Refused(u, held) => {
+                        count(&mut self.read, self.file, u, u64::from(held) + 1)
+                    }
                     Offer::Complete(d) => {
                         self.read.datagrams_reassembled += 1;
                         let wire = d.data.len() as u32;
                         match decode::decode_l4(d.proto, &d.data, wire) {
                             Ok(l4) => {
-                                self.read.decoded += u64::from(d.packets);
+                                self.read.count_decoded(self.file, u64::from(d.packets));
                                 let bytes = d.ip_bytes.min(u64::from(u32::MAX)) as u32;
                                 self.dispatch(&d.ip, d.vlan, d.proto, &l4, &at, d.packets, bytes);
                             }
-                            Err(u) => count(&mut self.read, u, u64::from(d.packets)),
+                            Err(u) => count(&mut self.read, self.file, u, u64::from(d.packets)),
                         }
                     }
                 }
@@ -603,6 +621,9 @@ impl<'a> Worker<'a> {
             if let (Some(rows), false) = (&mut self.rows, reason.is_interim()) {
                 flows_csv::row(rows, &f, reason, &verdict, &notes);
             }
+            if let (Some(inv), false) = (&mut self.inventory, reason.is_interim()) {
+                inv.add(&f, &verdict, &notes);
+            }
             let s = record::build_noted(&f, reason, verdict, &notes, &self.records, out);
             self.summary.add_flow(&s);
             // The end of input releases every open flow at once: records go out in runs, not
@@ -657,9 +678,9 @@ struct Stamp {
     macs: [[u8; 6]; 2],
 }
 
-fn count(read: &mut ReadStats, u: Undecodable, n: u64) {
+fn count(read: &mut ReadStats, file: usize, u: Undecodable, n: u64) {
     if n > 0 {
-        *read.undecodable.entry(u.label()).or_default() += n;
+        read.count_undecodable(file, u.label(), n);
     }
 }
 

@@ -36,6 +36,10 @@ pub struct FlowRecord {
     pub icmp_type_code: u16,
     pub rtt_us: u32,
     pub end_reason: String,
+    /// `exwatch.conn_state` (Zeek's vocabulary; empty when absent).
+    pub conn_state: String,
+    /// Payload bytes, originator then responder.
+    pub payload_bytes: [u64; 2],
     /// The whole record, for writing it again with new verdicts.
     pub value: Value,
 }
@@ -164,6 +168,11 @@ pub fn parse(line: &[u8]) -> Result<Line, String> {
         icmp_type_code,
         rtt_us,
         end_reason: text(&value, "exwatch.end_reason")?,
+        conn_state: text(&value, "exwatch.conn_state").unwrap_or_default(),
+        payload_bytes: [
+            number(&value, "exwatch.payload_bytes.source").unwrap_or(0),
+            number(&value, "exwatch.payload_bytes.destination").unwrap_or(0),
+        ],
         value,
     })))
 }

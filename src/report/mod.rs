@@ -3,7 +3,9 @@
 pub mod clickhouse;
 pub mod community_id;
 pub mod flows_csv;
+pub mod html;
 pub mod ingest;
+pub mod inventory;
 pub mod json;
 pub mod record;
 pub mod schema;

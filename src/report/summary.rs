@@ -27,11 +27,43 @@ pub struct ReadStats {
     pub records_skipped: u64,
     /// Frames of capture files that `--bpf` left out (not in `packets_read`).
     pub filtered_out: u64,
+    /// The same counts per capture, in the order read (a worker's entries have no name).
+    pub captures: Vec<CaptureCounts>,
+}
+
+/// What one capture (file, standard input or interface) gave.
+#[derive(Debug, Default, Clone)]
+pub struct CaptureCounts {
+    pub name: String,
+    pub packets_read: u64,
+    pub decoded: u64,
+    pub undecodable: BTreeMap<&'static str, u64>,
+    /// Why the capture could not be read to its end.
+    pub error: Option<String>,
 }
 
 impl ReadStats {
     pub fn undecodable_total(&self) -> u64 {
         self.undecodable.values().sum()
+    }
+
+    fn capture(&mut self, file: usize) -> &mut CaptureCounts {
+        if self.captures.len() <= file {
+            self.captures.resize_with(file + 1, CaptureCounts::default);
+        }
+        &mut self.captures[file]
+    }
+
+    /// Count `n` packets of capture `file` as decoded.
+    pub fn count_decoded(&mut self, file: usize, n: u64) {
+        self.decoded += n;
+        self.capture(file).decoded += n;
+    }
+
+    /// Count `n` packets of capture `file` as undecodable for `reason`.
+    pub fn count_undecodable(&mut self, file: usize, reason: &'static str, n: u64) {
+        *self.undecodable.entry(reason).or_default() += n;
+        *self.capture(file).undecodable.entry(reason).or_default() += n;
     }
 
     /// Fold in what a worker decoded (the reader only counts frames and files).
@@ -41,6 +73,32 @@ impl ReadStats {
         for (k, v) in &w.undecodable {
             *self.undecodable.entry(k).or_default() += v;
         }
+        for (i, c) in w.captures.iter().enumerate() {
+            let mine = self.capture(i);
+            mine.decoded += c.decoded;
+            for (k, v) in &c.undecodable {
+                *mine.undecodable.entry(k).or_default() += v;
+            }
+        }
+    }
+
+    /// The `captures` member of the summary JSON.
+    pub fn captures_json(&self) -> Value {
+        Value::Array(
+            self.captures
+                .iter()
+                .map(|c| {
+                    json!({
+                        "file": c.name,
+                        "status": c.error.as_deref().unwrap_or("read"),
+                        "packets_read": c.packets_read,
+                        "packets_decoded": c.decoded,
+                        "packets_undecodable": c.undecodable.values().sum::<u64>(),
+                        "undecodable": c.undecodable,
+                    })
+                })
+                .collect(),
+        )
     }
 }
 
@@ -329,6 +387,7 @@ impl Summary {
             "records_read": self.read.records_read,
             "records_skipped": self.read.records_skipped,
             "packets_filtered_out": self.read.filtered_out,
+            "captures": self.read.captures_json(),
             "flows": self.flows,
             "flows_by_end_reason": self.by_end,
             "evictions": self.evictions,
