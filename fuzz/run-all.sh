@@ -39,8 +39,11 @@ for t in $targets; do
         result="FAILED (see $log)"; fail=1
     fi
     took=$(( $(date +%s) - start ))
-    n=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    # The fuzzing itself, without the build: "Done N runs in S second(s)".
+    n=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    rate=$(grep -ao 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    ran=$(grep -ao 'Done [0-9]* runs in [0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    took=${ran:-$took}
     size=$(ls "corpus/$t" | wc -l)
     if [ $long = 1 ]; then
         echo "| \`$t\` | ${n:-?} | $took | ${rate:-?} | $size | $result |"

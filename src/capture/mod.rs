@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod live;
 pub mod offline;
+pub mod time;
 
 pub use offline::{CaptureError, OfflineCapture};
 

@@ -4,8 +4,8 @@
 //! them in capture-time order to two bounded tables, so the labels never depend on which
 //! worker saw what first.
 
+use crate::flow::community_id::community_id;
 use crate::flow::FlowKey;
-use crate::report::community_id::community_id;
 use std::collections::{HashMap, VecDeque};
 
 /// The sink's tables are keyed by addresses from the wire: a fast hash, seeded per process.

@@ -437,6 +437,23 @@ pub fn decode_l4(proto: u8, data: &[u8], wire_len: u32) -> Result<L4<'_>, Undeco
     }
 }
 
+/// Name of an IP protocol for `network.transport`.
+pub fn transport_name(proto: u8) -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Borrowed(match proto {
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        1 => "icmp",
+        58 => "ipv6-icmp",
+        2 => "igmp",
+        47 => "gre",
+        50 => "esp",
+        51 => "ah",
+        132 => "sctp",
+        89 => "ospf",
+        other => return std::borrow::Cow::Owned(other.to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! Receives `FlowPacket`s from the decode stage (already keyed and sharded), keeps one small
 //! `Flow` per conversation in a per-worker `FlowTable`, and hands finished flows to `report`.
 
+pub mod community_id;
 pub mod key;
 pub mod table;
 pub mod tcp;

@@ -3,7 +3,7 @@
 //! and JSON.
 
 use super::FlowFacts;
-use crate::report::time::rfc3339_into;
+use crate::capture::time::rfc3339_into;
 use std::collections::BTreeMap;
 use std::io::Write;
 

@@ -176,5 +176,5 @@ impl FlowJudge for NoJudge {
 
 /// Transport name for tables and rules (`tcp`, `udp`, `icmp`...).
 pub fn transport_label(proto: u8) -> String {
-    crate::report::record::transport_name(proto).into_owned()
+    crate::decode::transport_name(proto).into_owned()
 }

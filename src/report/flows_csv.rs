@@ -2,9 +2,9 @@
 //! put in a stable order at the end (rows sort by start time first), so any `--threads` gives
 //! the same file.
 
-use super::record::transport_name;
-use super::time::rfc3339_into;
+use crate::capture::time::rfc3339_into;
 use crate::classify::Verdict;
+use crate::decode::transport_name;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, ORIG, RESP};

@@ -421,32 +421,13 @@ fn timeline(h: &mut String, t: &Value) {
     h.push_str("</div></section>\n");
 }
 
-/// Seconds since the epoch of an RFC 3339 bucket start written by `report::time`.
+/// Seconds since the epoch of an RFC 3339 bucket start written by `capture::time`.
 fn parse_bucket(s: &str) -> u64 {
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
-    let (Some(y), Some(mo), Some(d), Some(hh), Some(mi), Some(ss)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    ) else {
-        return 0;
-    };
-    // Days from civil (Howard Hinnant's algorithm), the inverse of report::time's.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    (days * 86_400 + hh * 3600 + mi * 60 + ss).max(0) as u64
+    crate::capture::time::parse_rfc3339(s).map_or(0, |ns| ns / 1_000_000_000)
 }
 
 fn time_label(secs: u64, width: u64) -> String {
-    let t = crate::report::time::rfc3339(secs * 1_000_000_000);
+    let t = crate::capture::time::rfc3339(secs * 1_000_000_000);
     if width >= 86_400 {
         t[..10].to_string()
     } else if width >= 60 {
@@ -843,7 +824,7 @@ mod tests {
     #[test]
     fn bucket_starts_read_back_as_written() {
         for secs in [0u64, 86_399, 951_782_400, 1_795_420_800, 1_800_000_000] {
-            let t = crate::report::time::rfc3339(secs * 1_000_000_000);
+            let t = crate::capture::time::rfc3339(secs * 1_000_000_000);
             assert_eq!(parse_bucket(&t), secs, "{t}");
         }
     }

@@ -8,14 +8,14 @@
 //! Only addresses, ports, service names, counts and policy group names are kept: nothing a
 //! flow carried (no names, paths or credentials).
 
+use crate::capture::time::rfc3339;
 use crate::classify::Verdict;
+use crate::decode::transport_name;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
 use crate::flow::{Flow, ORIG, RESP};
 use crate::policy::groups::Groups;
 use crate::policy::Annotations;
-use crate::report::record::transport_name;
-use crate::report::time::rfc3339;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -1,7 +1,6 @@
 //! Report stage: flow records in Elastic Common Schema names, and the run summary.
 
 pub mod clickhouse;
-pub mod community_id;
 pub mod flows_csv;
 pub mod html;
 pub mod ingest;
@@ -10,4 +9,3 @@ pub mod json;
 pub mod record;
 pub mod schema;
 pub mod summary;
-pub mod time;

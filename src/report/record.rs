@@ -1,11 +1,11 @@
 //! Flow records: one JSON object per flow with Elastic Common Schema field names.
 
-use super::community_id::community_id_into;
 use super::json::{self, Obj, Val};
 use super::schema::{self, Type};
-use super::time::rfc3339_into;
+use crate::capture::time::rfc3339_into;
 use crate::classify::{Classifier, Verdict};
-use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::decode::{transport_name, IPPROTO_TCP, IPPROTO_UDP};
+use crate::flow::community_id::community_id_into;
 use crate::flow::key::to_ip;
 use crate::flow::{EndReason, Flow, ORIG, RESP};
 use crate::policy::groups::Cidr;
@@ -23,23 +23,6 @@ pub struct FlowSummary {
     pub rtt_us: u32,
     pub server: (IpAddr, u16),
     pub end_reason: EndReason,
-}
-
-/// Name of an IP protocol for `network.transport`.
-pub fn transport_name(proto: u8) -> Cow<'static, str> {
-    Cow::Borrowed(match proto {
-        IPPROTO_TCP => "tcp",
-        IPPROTO_UDP => "udp",
-        1 => "icmp",
-        58 => "ipv6-icmp",
-        2 => "igmp",
-        47 => "gre",
-        50 => "esp",
-        51 => "ah",
-        132 => "sctp",
-        89 => "ospf",
-        other => return Cow::Owned(other.to_string()),
-    })
 }
 
 /// Record members the record writes itself; a detection field under one of these is dropped
