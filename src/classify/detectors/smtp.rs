@@ -60,7 +60,12 @@ impl Detector for Smtp {
         let greeting = is_greeting(p.tc);
         let first_cmd = text::first_line(p.ts).and_then(command);
         let hello = matches!(first_cmd, Some("EHLO") | Some("HELO"));
-        let partial_greeting = p.tc.len() < 4 && b"220 ".starts_with(p.tc);
+        // The greeting's first segment may end anywhere before its line end (a segment of
+        // "220 " alone, or cut mid-banner): wait for the rest of the line.
+        let partial_greeting = p.tc.len() < 512 && text::first_line(p.tc).is_none() && {
+            let n = p.tc.len().min(4);
+            b"220 "[..n] == p.tc[..n] || b"220-"[..n] == p.tc[..n]
+        };
         if !(greeting || p.tc.is_empty() || partial_greeting) {
             // The server spoke first and did not greet like SMTP; a mid-stream start may
             // still show client commands.
@@ -243,9 +248,20 @@ mod tests {
 
     #[test]
     fn split_across_segments_needs_more() {
+        // Every prefix of a greeting waits for its line end (a "220 " segment on its own).
+        let greeting = b"220 mail.contoso.test ESMTP\r\n";
+        for n in 1..greeting.len() {
+            assert!(
+                matches!(
+                    Smtp.probe(&view(b"", &greeting[..n], false)),
+                    Probe::NeedMore
+                ),
+                "{n}"
+            );
+        }
         assert!(matches!(
-            Smtp.probe(&view(b"", b"22", false)),
-            Probe::NeedMore
+            Smtp.probe(&view(b"", b"221 x", false)),
+            Probe::NotMine
         ));
         assert!(matches!(
             Smtp.probe(&view(b"", b"220 mx ESMTP\r\n", false)),
