@@ -36,3 +36,15 @@ tcpdump -r "$HERE/dcerpc-epm-dynamic.pcap" -w "$TMP/bound.pcap" 'tcp port 49154'
 tcpdump -r "$HERE/dcerpc-exchange-binds.pcap" -w "$TMP/mid.pcap" \
     'tcp port 46922 and tcp[tcpflags] & tcp-syn == 0 and (ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) == 0' 2>/dev/null
 mergecap -F pcap -w "$HERE/dcerpc-midstream-beside-bound.pcap" "$TMP/bound.pcap" "$TMP/mid.pcap"
+
+# The same endpoint-mapper look-ups and SAMR connection as dcerpc-epm-dynamic.pcap, with the
+# SAMR connection's handshake, bind, bind_ack and first request dropped (frames 30-37): the
+# connection is seen mid-stream, its bind missed, on the port ept_map handed out (issue 15,
+# class 7).
+editcap -F pcap "$HERE/dcerpc-epm-dynamic.pcap" "$HERE/dcerpc-midstream-after-epm.pcap" 30-37
+
+# The same mid-stream SAMR segments 400 s after the look-ups, past the 300 s an expectation
+# waits: only the endpoint the ept_map reply taught names the connection (confidence endpoint).
+editcap -F pcap -r "$HERE/dcerpc-epm-dynamic.pcap" "$TMP/epm.pcap" 1-29
+editcap -F pcap -r -t 400 "$HERE/dcerpc-epm-dynamic.pcap" "$TMP/late.pcap" 38-48
+mergecap -F pcap -w "$HERE/dcerpc-midstream-late-after-epm.pcap" "$TMP/epm.pcap" "$TMP/late.pcap"

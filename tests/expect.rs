@@ -110,6 +110,47 @@ fn mid_stream_connection_takes_the_label_of_a_bound_one() {
     assert_eq!(run.summary["endpoints"]["applied"], 1);
 }
 
+/// Issue 15, class 7: a connection whose bind the capture missed, on the port an ept_map reply
+/// of the same capture handed out for SAMR, is `dcerpc` with that interface, from the reply.
+#[test]
+fn mid_stream_connection_on_a_mapped_port_takes_the_mapped_interface() {
+    let run = audit(&[&cap("dcerpc-midstream-after-epm.pcap")], &["-q"]);
+    let map = find(&run.records, "ept_map flow", |r| {
+        s(r, "exwatch.evidence").contains("ept_map for samr")
+    });
+    let mid = find(&run.records, "mid-stream connection", |r| {
+        field(r, "exwatch.mid_stream") == true
+    });
+    assert_eq!(s(mid, "network.protocol"), "dcerpc");
+    assert_eq!(s(mid, "exwatch.dcerpc.interface"), "samr");
+    assert_eq!(s(mid, "exwatch.confidence"), "expectation");
+    assert_eq!(s(mid, "exwatch.parent"), s(map, "network.community_id"));
+    assert!(
+        s(mid, "exwatch.evidence").contains("payload agrees: DCE/RPC v5 request"),
+        "{}",
+        s(mid, "exwatch.evidence")
+    );
+}
+
+/// The same connection 400 s after the look-ups, past an expectation's window: the endpoint
+/// the ept_map reply taught still names it (confidence endpoint).
+#[test]
+fn mid_stream_connection_long_after_the_mapping_takes_the_taught_endpoint() {
+    let run = audit(&[&cap("dcerpc-midstream-late-after-epm.pcap")], &["-q"]);
+    let map = find(&run.records, "ept_map flow", |r| {
+        s(r, "exwatch.evidence").contains("ept_map for samr")
+    });
+    let mid = find(&run.records, "mid-stream connection", |r| {
+        field(r, "exwatch.mid_stream") == true
+    });
+    assert_eq!(s(mid, "network.protocol"), "dcerpc");
+    assert_eq!(s(mid, "exwatch.dcerpc.interface"), "samr");
+    assert_eq!(s(mid, "exwatch.confidence"), "endpoint");
+    assert_eq!(s(mid, "exwatch.parent"), s(map, "network.community_id"));
+    assert!(s(mid, "exwatch.evidence").contains("mapped to samr by the endpoint mapper"));
+    assert_eq!(run.summary["expectations"]["matched"], 0);
+}
+
 #[test]
 fn rejected_binds_teach_no_endpoint() {
     // Samba refuses the Exchange interfaces on 49154: nothing is learned from that.

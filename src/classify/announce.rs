@@ -117,6 +117,21 @@ pub fn announcements(
                                 "announced by the endpoint mapper: {name} on port {}",
                                 e.port
                             ),
+                            interface: Some(name.clone()),
+                        },
+                        parent: parent.clone(),
+                    },
+                ));
+                // The mapping also teaches the endpoint, for a connection to it that starts
+                // (or is joined mid-stream, its bind missed) after the expectation's window.
+                out.push(Fact::confirmed(
+                    ts,
+                    Confirmation {
+                        server: Endpoint::new(addr, e.port, IPPROTO_TCP),
+                        label: Label {
+                            protocol: "dcerpc",
+                            service: iface.and_then(|i| i.service.clone()),
+                            how: format!("server endpoint mapped to {name} by the endpoint mapper"),
                             interface: Some(name),
                         },
                         parent: parent.clone(),
