@@ -68,6 +68,7 @@ M32 = 0xFFFFFFFF
 TARGET_WALL_VS_TCPDUMP = 1.5
 TARGET_PPS_VS_NDPI = 10.0
 TARGET_BYTES_PER_FLOW = 256.0
+TARGET_BYTES_PER_HELLO_FLOW = 512.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,6 +430,43 @@ def build_syns(path, n):
     os.replace(tmp, path)
 
 
+def build_hellos(path, n):
+    """n distinct TCP flows, each a handshake then 100 bytes of a TLS ClientHello cut short
+    (its record says 512 bytes follow), so that every flow holds 100 payload bytes no detector
+    can decide yet.  Flow k: 10.0.0.0 + k : 1024 + k % 50000  ->  192.0.2.10 : 443, 2 us apart.
+    IPv4 checksums are right; TCP checksums are left 0 (nothing here verifies them).
+    """
+    eth = bytes.fromhex("020000000002" "020000000001" "0800")
+    eth_back = bytes.fromhex("020000000001" "020000000002" "0800")
+    dst_ip = 0xC000020A
+    hello = bytes.fromhex("160301" "0200" "01" "0001fc" "0303") + bytes(range(89))
+    assert len(hello) == 100
+    start = 1_700_000_000_000_000
+    isn_c, isn_s = 1000, 5000
+
+    def frame(ts, src, sport, dst, dport, seq, ack, flags, payload, back):
+        ip = bytearray(struct.pack(">BBHHHBBHII", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6,
+                                   0, src, dst))
+        c = 0
+        for i in range(0, 20, 2):
+            c += (ip[i] << 8) | ip[i + 1]
+        struct.pack_into(">H", ip, 10, ~csum_fold(c) & 0xFFFF)
+        tcp = struct.pack(">HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 64240, 0, 0)
+        d = (eth_back if back else eth) + bytes(ip) + tcp + payload
+        return struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(d), len(d)) + d
+
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(pcap_header())
+        for k in range(n):
+            src, sport, ts = 0x0A000000 + k, 1024 + k % 50000, start + k * 2
+            f.write(frame(ts, src, sport, dst_ip, 443, isn_c, 0, 0x02, b"", False)
+                    + frame(ts, dst_ip, 443, src, sport, isn_s, isn_c + 1, 0x12, b"", True)
+                    + frame(ts, src, sport, dst_ip, 443, isn_c + 1, isn_s + 1, 0x10, b"", False)
+                    + frame(ts, src, sport, dst_ip, 443, isn_c + 1, isn_s + 1, 0x18, hello, False))
+    os.replace(tmp, path)
+
+
 # --------------------------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------------------------
@@ -557,6 +595,8 @@ def main():
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="workers of the all-cores run (default: usable cores)")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the bytes-per-flow runs (no throughput rounds)")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     if not os.access(args.exwatch, os.X_OK):
@@ -586,6 +626,12 @@ def main():
         if args.rebuild or not os.path.exists(syn[n]):
             print(f"building bench-out/{name} ...", file=sys.stderr)
             build_syns(syn[n], n)
+    hellos = {}
+    for n, name in ((1_000_000, "hellos-1m.pcap"), (1_000, "hellos-1k.pcap")):
+        hellos[n] = os.path.join(OUT, name)
+        if args.rebuild or not os.path.exists(hellos[n]):
+            print(f"building bench-out/{name} ...", file=sys.stderr)
+            build_hellos(hellos[n], n)
     build_s = time.perf_counter() - t0
     print(f"captures ready in {build_s:.1f} s", file=sys.stderr)
     packets = meta["packets"]
@@ -623,7 +669,7 @@ def main():
     walls = {n: [] for n in names}
     rsss = {n: [] for n in names}
     t1 = time.perf_counter()
-    for r in range(args.rounds):
+    for r in range(0 if args.memory_only else args.rounds):
         order = tools[r % len(tools):] + tools[:r % len(tools)]
         for name, cmd in order:
             w, rss, rc, err = run(cmd, ndpi_out if name.startswith("ndpi") else None)
@@ -667,6 +713,17 @@ def main():
                 mem_wall[n].append(w)
                 w, rss, rc, err = run(nojson + [syn[n]])
                 mem_nojson[n].append(rss)
+    # Flows under inspection: each holds 100 payload bytes no detector has decided yet.
+    mem_hello = {1_000_000: [], 1_000: []}
+    if not args.skip_memory:
+        base_h = [exw, "audit", "-q", "--threads", "1", "--max-flows", "2000000",
+                  "--tcp-timeout", "3600", "--syn-timeout", "3600"]
+        for r in range(args.mem_rounds):
+            for n in (sorted(mem_hello) if r % 2 else sorted(mem_hello, reverse=True)):
+                w, rss, rc, err = run(base_h + [hellos[n]])
+                if rc != 0:
+                    problems.append(f"exwatch on hellos-{n}: exit {rc}: {err.strip()[:300]}")
+                mem_hello[n].append(rss)
     mem_s = time.perf_counter() - t2
 
     # ---- report ----
@@ -698,7 +755,7 @@ def main():
     L.append("")
     L.append("| tool | median wall s | min-max s | packets/s (median) | max RSS MiB (median) |")
     L.append("|---|---:|---:|---:|---:|")
-    for n in names:
+    for n in (names if not args.memory_only else []):
         L.append(f"| {n} | {med(walls[n]):.3f} | {min(walls[n]):.3f}-{max(walls[n]):.3f} | "
                  f"{packets / med(walls[n]):,.0f} | {med(rsss[n]) / 2**20:.1f} |")
     L.append("")
@@ -725,6 +782,11 @@ def main():
         row("exwatch bytes per tracked flow (RSS 1 M flows - RSS 1 k flows) / 999,000", bpf,
             f"<= {TARGET_BYTES_PER_FLOW:g}", lambda v: v <= TARGET_BYTES_PER_FLOW,
             (med(mem[1_000_000]) - med(mem[1_000])) / 999_000, "{:.0f}")
+    bph = [(a - b) / (1_000_000 - 1_000) for a, b in zip(mem_hello[1_000_000], mem_hello[1_000])]
+    if bph:
+        row("exwatch bytes per flow holding 100 undecided payload bytes (1 M - 1 k) / 999,000",
+            bph, f"<= {TARGET_BYTES_PER_HELLO_FLOW:g}", lambda v: v <= TARGET_BYTES_PER_HELLO_FLOW,
+            (med(mem_hello[1_000_000]) - med(mem_hello[1_000])) / 999_000, "{:.0f}")
     if bpf_nj:
         row("same, without --json (records built, not serialised)", bpf_nj, "-", None,
             (med(mem_nojson[1_000_000]) - med(mem_nojson[1_000])) / 999_000, "{:.0f}")
@@ -756,7 +818,8 @@ def main():
     raw = {"machine": m, "capture": meta, "walls": walls, "max_rss": rsss,
            "per_round": per_round, "mem_rss": {str(k): v for k, v in mem.items()},
            "mem_rss_nojson": {str(k): v for k, v in mem_nojson.items()},
-           "bytes_per_flow": bpf, "problems": problems,
+           "bytes_per_flow": bpf, "bytes_per_hello_flow": bph,
+           "mem_rss_hellos": {str(k): v for k, v in mem_hello.items()}, "problems": problems,
            "ndpi": {"ip_packets": ip_pk, "packets": all_pk, "flows": ndpi_flows}}
     with open(os.path.join(OUT, "throughput.json"), "w") as f:
         json.dump(raw, f, indent=1)
