@@ -26,7 +26,9 @@ struct Stream {
     start: Option<u32>,
     next: Option<u32>,
     buf: Vec<u8>,
-    pending: Vec<(u32, Vec<u8>)>,
+    /// Segments after a gap, boxed: few flows ever have one, and every undecided flow pays
+    /// for the field.
+    pending: Option<Box<Vec<(u32, Vec<u8>)>>>,
     /// The stream cannot grow: capped, or a hole that will not be filled.
     stopped: bool,
 }
@@ -53,11 +55,12 @@ impl Stream {
         }
         let off = seq.wrapping_sub(next) as i32;
         if off > 0 {
-            if self.pending.len() >= MAX_PENDING || off as usize > 4 * STREAM_CAP {
+            let pending = self.pending.get_or_insert_with(Box::default);
+            if pending.len() >= MAX_PENDING || off as usize > 4 * STREAM_CAP {
                 self.stopped = true;
             } else {
                 let keep = data.len().min(STREAM_CAP);
-                self.pending.push((seq, data[..keep].to_vec()));
+                pending.push((seq, data[..keep].to_vec()));
             }
             return false;
         }
@@ -66,14 +69,16 @@ impl Stream {
         // Segments that were waiting on this one.
         while !self.stopped {
             let Some(next) = self.next else { break };
-            let Some(i) = self
-                .pending
+            let Some(pending) = self.pending.as_mut() else {
+                break;
+            };
+            let Some(i) = pending
                 .iter()
                 .position(|(s, _)| (s.wrapping_sub(next) as i32) <= 0)
             else {
                 break;
             };
-            let (s, d) = self.pending.swap_remove(i);
+            let (s, d) = pending.swap_remove(i);
             let len = d.len() as u32;
             self.append(s, &d, len);
         }
@@ -145,6 +150,18 @@ impl Shape {
 
 static REGISTRY_SHAPE: LazyLock<Shape> = LazyLock::new(|| Shape::of(super::detectors::REGISTRY));
 
+/// What an inspector holds of the flow's bytes: a TCP flow never needs the datagram fields
+/// nor a UDP flow the streams, and every undecided flow pays for the larger of the two.
+#[derive(Debug)]
+enum Held {
+    Tcp([Stream; 2]),
+    Udp {
+        /// The first datagram of each direction, capped.
+        first: [Vec<u8>; 2],
+        heads: Vec<DatagramHead>,
+    },
+}
+
 /// Per-flow inspection state.
 #[derive(Debug)]
 pub struct Inspector {
@@ -152,9 +169,7 @@ pub struct Inspector {
     candidates: u64,
     /// Detector index the port suggests, probed first.
     hint: Option<usize>,
-    streams: [Stream; 2],
-    first: [Vec<u8>; 2],
-    heads: Vec<DatagramHead>,
+    held: Held,
     packets: u16,
     /// The flow has ended: every candidate must decide now.
     finishing: bool,
@@ -186,9 +201,14 @@ impl Inspector {
         Inspector {
             candidates,
             hint,
-            streams: [Stream::default(), Stream::default()],
-            first: [Vec::new(), Vec::new()],
-            heads: Vec::new(),
+            held: if transport == IPPROTO_TCP {
+                Held::Tcp([Stream::default(), Stream::default()])
+            } else {
+                Held::Udp {
+                    first: [Vec::new(), Vec::new()],
+                    heads: Vec::new(),
+                }
+            },
             packets: 0,
             finishing: false,
         }
@@ -210,36 +230,37 @@ impl Inspector {
         if !data.is_empty() {
             self.packets += 1;
         }
-        let grew = if transport == IPPROTO_TCP {
-            self.streams[dir].add(seq, data, wire_len)
-        } else if data.is_empty() {
-            false
-        } else {
-            if self.heads.len() < MAX_HEADS {
-                self.heads.push(DatagramHead::new(dir == 0, data, wire_len));
+        let grew = match &mut self.held {
+            Held::Tcp(streams) => streams[dir].add(seq, data, wire_len),
+            Held::Udp { .. } if data.is_empty() => false,
+            Held::Udp { first, heads } => {
+                if heads.len() < MAX_HEADS {
+                    heads.push(DatagramHead::new(dir == 0, data, wire_len));
+                }
+                if first[dir].is_empty() {
+                    first[dir].extend_from_slice(&data[..data.len().min(DATAGRAM_CAP)]);
+                }
+                true
             }
-            if self.first[dir].is_empty() {
-                self.first[dir].extend_from_slice(&data[..data.len().min(DATAGRAM_CAP)]);
-            }
-            true
         };
         let exhausted = self.finishing
             || self.packets >= MAX_PACKETS
-            || (transport == IPPROTO_TCP && self.streams.iter().all(|s| s.stopped))
-            || (transport != IPPROTO_TCP && self.heads.len() >= MAX_HEADS);
+            || match &self.held {
+                Held::Tcp(streams) => streams.iter().all(|s| s.stopped),
+                Held::Udp { heads, .. } => heads.len() >= MAX_HEADS,
+            };
         if !grew && !exhausted {
             return Outcome::Undecided;
         }
-        let (ts, tc) = if transport == IPPROTO_TCP {
-            (&self.streams[0].buf[..], &self.streams[1].buf[..])
-        } else {
-            (&self.first[0][..], &self.first[1][..])
+        let (ts, tc, datagrams): (&[u8], &[u8], &[DatagramHead]) = match &self.held {
+            Held::Tcp(streams) => (&streams[0].buf, &streams[1].buf, &[]),
+            Held::Udp { first, heads } => (&first[0], &first[1], heads),
         };
         let view = Payloads {
             transport,
             ts,
             tc,
-            datagrams: &self.heads,
+            datagrams,
             server_port,
             client_port,
             last_chance: exhausted,
@@ -275,10 +296,9 @@ impl Inspector {
     /// The bytes held for each direction (originator's first): the reassembled TCP streams,
     /// or the first datagram of each UDP direction.
     pub fn buffered(&self) -> [&[u8]; 2] {
-        if self.streams[0].buf.is_empty() && self.streams[1].buf.is_empty() {
-            [&self.first[0], &self.first[1]]
-        } else {
-            [&self.streams[0].buf, &self.streams[1].buf]
+        match &self.held {
+            Held::Tcp(streams) => [&streams[0].buf, &streams[1].buf],
+            Held::Udp { first, .. } => [&first[0], &first[1]],
         }
     }
 
@@ -353,7 +373,7 @@ mod tests {
             s.add(10 + i * 10, b"b", 1);
         }
         assert!(s.stopped);
-        assert!(s.pending.len() <= MAX_PENDING);
+        assert!(s.pending.as_ref().map_or(0, |p| p.len()) <= MAX_PENDING);
     }
 
     #[test]
