@@ -19,6 +19,9 @@ pub const MAX_HEADS: usize = 16;
 /// Out-of-order TCP segments held per direction while waiting for the gap to fill.
 const MAX_PENDING: usize = 8;
 
+/// Segments held after a gap: (sequence number, bytes).
+type Pending = Vec<(u32, Vec<u8>)>;
+
 /// One direction of a TCP flow, reassembled in sequence order up to `STREAM_CAP`.
 #[derive(Debug, Default)]
 struct Stream {
@@ -28,7 +31,7 @@ struct Stream {
     buf: Vec<u8>,
     /// Segments after a gap, boxed: few flows ever have one, and every undecided flow pays
     /// for the field.
-    pending: Option<Box<Vec<(u32, Vec<u8>)>>>,
+    pending: Option<Box<Pending>>,
     /// The stream cannot grow: capped, or a hole that will not be filled.
     stopped: bool,
 }
