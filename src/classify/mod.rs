@@ -212,11 +212,28 @@ impl Classifier {
                 // A wide dynamic range (RPC, RTP) says which service the reference expects
                 // there, not what protocol a flow without payload speaks.
                 let wide = e.width() > ports::SERVICE_RANGE_WIDTH;
-                let range = if e.lo == e.hi {
-                    String::new()
-                } else {
-                    format!(" in {}-{}", e.lo, e.hi)
-                };
+                // Built by hand, not with format!: every flow without payload evidence (a
+                // SYN flood's million) gets this text.
+                let mut evidence = String::with_capacity(64 + s.name.len() + e.section.len());
+                let mut num = itoa::Buffer::new();
+                evidence.push_str("port ");
+                evidence.push_str(num.format(p));
+                evidence.push('/');
+                evidence.push_str(t);
+                if e.lo != e.hi {
+                    evidence.push_str(" in ");
+                    evidence.push_str(num.format(e.lo));
+                    evidence.push('-');
+                    evidence.push_str(num.format(e.hi));
+                }
+                if e.tls {
+                    evidence.push_str(" (implicit TLS)");
+                }
+                evidence.push_str(": ");
+                evidence.push_str(&s.name);
+                evidence.push_str(" (reference section ");
+                evidence.push_str(&e.section);
+                evidence.push(')');
                 Verdict {
                     protocol: if wide {
                         "unknown".to_string()
@@ -225,12 +242,7 @@ impl Classifier {
                     },
                     service: s.name.clone(),
                     confidence: Confidence::Port,
-                    evidence: format!(
-                        "port {p}/{t}{range}{}: {} (reference section {})",
-                        if e.tls { " (implicit TLS)" } else { "" },
-                        s.name,
-                        e.section
-                    ),
+                    evidence,
                     port_mismatch: None,
                 }
             }
