@@ -584,7 +584,9 @@ fn issue15_connect_tunnels_name_their_inner_protocol() {
             assert_eq!(r["exwatch"]["mid_stream"], false, "{r}");
             format!(
                 "{} {} {} {} {}",
-                r["exwatch"]["http"]["tunnel_target"].as_str().unwrap_or("-"),
+                r["exwatch"]["http"]["tunnel_target"]
+                    .as_str()
+                    .unwrap_or("-"),
                 r["http"]["response"]["status_code"],
                 r["exwatch"]["inner_protocol"].as_str().unwrap_or("-"),
                 r["tls"]["version"].as_str().unwrap_or("-"),
@@ -617,7 +619,10 @@ fn issue15_connect_tunnels_name_their_inner_protocol() {
             assert_eq!(r["exwatch"]["service"], "owa", "{r}");
         }
         if r["http"]["response"]["status_code"] == 403 {
-            assert!(r.get("tls").is_none() && r["url"].get("path").is_none(), "{r}");
+            assert!(
+                r.get("tls").is_none() && r["url"].get("path").is_none(),
+                "{r}"
+            );
         }
     }
 }

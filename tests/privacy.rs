@@ -185,10 +185,19 @@ fn proxy_credentials_leave_only_the_tunnel_target() {
         .collect();
     assert_eq!(tls12.len(), 1, "{:?}", run.records);
     let r = tls12[0];
-    assert_eq!(r["exwatch"]["http"]["tunnel_target"], "mail.contoso.test:443");
+    assert_eq!(
+        r["exwatch"]["http"]["tunnel_target"],
+        "mail.contoso.test:443"
+    );
     assert_eq!(r["exwatch"]["inner_protocol"], "tls");
     let text = r.to_string();
-    for s in ["Proxy-Authorization", "YWxpY2U6", "alice", "exwatch-proxy-pw", "Basic"] {
+    for s in [
+        "Proxy-Authorization",
+        "YWxpY2U6",
+        "alice",
+        "exwatch-proxy-pw",
+        "Basic",
+    ] {
         assert!(!text.contains(s), "{s} in {text}");
     }
 }
