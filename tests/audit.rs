@@ -566,3 +566,63 @@ fn pcapng_with_interfaces_of_different_link_types() {
     assert_eq!(run.records[0]["network"]["protocol"], "dns");
     assert_eq!(run.records[0]["network"]["packets"], 2);
 }
+
+/// Issue 15 (5): CONNECT tunnels through squid (connect-tunnel.pcap) are http with their target;
+/// what the proxy let through is classified as the protocol inside, and a refused tunnel's error
+/// page is not.
+#[test]
+fn issue15_connect_tunnels_name_their_inner_protocol() {
+    let run = audit(&[&root().join("pcaps/connect-tunnel.pcap")], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut seen: Vec<String> = run
+        .records
+        .iter()
+        .map(|r| {
+            assert_eq!(r["network"]["protocol"], "http", "{r}");
+            assert_eq!(r["http"]["request"]["method"], "CONNECT", "{r}");
+            assert_eq!(r["destination"]["port"], 3128, "{r}");
+            assert_eq!(r["exwatch"]["mid_stream"], false, "{r}");
+            format!(
+                "{} {} {} {} {}",
+                r["exwatch"]["http"]["tunnel_target"]
+                    .as_str()
+                    .unwrap_or("-"),
+                r["http"]["response"]["status_code"],
+                r["exwatch"]["inner_protocol"].as_str().unwrap_or("-"),
+                r["tls"]["version"].as_str().unwrap_or("-"),
+                r["tls"]["client"]["server_name"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "mail.contoso.test:25 403 - - -",
+            "mail.contoso.test:443 200 tls 1.2 mail.contoso.test",
+            "mail.contoso.test:443 200 tls 1.3 mail.contoso.test",
+            "mail.contoso.test:80 200 http - -",
+        ]
+    );
+    for r in &run.records {
+        if r["exwatch"]["inner_protocol"] == "tls" {
+            for k in ["ja3", "ja4"] {
+                assert!(r["tls"]["client"][k].is_string(), "{k}: {r}");
+            }
+            for k in ["ja3s", "ja4s"] {
+                assert!(r["tls"]["server"][k].is_string(), "{k}: {r}");
+            }
+        }
+        if r["exwatch"]["inner_protocol"] == "http" {
+            // the inner request's path names the Exchange service
+            assert_eq!(r["url"]["path"], "/owa/", "{r}");
+            assert_eq!(r["exwatch"]["service"], "owa", "{r}");
+        }
+        if r["http"]["response"]["status_code"] == 403 {
+            assert!(
+                r.get("tls").is_none() && r["url"].get("path").is_none(),
+                "{r}"
+            );
+        }
+    }
+}

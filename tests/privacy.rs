@@ -36,6 +36,11 @@ const SECRETS: &[&str] = &[
     "access_token",
     "password",
     "sid=",
+    // Proxy credentials on a CONNECT (connect-tunnel.pcap, issue 15): the header, the base64 of
+    // "alice:exwatch-proxy-pw-5" and the password
+    "Proxy-Authorization",
+    "YWxpY2U6ZXh3YXRjaC1wcm94eS1wdy01",
+    "exwatch-proxy-pw",
 ];
 
 #[test]
@@ -91,6 +96,10 @@ fn the_secrets_are_really_on_the_wire() {
     ));
     assert!(has(&wire("rdp.pcap"), "mstshash=jdoe"));
     assert!(has(&wire("pop3-110.pcap"), "USER alice"));
+    assert!(has(
+        &wire("connect-tunnel.pcap"),
+        "Proxy-Authorization: Basic YWxpY2U6ZXh3YXRjaC1wcm94eS1wdy01"
+    ));
     let uri = wire("uri-secrets.pcap");
     for i in 1..=15 {
         assert!(has(&uri, &format!("exwatch-secret-uri-{i}")), "secret {i}");
@@ -161,4 +170,34 @@ fn uri_credentials_leave_host_and_path() {
         .collect();
     assert_eq!(sip.len(), 1);
     assert_eq!(field(sip[0], "exwatch.sip.method"), "OPTIONS");
+}
+
+/// Issue 15: a CONNECT that carries Proxy-Authorization keeps its target and the TLS inside,
+/// and nothing of the credentials.
+#[test]
+fn proxy_credentials_leave_only_the_tunnel_target() {
+    let run = audit(&[&root().join("pcaps/connect-tunnel.pcap")], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let tls12: Vec<&serde_json::Value> = run
+        .records
+        .iter()
+        .filter(|r| r["tls"]["version"] == "1.2")
+        .collect();
+    assert_eq!(tls12.len(), 1, "{:?}", run.records);
+    let r = tls12[0];
+    assert_eq!(
+        r["exwatch"]["http"]["tunnel_target"],
+        "mail.contoso.test:443"
+    );
+    assert_eq!(r["exwatch"]["inner_protocol"], "tls");
+    let text = r.to_string();
+    for s in [
+        "Proxy-Authorization",
+        "YWxpY2U6",
+        "alice",
+        "exwatch-proxy-pw",
+        "Basic",
+    ] {
+        assert!(!text.contains(s), "{s} in {text}");
+    }
 }

@@ -1282,7 +1282,7 @@ pub(crate) mod tests {
         det
     }
 
-    fn hex(s: &str) -> Vec<u8> {
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
         (0..s.len())
             .step_by(2)
@@ -1339,7 +1339,7 @@ pub(crate) mod tests {
         bdf0be9c915d6aa164b7114bbb90edfb3aa4ae040e1d3ce16a0841198a071012c683466173a1634f83f4c3cbc1
     ";
     // imaps-993.pcap (python imaplib, TLS 1.3, SNI mail.contoso.test).
-    const IMAPS_CLIENT_HELLO: &str = "
+    pub(crate) const IMAPS_CLIENT_HELLO: &str = "
         1603010200010001fc0303ba3dd7dd9da9a562791c4cf88fc22057e8a379142effbb72dc1ba6b9157fd57d209c67ce24
         c3e4ba2c2499869ea002c0f45316f8fd798c84c4e86510ab0d3a06ad003e130213031301c02cc030009fcca9cca8ccaa
         c02bc02f009ec024c028006bc023c0270067c00ac0140039c009c0130033009d009c003d003c0035002f00ff01000175
@@ -1353,7 +1353,7 @@ pub(crate) mod tests {
         00000000000000000000000000000000000000000000000000000000000000000000000000
     ";
     // Its ServerHello record and the ChangeCipherSpec and first encrypted record after it.
-    const IMAPS_SERVER_FLIGHT: &str = "
+    pub(crate) const IMAPS_SERVER_FLIGHT: &str = "
         160303007a020000760303c2fd2be433e7b1eca1915a1292485e9e66b214db4fa2c2c4faf5c4b41c8a8fdf209c67ce24
         c3e4ba2c2499869ea002c0f45316f8fd798c84c4e86510ab0d3a06ad130200002e002b0002030400330024001d002014
         560081e14ba26c7d0118cd97df2f352e988ae47d70961fceb61387922bfb07140303000101170303001bbbc30d513dd2
