@@ -566,3 +566,32 @@ fn pcapng_with_interfaces_of_different_link_types() {
     assert_eq!(run.records[0]["network"]["protocol"], "dns");
     assert_eq!(run.records[0]["network"]["packets"], 2);
 }
+
+/// Issue 15 (4): the flows of a capture built from a specification, as (server port,
+/// protocol, confidence, the value of `key`), sorted by server port.
+fn issue15_flows(capture: &str, key: &str) -> Vec<(u64, String, String, String)> {
+    let run = audit(&[&root().join("pcaps").join(capture)], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let s = |r: &Value, k: &str| field(r, k).as_str().unwrap_or("").to_string();
+    let mut v: Vec<_> = run
+        .records
+        .iter()
+        .map(|r| {
+            (
+                field(r, "destination.port").as_u64().unwrap_or(0),
+                s(r, "network.protocol"),
+                s(r, "exwatch.confidence"),
+                s(r, key),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn issue15_connectionless_dcerpc_names_its_interface_on_any_port() {
+    let flows = issue15_flows("dcerpc-cl-udp.pcap", "exwatch.dcerpc.interface");
+    let want = |port: u64, iface: &str| (port, "dcerpc".into(), "payload".into(), iface.into());
+    assert_eq!(flows, vec![want(135, "epm"), want(49711, "wkssvc")]);
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""make-spec-captures.py - build the captures of protocols no peer here can speak, from their
+specifications (issue 15, class 4). Python standard library only; deterministic: the same
+script gives byte-identical files.
+
+Usage: python3 pcaps/make-spec-captures.py      (writes into pcaps/)
+
+Each datagram is laid out field by field as the specification cited beside it defines it;
+nothing is copied from a recording. Addresses are part B's (198.51.100.10 server, .20 client).
+"""
+
+import os
+import struct
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRV, CLI = "198.51.100.10", "198.51.100.20"
+MAC_SRV, MAC_CLI = bytes.fromhex("020000000010"), bytes.fromhex("020000000020")
+T0 = 1_764_000_000  # 2025-11-24 16:00:00 UTC
+
+
+def ip4(s):
+    return bytes(int(x) for x in s.split("."))
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def udp_frame(src, sport, dst, dport, payload, ident):
+    """Ethernet + IPv4 + UDP with real checksums."""
+    ulen = 8 + len(payload)
+    pseudo = ip4(src) + ip4(dst) + struct.pack("!BBH", 0, 17, ulen)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+    c = csum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, ident, 0x4000, 64, 17, 0,
+                      ip4(src), ip4(dst))
+    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    (smac, dmac) = (MAC_SRV, MAC_CLI) if src == SRV else (MAC_CLI, MAC_SRV)
+    return dmac + smac + b"\x08\x00" + hdr + udp
+
+
+def write_pcap(name, packets):
+    """packets: list of (seconds after T0, frame)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for t, frame in packets:
+        sec, usec = T0 + int(t), round((t - int(t)) * 1e6)
+        out.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
+    path = os.path.join(HERE, name)
+    with open(path, "wb") as f:
+        f.write(b"".join(out))
+    print(f"{path}: {len(packets)} packets")
+
+
+# ----------------------------------------------------------------------------------------
+# Connectionless DCE/RPC ([C706] 12.5.3.1 and chapter 12.6; [MS-RPCE] 2.2.2): the 80-byte
+# header, little-endian data representation (drep 10 00 00), interface UUIDs in NDR order.
+# ----------------------------------------------------------------------------------------
+
+def cl_pdu(ptype, flags1, iface, if_vers, activity, seqnum, opnum, body, boot=0x5F3A1C00,
+           obj=b"\0" * 16, fragnum=0):
+    hdr = struct.pack(
+        "<BBBB3sB16s16s16sIIIHHHHHBB",
+        4,                 # rpc_vers
+        ptype,             # 0 request, 2 response
+        flags1,            # 0x20 idempotent; 0x02 last fragment... see C706 12.5.3.1
+        0,                 # flags2
+        b"\x10\x00\x00",   # drep: little-endian integers, ASCII, IEEE floats
+        0,                 # serial_hi
+        obj,               # object UUID (nil)
+        uuid.UUID(iface).bytes_le,
+        activity.bytes_le,
+        boot,              # server_boot (0 in a first request, C706 12.5.3.1)
+        if_vers,           # major in the low 16 bits, minor in the high 16
+        seqnum,
+        opnum,
+        0xFFFF,            # interface hint: none
+        0xFFFF,            # activity hint: none
+        len(body),         # len of the body
+        fragnum,
+        0,                 # auth_proto: none
+        0,                 # serial_lo
+    )
+    assert len(hdr) == 80
+    return hdr + body
+
+
+def dcerpc_cl():
+    epm = "e1af8308-5d1f-11c9-91a4-08002b14a0fa"
+    wkssvc = "6bffd098-a112-3610-9833-46c3f87e345a"
+    act1 = uuid.UUID("6a1b0c2d-3e4f-4a5b-8c6d-7e8f90a1b2c3")
+    act2 = uuid.UUID("0d9e8f7a-6b5c-4d3e-a2f1-0e1d2c3b4a59")
+    # ept_lookup (opnum 2) to the endpoint mapper on 135/udp: inquiry_type 0 (all), no
+    # object, no interface, vers_option 1, entry handle nil, max_ents 500 (C706 appendix O).
+    lookup = struct.pack("<II", 0, 0) + struct.pack("<II", 0, 1) + b"\0" * 20 + \
+        struct.pack("<I", 500)
+    # Reply: entry handle nil, num_ents 0, an empty conformant array, status
+    # ept_s_not_registered (0x16c9a0d6).
+    reply = b"\0" * 20 + struct.pack("<IIII", 0, 500, 0, 0) + struct.pack("<I", 0x16C9A0D6)
+    # NetrWkstaGetInfo (opnum 0, [MS-WKST] 3.2.4.1) on a dynamic port: a unique pointer to
+    # an empty server name, level 100.
+    getinfo = struct.pack("<III", 0x00020000, 1, 0) + struct.pack("<I", 1) + \
+        b"\0\0\0\0" + struct.pack("<I", 100)
+    # Its response: level 100, a null pointer, status ERROR_ACCESS_DENIED (5).
+    getinfo_rep = struct.pack("<III", 100, 0, 5)
+    pkts = [
+        (0.000, udp_frame(CLI, 50611, SRV, 135,
+                          cl_pdu(0, 0x20 | 0x08, epm, 3, act1, 0, 2, lookup, boot=0), 1)),
+        (0.002, udp_frame(SRV, 135, CLI, 50611,
+                          cl_pdu(2, 0x08, epm, 3, act1, 0, 2, reply), 2)),
+        (1.000, udp_frame(CLI, 50612, SRV, 49711,
+                          cl_pdu(0, 0x08, wkssvc, 1, act2, 0, 0, getinfo, boot=0), 3)),
+        (1.003, udp_frame(SRV, 49711, CLI, 50612,
+                          cl_pdu(2, 0x08, wkssvc, 1, act2, 0, 0, getinfo_rep), 4)),
+    ]
+    write_pcap("dcerpc-cl-udp.pcap", pkts)
+
+
+if __name__ == "__main__":
+    dcerpc_cl()
