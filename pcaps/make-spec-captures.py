@@ -122,5 +122,58 @@ def dcerpc_cl():
     write_pcap("dcerpc-cl-udp.pcap", pkts)
 
 
+# ----------------------------------------------------------------------------------------
+# RDP over UDP ([MS-RDPEUDP] 2.2.2 and 3.1.5.1): SYN, SYN+ACK and the client's ACK; all
+# integers big-endian; SYN and SYN+ACK zero-padded to 1232 bytes (3.1.5.1.1 step 5).
+# ----------------------------------------------------------------------------------------
+
+FLAG_SYN, FLAG_ACK, FLAG_SYNLOSSY = 0x0001, 0x0004, 0x0200
+FLAG_CORRELATION_ID, FLAG_SYNEX = 0x0800, 0x1000
+
+
+def rdpudp_syn(source_ack, flags, isn, version, correlation=None, cookie=None):
+    if correlation is not None:
+        flags |= FLAG_CORRELATION_ID
+    flags |= FLAG_SYNEX
+    b = struct.pack("!IHH", source_ack, 64, flags)           # RDPUDP_FEC_HEADER
+    b += struct.pack("!IHH", isn, 1232, 1232)                # RDPUDP_SYNDATA_PAYLOAD
+    if correlation is not None:
+        b += correlation + b"\0" * 16                        # RDPUDP_CORRELATION_ID_PAYLOAD
+    b += struct.pack("!HH", 0x0001, version)                 # RDPUDP_SYNDATAEX_PAYLOAD
+    if version == 0x0101:
+        b += cookie                                          # cookieHash (version 3)
+    return b.ljust(1232, b"\0")
+
+
+def rdpudp_ack(source_ack):
+    # RDPUDP_FEC_HEADER with RDPUDP_FLAG_ACK, an empty RDPUDP_ACK_VECTOR_HEADER padded to a
+    # DWORD (2.2.2.7).
+    return struct.pack("!IHH", source_ack, 64, FLAG_ACK) + struct.pack("!H", 0) + b"\0\0"
+
+
+def rdp_udp():
+    corr = bytes.fromhex("5f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    cookie = bytes(range(0x40, 0x60))  # SHA-256 of the server's certificate, 2.2.2.9
+    pkts = [
+        # Reliable, version 2, to 3389/udp.
+        (0.000, udp_frame(CLI, 50701, SRV, 3389,
+                          rdpudp_syn(0xFFFFFFFF, FLAG_SYN, 0x3A2B1C0D, 0x0002, corr), 11)),
+        (0.004, udp_frame(SRV, 3389, CLI, 50701,
+                          rdpudp_syn(0x3A2B1C0D, FLAG_SYN | FLAG_ACK, 0x71625344, 0x0002), 12)),
+        (0.005, udp_frame(CLI, 50701, SRV, 3389, rdpudp_ack(0x71625344), 13)),
+        # Lossy, version 3 (RDP-UDP2), to a port the TCP connection's multitransport
+        # request could name instead of 3389: 50123/udp.
+        (1.000, udp_frame(CLI, 50702, SRV, 50123,
+                          rdpudp_syn(0xFFFFFFFF, FLAG_SYN | FLAG_SYNLOSSY, 0x0C0FFEE0, 0x0101,
+                                     cookie=cookie), 14)),
+        (1.003, udp_frame(SRV, 50123, CLI, 50702,
+                          rdpudp_syn(0x0C0FFEE0, FLAG_SYN | FLAG_ACK | FLAG_SYNLOSSY,
+                                     0x5EED5EED, 0x0101, cookie=cookie), 15)),
+        (1.004, udp_frame(CLI, 50702, SRV, 50123, rdpudp_ack(0x5EED5EED), 16)),
+    ]
+    write_pcap("rdp-udp.pcap", pkts)
+
+
 if __name__ == "__main__":
     dcerpc_cl()
+    rdp_udp()

@@ -595,3 +595,21 @@ fn issue15_connectionless_dcerpc_names_its_interface_on_any_port() {
     let want = |port: u64, iface: &str| (port, "dcerpc".into(), "payload".into(), iface.into());
     assert_eq!(flows, vec![want(135, "epm"), want(49711, "wkssvc")]);
 }
+
+#[test]
+fn issue15_rdp_over_udp_from_its_syn_and_syn_ack_on_any_port() {
+    let flows = issue15_flows("rdp-udp.pcap", "exwatch.evidence");
+    let ports: Vec<_> = flows
+        .iter()
+        .map(|(p, proto, conf, _)| (*p, proto.as_str(), conf.as_str()))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![(3389, "rdp", "payload"), (50123, "rdp", "payload")]
+    );
+    assert!(flows[0].3.contains("version 2, reliable"), "{}", flows[0].3);
+    assert!(flows[1].3.contains("RDP-UDP2), lossy"), "{}", flows[1].3);
+    assert!(flows
+        .iter()
+        .all(|f| f.3.contains("acknowledging its sequence")));
+}
