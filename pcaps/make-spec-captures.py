@@ -174,6 +174,55 @@ def rdp_udp():
     write_pcap("rdp-udp.pcap", pkts)
 
 
+# ----------------------------------------------------------------------------------------
+# MS-TURN ([MS-TURN] 2.2): the older form (RFC 3489 header with a 128-bit transaction id,
+# the MAGIC-COOKIE attribute 0x000F = 0x72C64BC6 first) and the RFC 5389 form carrying the
+# Microsoft attributes, as Skype for Business and Teams clients send them.
+# ----------------------------------------------------------------------------------------
+
+def stun_msg(ty, attrs, txid, cookie=True):
+    body = b""
+    for t, v in attrs:
+        body += struct.pack("!HH", t, len(v)) + v
+        body += b"\0" * (-len(v) % 4)
+    head = struct.pack("!HH", ty, len(body))
+    head += (b"\x21\x12\xa4\x42" + txid[:12]) if cookie else txid
+    return head + body
+
+
+def ms_turn():
+    ms_cookie = (0x000F, struct.pack("!I", 0x72C64BC6))
+    tx1 = bytes.fromhex("8f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    tx2 = bytes.fromhex("0a1b2c3d4e5f60718293a4b5")
+    pkts = [
+        # Allocate request (0x0003) in the older form, MS-VERSION 6 (2.2.2.14).
+        (0.000, udp_frame(CLI, 50801, SRV, 3478,
+                          stun_msg(0x0003, [ms_cookie, (0x8008, struct.pack("!I", 6))],
+                                   tx1, cookie=False), 21)),
+        # The relay's Allocate error response (0x0113): ERROR-CODE 401 and MS-VERSION. (No
+        # REALM and NONCE: their values are not multiples of 4 bytes, and whether the older
+        # form pads attributes is where readers of the older drafts differ.)
+        (0.030, udp_frame(SRV, 3478, CLI, 50801,
+                          stun_msg(0x0113, [ms_cookie,
+                                            (0x0009, b"\0\0\x04\x01Unauthorized"),
+                                            (0x8008, struct.pack("!I", 6))],
+                                   tx1, cookie=False), 22)),
+        # A Binding request in the RFC 5389 form with MS-VERSION, MS-SEQUENCE-NUMBER (a
+        # 20-byte connection id and a 32-bit number, 2.2.2.17) and MS-SERVICE-QUALITY
+        # (stream type 1 audio, service quality 0, 2.2.2.18), to a Teams relay port.
+        (1.000, udp_frame(CLI, 50802, SRV, 3479,
+                          stun_msg(0x0001, [(0x8008, struct.pack("!I", 6)),
+                                            (0x8050, bytes(range(20)) + struct.pack("!I", 1)),
+                                            (0x8055, struct.pack("!HH", 1, 0))], tx2), 23)),
+        (1.020, udp_frame(SRV, 3479, CLI, 50802,
+                          stun_msg(0x0101, [(0x0020, struct.pack("!HH4s", 1, 50802 ^ 0x2112,
+                                                                 bytes(a ^ b for a, b in zip(ip4(CLI), b"\x21\x12\xa4\x42"))))],
+                                   tx2), 24)),
+    ]
+    write_pcap("ms-turn.pcap", pkts)
+
+
 if __name__ == "__main__":
     dcerpc_cl()
     rdp_udp()
+    ms_turn()

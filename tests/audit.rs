@@ -613,3 +613,28 @@ fn issue15_rdp_over_udp_from_its_syn_and_syn_ack_on_any_port() {
         .iter()
         .all(|f| f.3.contains("acknowledging its sequence")));
 }
+
+#[test]
+fn issue15_ms_turn_older_form_and_microsoft_attributes() {
+    let flows = issue15_flows("ms-turn.pcap", "exwatch.evidence");
+    let got: Vec<_> = flows
+        .iter()
+        .map(|(p, proto, conf, _)| (*p, proto.as_str(), conf.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3478, "stun", "payload"), (3479, "stun", "payload")]
+    );
+    assert!(
+        flows[0]
+            .3
+            .starts_with("MS-TURN Allocate Request with MAGIC-COOKIE"),
+        "{}",
+        flows[0].3
+    );
+    assert!(
+        flows[1].3.contains("MS-TURN attributes, MS-VERSION 6"),
+        "{}",
+        flows[1].3
+    );
+}
