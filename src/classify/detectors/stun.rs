@@ -113,7 +113,7 @@ fn message(b: &[u8], datagram_len: Option<usize>) -> Message {
     let have = b.len().min(8);
     let legacy = have > 4 && b[4..have] != MAGIC_COOKIE[..have - 4];
     if legacy {
-        if !ms_turn_type(u16::from_be_bytes([b[0], b[1]])).is_some_and(|_| len >= 8) {
+        if ms_turn_type(u16::from_be_bytes([b[0], b[1]])).is_none() || len < 8 {
             return Message::No;
         }
         let got = &b[HEADER.min(b.len())..b.len().min(HEADER + 8)];
