@@ -626,3 +626,75 @@ fn issue15_connect_tunnels_name_their_inner_protocol() {
         }
     }
 }
+
+/// Issue 15 (4): the flows of a capture built from a specification, as (server port,
+/// protocol, confidence, the value of `key`), sorted by server port.
+fn issue15_flows(capture: &str, key: &str) -> Vec<(u64, String, String, String)> {
+    let run = audit(&[&root().join("pcaps").join(capture)], &["-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let s = |r: &Value, k: &str| field(r, k).as_str().unwrap_or("").to_string();
+    let mut v: Vec<_> = run
+        .records
+        .iter()
+        .map(|r| {
+            (
+                field(r, "destination.port").as_u64().unwrap_or(0),
+                s(r, "network.protocol"),
+                s(r, "exwatch.confidence"),
+                s(r, key),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn issue15_connectionless_dcerpc_names_its_interface_on_any_port() {
+    let flows = issue15_flows("dcerpc-cl-udp.pcap", "exwatch.dcerpc.interface");
+    let want = |port: u64, iface: &str| (port, "dcerpc".into(), "payload".into(), iface.into());
+    assert_eq!(flows, vec![want(135, "epm"), want(49711, "wkssvc")]);
+}
+
+#[test]
+fn issue15_rdp_over_udp_from_its_syn_and_syn_ack_on_any_port() {
+    let flows = issue15_flows("rdp-udp.pcap", "exwatch.evidence");
+    let ports: Vec<_> = flows
+        .iter()
+        .map(|(p, proto, conf, _)| (*p, proto.as_str(), conf.as_str()))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![(3389, "rdp", "payload"), (50123, "rdp", "payload")]
+    );
+    assert!(flows[0].3.contains("version 2, reliable"), "{}", flows[0].3);
+    assert!(flows[1].3.contains("RDP-UDP2), lossy"), "{}", flows[1].3);
+    assert!(flows
+        .iter()
+        .all(|f| f.3.contains("acknowledging its sequence")));
+}
+
+#[test]
+fn issue15_ms_turn_older_form_and_microsoft_attributes() {
+    let flows = issue15_flows("ms-turn.pcap", "exwatch.evidence");
+    let got: Vec<_> = flows
+        .iter()
+        .map(|(p, proto, conf, _)| (*p, proto.as_str(), conf.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3478, "stun", "payload"), (3479, "stun", "payload")]
+    );
+    assert!(
+        flows[0]
+            .3
+            .starts_with("MS-TURN Allocate Request with MAGIC-COOKIE"),
+        "{}",
+        flows[0].3
+    );
+    assert!(
+        flows[1].3.contains("MS-TURN attributes, MS-VERSION 6"),
+        "{}",
+        flows[1].3
+    );
+}

@@ -194,12 +194,14 @@ impl Inspector {
         } else {
             shape.udp
         };
+        // Two detectors may report one protocol over different transports (rdp over TCP and
+        // over UDP): the hint is the first that looks at this flow's transport.
         let hint = hint.and_then(|h| {
             shape
                 .protocols
                 .iter()
-                .position(|&p| p == h)
-                .filter(|&i| candidates & (1 << i) != 0)
+                .enumerate()
+                .position(|(i, &p)| p == h && candidates & (1 << i) != 0)
         });
         Inspector {
             candidates,

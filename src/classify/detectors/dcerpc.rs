@@ -1101,21 +1101,25 @@ fn cl_type_name(t: u8) -> &'static str {
     }
 }
 
-/// Check a v4 header: version 4, type 0..=10, reserved flag bits clear, a known data
+/// Check a v4 header: version 4, type 0..=10, undefined flags2 bits clear, a known data
 /// representation, a non-nil activity UUID, and a body length that matches the datagram
 /// (`wire` is its length on the wire; the buffer may hold only the first 2048 bytes).
 fn cl_header(b: &[u8], wire: usize) -> Option<ClHeader> {
     if b.len() < 80 || b[0] != 4 || b[1] > 10 {
         return None;
     }
-    // flags1 bit 0x01 and 0x80 are reserved; flags2 only defines 0x02 (cancel pending).
-    if b[2] & 0x81 != 0 || b[3] & !0x02 != 0 {
+    // Every flags1 bit is defined or "reserved for implementations" (0x01, 0x80: C706
+    // 12.5.3.1), so any value may be sent. flags2 defines 0x02 (cancel pending) and leaves
+    // 0x01 to implementations; the other six bits are reserved and sent as zero.
+    if b[3] & !0x03 != 0 {
         return None;
     }
-    if !(b[4] == 0x10 || b[4] == 0x00) || b[5] > 3 || b[6] != 0 {
+    // drep: integers big- (0x0_) or little-endian (0x1_), characters ASCII (0) or EBCDIC
+    // (1), floats IEEE, VAX, Cray or IBM (0..=3), the third octet reserved (C706 14.1).
+    if !matches!(b[4], 0x00 | 0x01 | 0x10 | 0x11) || b[5] > 3 || b[6] != 0 {
         return None;
     }
-    let le = b[4] == 0x10;
+    let le = b[4] & 0xf0 == 0x10;
     if b[40..56].iter().all(|&x| x == 0) {
         return None;
     }
@@ -1406,6 +1410,95 @@ mod tests {
         bad[74] = 9;
         let p = Payloads { ts: &bad, ..p };
         assert!(matches!(Dcerpc.probe(&p), Probe::NotMine));
+    }
+
+    /// A connectionless PDU built from [C706] 12.5.3.1: `ptype`, flags1, the interface in
+    /// the wire order of `drep0`, a `body`-byte body.
+    fn cl_pdu(ptype: u8, flags1: u8, drep0: u8, iface: &str, vers: u32, body: usize) -> Vec<u8> {
+        let le = drep0 & 0xf0 == 0x10;
+        let mut b = vec![0u8; 80 + body];
+        b[0] = 4;
+        b[1] = ptype;
+        b[2] = flags1;
+        b[4] = drep0;
+        let mut w = parse_uuid(iface).unwrap();
+        if le {
+            w[0..4].reverse();
+            w[4..6].reverse();
+            w[6..8].reverse();
+        }
+        b[24..40].copy_from_slice(&w);
+        b[40..56].copy_from_slice(&[0x5a; 16]);
+        let (v, n, op) = if le {
+            (
+                vers.to_le_bytes(),
+                (body as u16).to_le_bytes(),
+                3u16.to_le_bytes(),
+            )
+        } else {
+            (
+                vers.to_be_bytes(),
+                (body as u16).to_be_bytes(),
+                3u16.to_be_bytes(),
+            )
+        };
+        b[60..64].copy_from_slice(&v);
+        b[68..70].copy_from_slice(&op);
+        b[74..76].copy_from_slice(&n);
+        b
+    }
+
+    fn udp(ts: &[u8], tc: &[u8], port: u16) -> Probe {
+        crate::classify::detector::testing::udp_probe(&Dcerpc, ts, tc, port, false)
+    }
+
+    const EPM: &str = "e1af8308-5d1f-11c9-91a4-08002b14a0fa";
+
+    #[test]
+    fn connectionless_on_any_port_in_any_data_representation() {
+        // The implementation-reserved flags1 bits (0x01, 0x80) and flags2 0x01 are allowed;
+        // big-endian integers with EBCDIC characters too.
+        for (flags1, drep0) in [(0x28u8, 0x10u8), (0x81, 0x10), (0x08, 0x00), (0x20, 0x01)] {
+            let mut b = cl_pdu(0, flags1, drep0, EPM, 3, 24);
+            b[3] = 0x01;
+            let d = mine(udp(&b, b"", 50123));
+            assert_eq!(
+                field(&d, "exwatch.dcerpc.interface"),
+                Some("epm"),
+                "{flags1:#x}"
+            );
+            assert_eq!(field(&d, "exwatch.dcerpc.interface_version"), Some("3.0"));
+            assert_eq!(field(&d, "exwatch.dcerpc.opnum"), Some("3"));
+        }
+        // Only the server's response was captured: it names the interface as well.
+        let rep = cl_pdu(2, 0x08, 0x10, EPM, 3, 40);
+        let d = mine(udp(b"", &rep, 135));
+        assert!(d.evidence.contains("response for epm"), "{}", d.evidence);
+        assert_eq!(field(&d, "exwatch.dcerpc.opnum"), None);
+    }
+
+    #[test]
+    fn connectionless_refusals() {
+        let good = cl_pdu(0, 0x20, 0x10, EPM, 3, 16);
+        let bad = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = good.clone();
+            f(&mut b);
+            matches!(udp(&b, b"", 1030), Probe::NotMine)
+        };
+        assert!(!bad(&|_| {}));
+        assert!(bad(&|b| b[0] = 5)); // not v4
+        assert!(bad(&|b| b[1] = 11)); // no such type
+        assert!(bad(&|b| b[3] = 0x04)); // reserved flags2 bit
+        assert!(bad(&|b| b[4] = 0x20)); // no such integer representation
+        assert!(bad(&|b| b[5] = 4)); // no such float representation
+        assert!(bad(&|b| b[40..56].fill(0))); // nil activity
+        assert!(bad(&|b| b.truncate(79))); // shorter than the header
+        assert!(bad(&|b| b.push(0))); // body length disagrees with the datagram
+                                      // With an authentication verifier the datagram may be longer than header + body.
+        assert!(!bad(&|b| {
+            b[78] = 10;
+            b.extend_from_slice(&[0; 16]);
+        }));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod ntp;
 pub mod pop3;
 pub mod quic;
 pub mod rdp;
+pub mod rdpudp;
 pub mod rtp;
 pub mod sip;
 pub mod smb;
@@ -43,6 +44,8 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &ssh::Ssh,
     &quic::Quic,
     &stun::Stun,
+    // RDP-UDP's SYN / SYN+ACK: fixed 1232-byte layout with zero padding.
+    &rdpudp::RdpUdp,
     // Text protocols with unambiguous first lines (SMTP and FTP refuse each other; HTTP
     // refuses SIP/2.0 and SIP refuses HTTP/1.x).
     &smtp::Smtp,

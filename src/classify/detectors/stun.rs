@@ -1,5 +1,8 @@
 //! STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP: the 20-byte header with the magic
-//! cookie, and attributes that add up to the message length.
+//! cookie, and attributes that add up to the message length. MS-TURN ([MS-TURN] 2.2), as
+//! Skype for Business and Teams media relays speak it, too: its older form has no magic
+//! cookie in the header (RFC 3489's 128-bit transaction id) and opens with the MAGIC-COOKIE
+//! attribute instead; either form may carry the Microsoft attributes (MS-VERSION...).
 
 use crate::classify::detector::{text, Detector, Payloads, Probe};
 use crate::classify::{Confidence, Detection};
@@ -10,6 +13,32 @@ const HEADER: usize = 20;
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// SOFTWARE attribute: names the agent (a product name, not a secret).
 const ATTR_SOFTWARE: u16 = 0x8022;
+/// MS-TURN's MAGIC-COOKIE attribute ([MS-TURN] 2.2.2.6): type, length 4, fixed value.
+const MS_MAGIC_COOKIE_ATTR: [u8; 8] = [0x00, 0x0f, 0x00, 0x04, 0x72, 0xc6, 0x4b, 0xc6];
+/// MS-VERSION ([MS-TURN] 2.2.2.14): a 32-bit protocol version.
+const ATTR_MS_VERSION: u16 = 0x8008;
+/// MS-SEQUENCE-NUMBER ([MS-TURN] 2.2.2.17) and MS-SERVICE-QUALITY (2.2.2.18).
+const ATTR_MS_SEQUENCE_NUMBER: u16 = 0x8050;
+const ATTR_MS_SERVICE_QUALITY: u16 = 0x8055;
+
+/// Message types of MS-TURN's older form ([MS-TURN] 2.2.1), not bit-interleaved as in
+/// RFC 5389 (0x0115 is a Data Indication there, an error response here).
+fn ms_turn_type(t: u16) -> Option<&'static str> {
+    Some(match t {
+        0x0001 => "Binding Request",
+        0x0101 => "Binding Response",
+        0x0111 => "Binding Error Response",
+        0x0003 => "Allocate Request",
+        0x0103 => "Allocate Response",
+        0x0113 => "Allocate Error Response",
+        0x0004 => "Send Request",
+        0x0115 => "Data Indication",
+        0x0006 => "Set Active Destination Request",
+        0x0106 => "Set Active Destination Response",
+        0x0116 => "Set Active Destination Error Response",
+        _ => return None,
+    })
+}
 
 /// Method names (RFC 8489, RFC 8656, RFC 6062; 0x080 is WebRTC's GOOG-PING).
 fn method_name(m: u16) -> Option<&'static str> {
@@ -54,6 +83,13 @@ enum Message {
     Yes {
         ty: u16,
         software: Option<String>,
+        /// MS-TURN's older form (no magic cookie in the header, MAGIC-COOKIE attribute).
+        legacy: bool,
+        /// MS-VERSION's value, if the message carries one.
+        ms_version: Option<u32>,
+        /// Any Microsoft-specific attribute (MS-VERSION, MS-SEQUENCE-NUMBER,
+        /// MS-SERVICE-QUALITY) was seen.
+        ms_attrs: bool,
     },
 }
 
@@ -72,10 +108,21 @@ fn message(b: &[u8], datagram_len: Option<usize>) -> Message {
     if len % 4 != 0 {
         return Message::No;
     }
-    // The magic cookie is what tells STUN from RTP, RTCP and the rest.
+    // The magic cookie is what tells STUN from RTP, RTCP and the rest; in MS-TURN's older
+    // form, a known message type and the MAGIC-COOKIE attribute first in the body.
     let have = b.len().min(8);
-    if have > 4 && b[4..have] != MAGIC_COOKIE[..have - 4] {
-        return Message::No;
+    let legacy = have > 4 && b[4..have] != MAGIC_COOKIE[..have - 4];
+    if legacy {
+        if ms_turn_type(u16::from_be_bytes([b[0], b[1]])).is_none() || len < 8 {
+            return Message::No;
+        }
+        let got = &b[HEADER.min(b.len())..b.len().min(HEADER + 8)];
+        if got != &MS_MAGIC_COOKIE_ATTR[..got.len()] {
+            return Message::No;
+        }
+        if got.len() < 8 {
+            return Message::Partial;
+        }
     }
     if b.len() < HEADER {
         return Message::Partial;
@@ -88,6 +135,7 @@ fn message(b: &[u8], datagram_len: Option<usize>) -> Message {
     let body = &b[HEADER..b.len().min(end)];
     let mut pos = 0;
     let mut software = None;
+    let (mut ms_version, mut ms_attrs) = (None, false);
     while pos < body.len() {
         let (Some(t), Some(l)) = (be16(body, pos), be16(body, pos + 2)) else {
             break; // attribute header cut by the capture or the segment
@@ -97,10 +145,22 @@ fn message(b: &[u8], datagram_len: Option<usize>) -> Message {
         if next > len {
             return Message::No;
         }
-        if t == ATTR_SOFTWARE {
-            if let Some(v) = body.get(pos + 4..pos + 4 + l) {
-                software = Some(text::clip(v, 64));
+        match t {
+            ATTR_SOFTWARE => {
+                if let Some(v) = body.get(pos + 4..pos + 4 + l) {
+                    software = Some(text::clip(v, 64));
+                }
             }
+            ATTR_MS_VERSION => {
+                ms_attrs = true;
+                if l == 4 {
+                    ms_version = body
+                        .get(pos + 4..pos + 8)
+                        .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+                }
+            }
+            ATTR_MS_SEQUENCE_NUMBER | ATTR_MS_SERVICE_QUALITY => ms_attrs = true,
+            _ => {}
         }
         pos = next;
     }
@@ -110,6 +170,9 @@ fn message(b: &[u8], datagram_len: Option<usize>) -> Message {
     Message::Yes {
         ty: u16::from_be_bytes([b[0], b[1]]),
         software,
+        legacy,
+        ms_version,
+        ms_attrs,
     }
 }
 
@@ -156,16 +219,28 @@ impl Detector for Stun {
         }
         let wire = udp.then(|| datagram_len(p, from_orig, b.len()));
         match message(b, wire) {
-            Message::Yes { ty, software } => {
-                let kind = message_type(ty);
-                let mut evidence = format!(
-                    "STUN {kind} with magic cookie{}",
-                    if from_orig {
-                        ""
-                    } else {
-                        " (from the responder)"
-                    }
-                );
+            Message::Yes {
+                ty,
+                software,
+                legacy,
+                ms_version,
+                ms_attrs,
+            } => {
+                let (kind, form) = match ms_turn_type(ty).filter(|_| legacy) {
+                    Some(k) => (k.to_string(), "MS-TURN {kind} with MAGIC-COOKIE attribute"),
+                    None if ms_attrs => (
+                        message_type(ty),
+                        "STUN {kind} with magic cookie, MS-TURN attributes",
+                    ),
+                    None => (message_type(ty), "STUN {kind} with magic cookie"),
+                };
+                let mut evidence = form.replace("{kind}", &kind);
+                if let Some(v) = ms_version {
+                    evidence.push_str(&format!(", MS-VERSION {v}"));
+                }
+                if !from_orig {
+                    evidence.push_str(" (from the responder)");
+                }
                 let mut fields = vec![("exwatch.stun.message_type", kind)];
                 if let Some(s) = software {
                     evidence.push_str(&format!(", SOFTWARE {}", text::clip(s.as_bytes(), 48)));
@@ -251,6 +326,111 @@ mod tests {
         assert!(d.evidence.contains("responder"), "{}", d.evidence);
         // The username of the request never reaches the record.
         assert!(!format!("{:?}", mine(udp(RFC5769_REQUEST, b"", true))).contains("evtj"));
+    }
+
+    /// An MS-TURN message: `ty`, a 16-byte transaction id or the RFC 5389 cookie and 12
+    /// bytes, then the attributes (type, value), each padded to 4 bytes.
+    fn ms_turn(ty: u16, legacy: bool, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (t, v) in attrs {
+            body.extend_from_slice(&t.to_be_bytes());
+            body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            body.extend_from_slice(v);
+            body.resize(body.len().div_ceil(4) * 4, 0);
+        }
+        let mut b = ty.to_be_bytes().to_vec();
+        b.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        if !legacy {
+            b.extend_from_slice(&MAGIC_COOKIE);
+        }
+        b.resize(HEADER, 0x5c);
+        b.extend_from_slice(&body);
+        b
+    }
+
+    const COOKIE: &[u8] = &[0x72, 0xc6, 0x4b, 0xc6];
+
+    fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {
+        d.fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str())
+    }
+
+    #[test]
+    fn ms_turn_older_form_and_microsoft_attributes() {
+        // [MS-TURN] 3.1.5.1: an Allocate request in the older form, MAGIC-COOKIE first,
+        // MS-VERSION 6; the relay's Allocate error response (401, no magic cookie either).
+        let alloc = ms_turn(0x0003, true, &[(0x000f, COOKIE), (0x8008, &[0, 0, 0, 6])]);
+        let err = ms_turn(0x0113, true, &[(0x000f, COOKIE), (0x0009, &[0, 0, 4, 1])]);
+        let d = mine(udp(&alloc, &err, false));
+        assert_eq!(
+            field(&d, "exwatch.stun.message_type"),
+            Some("Allocate Request")
+        );
+        assert!(
+            d.evidence
+                .starts_with("MS-TURN Allocate Request with MAGIC-COOKIE"),
+            "{}",
+            d.evidence
+        );
+        assert!(d.evidence.contains("MS-VERSION 6"), "{}", d.evidence);
+        // The older numbering, not RFC 5389's interleaving: 0x0115 is a Data Indication.
+        let data = ms_turn(0x0115, true, &[(0x000f, COOKIE), (0x0013, b"xyz")]);
+        let d = mine(udp(b"", &data, false));
+        assert_eq!(
+            field(&d, "exwatch.stun.message_type"),
+            Some("Data Indication")
+        );
+        assert!(
+            d.evidence.contains("(from the responder)"),
+            "{}",
+            d.evidence
+        );
+        // Over TCP (443 relays), split after the header.
+        assert!(matches!(tcp(&alloc[..20], b"", false), Probe::NeedMore));
+        assert!(matches!(tcp(&alloc, b"", false), Probe::Mine(_)));
+        // The RFC 5389 form with Microsoft's attributes (Teams' ICE checks).
+        let bind = ms_turn(
+            0x0001,
+            false,
+            &[
+                (0x8008, &[0, 0, 0, 6]),
+                (0x8050, &[0; 24]),
+                (0x8055, &[0, 1, 0, 0]),
+            ],
+        );
+        let d = mine(udp(&bind, b"", false));
+        assert_eq!(
+            field(&d, "exwatch.stun.message_type"),
+            Some("Binding Request")
+        );
+        assert!(
+            d.evidence.contains("MS-TURN attributes, MS-VERSION 6"),
+            "{}",
+            d.evidence
+        );
+    }
+
+    #[test]
+    fn ms_turn_older_form_needs_its_cookie_attribute() {
+        for b in [
+            // No MAGIC-COOKIE attribute, or the wrong value, or not first.
+            ms_turn(0x0003, true, &[(0x8008, &[0, 0, 0, 6])]),
+            ms_turn(0x0003, true, &[(0x000f, &[0x72, 0xc6, 0x4b, 0xc7])]),
+            ms_turn(0x0003, true, &[(0x8008, &[0, 0, 0, 6]), (0x000f, COOKIE)]),
+            // A type MS-TURN does not define.
+            ms_turn(0x0002, true, &[(0x000f, COOKIE)]),
+            ms_turn(0x0009, true, &[(0x000f, COOKIE)]),
+        ] {
+            assert!(matches!(udp(&b, b"", true), Probe::NotMine), "{b:02x?}");
+        }
+        // Cut short in the header or the cookie attribute: not mine at the last chance.
+        let alloc = ms_turn(0x0003, true, &[(0x000f, COOKIE)]);
+        for n in [6, 19, 22, 27] {
+            assert!(!matches!(tcp(&alloc[..n], b"", true), Probe::NeedMore));
+            assert!(
+                matches!(tcp(&alloc[..n], b"", false), Probe::NeedMore),
+                "{n}"
+            );
+        }
     }
 
     #[test]
