@@ -222,7 +222,42 @@ def ms_turn():
     write_pcap("ms-turn.pcap", pkts)
 
 
+# ----------------------------------------------------------------------------------------
+# SIP after keep-alives (RFC 3261 10.2 REGISTER; RFC 5626 4.4.1 CRLF keep-alives): a
+# client that pings its registrar with a double CRLF before a bare REGISTER (Via, From, To,
+# Call-ID, CSeq only), and one that opens with a few junk bytes on a port that is not SIP's.
+# ----------------------------------------------------------------------------------------
+
+def sip_keepalive():
+    def register(port, branch, call_id):
+        return ("REGISTER sip:contoso.test SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {CLI}:{port};branch=z9hG4bK{branch}\r\n"
+                "From: <sip:alice@contoso.test>;tag=1\r\n"
+                "To: <sip:alice@contoso.test>\r\n"
+                f"Call-ID: {call_id}@{CLI}\r\n"
+                "CSeq: 1 REGISTER\r\n"
+                "Content-Length: 0\r\n\r\n").encode()
+    pkts = [
+        # Unanswered: a double CRLF, then the REGISTER (to 5060, the registrar's port).
+        (0.000, udp_frame(CLI, 5062, SRV, 5060, b"\r\n\r\n", 31)),
+        (0.500, udp_frame(CLI, 5062, SRV, 5060, register(5062, "a1", "k1"), 32)),
+        # To 5080: three junk bytes first, then the REGISTER and the registrar's 401.
+        (1.000, udp_frame(CLI, 5064, SRV, 5080, b"jaK", 33)),
+        (1.200, udp_frame(CLI, 5064, SRV, 5080, register(5064, "b2", "k2"), 34)),
+        (1.210, udp_frame(SRV, 5080, CLI, 5064,
+                          ("SIP/2.0 401 Unauthorized\r\n"
+                           f"Via: SIP/2.0/UDP {CLI}:5064;branch=z9hG4bKb2\r\n"
+                           "From: <sip:alice@contoso.test>;tag=1\r\n"
+                           "To: <sip:alice@contoso.test>;tag=9\r\n"
+                           f"Call-ID: k2@{CLI}\r\n"
+                           "CSeq: 1 REGISTER\r\n"
+                           "Content-Length: 0\r\n\r\n").encode(), 35)),
+    ]
+    write_pcap("sip-keepalive-register.pcap", pkts)
+
+
 if __name__ == "__main__":
     dcerpc_cl()
     rdp_udp()
     ms_turn()
+    sip_keepalive()

@@ -698,3 +698,26 @@ fn issue15_ms_turn_older_form_and_microsoft_attributes() {
         flows[1].3
     );
 }
+
+/// Issue 15 (4): SIP whose first datagram is a keep-alive (a double CRLF, three junk bytes)
+/// and whose message is a bare REGISTER, answered or not, on 5060 and on another port.
+#[test]
+fn issue15_sip_after_keepalive_junk_and_bare_register() {
+    let flows = issue15_flows("sip-keepalive-register.pcap", "exwatch.evidence");
+    let got: Vec<_> = flows
+        .iter()
+        .map(|(p, proto, conf, ev)| (*p, proto.as_str(), conf.as_str(), ev.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (5060, "sip", "payload", "SIP REGISTER over UDP"),
+            (
+                5080,
+                "sip",
+                "payload",
+                "SIP REGISTER, 401 response over UDP"
+            ),
+        ]
+    );
+}

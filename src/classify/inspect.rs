@@ -153,6 +153,15 @@ impl Shape {
 
 static REGISTRY_SHAPE: LazyLock<Shape> = LazyLock::new(|| Shape::of(super::detectors::REGISTRY));
 
+/// A datagram that only keeps a binding or a NAT mapping alive: at most 4 bytes, or only
+/// white space and NULs (RFC 5626's CRLFCRLF, the double CRLF of Microsoft's SIP stacks).
+fn is_keepalive(d: &[u8]) -> bool {
+    d.len() <= 4
+        || (d.len() <= 16
+            && d.iter()
+                .all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0)))
+}
+
 /// What an inspector holds of the flow's bytes: a TCP flow never needs the datagram fields
 /// nor a UDP flow the streams, and every undecided flow pays for the larger of the two.
 #[derive(Debug)]
@@ -242,7 +251,10 @@ impl Inspector {
                 if heads.len() < MAX_HEADS {
                     heads.push(DatagramHead::new(dir == 0, data, wire_len));
                 }
-                if first[dir].is_empty() {
+                // A keep-alive (SIP's CRLFCRLF, a few junk bytes) is not the first message:
+                // the datagram after it takes its place.
+                if first[dir].is_empty() || is_keepalive(&first[dir]) {
+                    first[dir].clear();
                     first[dir].extend_from_slice(&data[..data.len().min(DATAGRAM_CAP)]);
                 }
                 true
@@ -348,6 +360,39 @@ mod tests {
         assert!(!s.add(1000, b"HELO", 4), "retransmission adds nothing");
         assert!(s.add(1010, b"YZ!!", 4), "overlap adds only the new tail");
         assert_eq!(s.buf, b"HELO abcWXYZ!!");
+    }
+
+    /// Issue 15, class 4: SIP after keep-alive junk. The REGISTER after a CRLFCRLF (or a few
+    /// junk bytes) is what the detectors see as the first datagram of its direction.
+    #[test]
+    fn keepalives_give_way_to_the_first_message() {
+        let registry = super::super::detectors::REGISTRY;
+        let register = b"REGISTER sip:contoso.test SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1\r\nCall-ID: a1@10.0.0.5\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+        for junk in [&b"\r\n\r\n"[..], b"jaK", b"\0\0\0\0", b"\r\n"] {
+            let mut i = Inspector::new(registry, 17, Some("sip"));
+            let o = i.packet(registry, 17, 0, 0, junk, junk.len() as u32, 5060, 5060);
+            assert!(matches!(o, Outcome::Undecided), "{junk:?}");
+            let _ = i.packet(
+                registry,
+                17,
+                0,
+                0,
+                register,
+                register.len() as u32,
+                5060,
+                5060,
+            );
+            assert_eq!(i.buffered()[0], &register[..], "{junk:?}");
+            match i.finish(registry, 17, 5060, 5060) {
+                Outcome::Decided(d) => assert_eq!(d.protocol, "sip", "{junk:?}"),
+                other => panic!("{junk:?}: {other:?}"),
+            }
+        }
+        // A real first message stays first.
+        let mut i = Inspector::new(registry, 17, None);
+        let _ = i.packet(registry, 17, 0, 0, b"hello world", 11, 40000, 40001);
+        let _ = i.packet(registry, 17, 0, 0, b"second", 6, 40000, 40001);
+        assert_eq!(i.buffered()[0], b"hello world");
     }
 
     #[test]
