@@ -256,8 +256,34 @@ def sip_keepalive():
     write_pcap("sip-keepalive-register.pcap", pkts)
 
 
+# ----------------------------------------------------------------------------------------
+# H.225.0 RAS (ITU-T H.225.0 clause 7 and Annex H, X.691 aligned PER): gatekeeper discovery
+# from a terminal to 1719/udp and the gatekeeper's confirm. tshark decodes both without error.
+# ----------------------------------------------------------------------------------------
+
+def h225_ras():
+    oid = bytes.fromhex("060008914a0004")  # 0.0.8.2250.0.4
+    # RasMessage choice 0 (GRQ) with its extension bit and 4 optional-field bits (2 bytes);
+    # requestSeqNum 1 (encoded as 0, the range starts at 1); protocolIdentifier; rasAddress
+    # ipAddress (choice bits, then the aligned 4 octets and port); endpointType: terminal.
+    grq = (b"\x00\x00" + struct.pack("!H", 0) + oid + b"\x00" + ip4(CLI)
+           + struct.pack("!H", 1719) + b"\x02\x00")
+    # GatekeeperConfirm: choice 1, no optional fields; the same sequence number and
+    # identifier, and the gatekeeper's rasAddress.
+    gcf = b"\x04\x00" + struct.pack("!H", 0) + oid + b"\x00" + ip4(SRV) + struct.pack("!H", 1719)
+    pkts = [
+        (0.000, udp_frame(CLI, 1719, SRV, 1719, grq, 41)),
+        (0.010, udp_frame(SRV, 1719, CLI, 1719, gcf, 42)),
+        # The same discovery to a gatekeeper on another port.
+        (1.000, udp_frame(CLI, 50719, SRV, 41719, grq, 43)),
+        (1.010, udp_frame(SRV, 41719, CLI, 50719, gcf, 44)),
+    ]
+    write_pcap("h225-ras.pcap", pkts)
+
+
 if __name__ == "__main__":
     dcerpc_cl()
     rdp_udp()
     ms_turn()
     sip_keepalive()
+    h225_ras()

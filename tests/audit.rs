@@ -721,3 +721,25 @@ fn issue15_sip_after_keepalive_junk_and_bare_register() {
         ]
     );
 }
+
+/// Issue 15 (4): H.225.0 RAS gatekeeper discovery over UDP, on 1719 and on another port,
+/// named from the PER-encoded message and its protocol identifier; no port mismatch from the
+/// UM media range the ports fall in.
+#[test]
+fn issue15_h225_ras_gatekeeper_discovery_on_any_port() {
+    let flows = issue15_flows("h225-ras.pcap", "exwatch.evidence");
+    let want = |port: u64| {
+        (
+            port,
+            "h323".to_string(),
+            "payload".to_string(),
+            "H.225.0 RAS GatekeeperRequest (protocol version 4)".to_string(),
+        )
+    };
+    assert_eq!(flows, vec![want(1719), want(41719)]);
+    let run = audit(&[&root().join("pcaps/h225-ras.pcap")], &["-q"]);
+    assert!(run
+        .records
+        .iter()
+        .all(|r| field(r, "exwatch.port_mismatch").is_null()));
+}

@@ -168,8 +168,10 @@ impl Classifier {
                         .map(|s| s.name.clone())
                 })
                 .unwrap_or_else(|| protocol.to_string());
+            // A service the port names only when announced (UM media) makes no claim on
+            // the range by itself: other protocols there are no mismatch.
             let port_mismatch = port_service
-                .filter(|s| !compatible(&s.protocol, protocol))
+                .filter(|s| !compatible(&s.protocol, protocol) && !s.announced_only)
                 .map(|s| format!("{} ({})", s.name, s.protocol));
             let mut evidence = d.evidence.clone();
             if let Some((s, p)) = implicit {
@@ -286,5 +288,18 @@ mod tests {
         assert_eq!(v.port_mismatch, None);
         let v = media(Some("um-rtp"), Confidence::Expectation);
         assert_eq!((v.protocol.as_str(), v.service.as_str()), ("rtp", "um-rtp"));
+        // Nor does the UM range make other protocols there a port mismatch.
+        let mut p = pkt(2, 17000, 9, 1719, 0, 0);
+        p.key.proto = crate::decode::IPPROTO_UDP;
+        let mut f = Flow::new(&p, |_, _| false);
+        f.detection = Some(Box::new(Detection {
+            protocol: "h323",
+            service: None,
+            confidence: Confidence::Payload,
+            evidence: "H.225.0 RAS".into(),
+            fields: Vec::new(),
+        }));
+        let v = Classifier::new(Arc::new(Signatures::embedded())).verdict(&f);
+        assert_eq!((v.service.as_str(), v.port_mismatch), ("h323", None));
     }
 }

@@ -7,6 +7,7 @@ mod ber;
 pub mod dcerpc;
 pub mod dns;
 pub mod ftp;
+pub mod h225ras;
 pub mod h323;
 pub mod http;
 pub mod imap;
@@ -68,6 +69,7 @@ pub static REGISTRY: &[&dyn Detector] = &[
     &rdp::Rdp,
     &x400::X400,
     &h323::H323,
+    &h225ras::H225Ras,
     &t120::T120,
     // Looser text checks.
     &mgcp::Mgcp,
