@@ -121,6 +121,10 @@ fn mid_stream_connection_on_a_mapped_port_takes_the_mapped_interface() {
     let mid = find(&run.records, "mid-stream connection", |r| {
         field(r, "exwatch.mid_stream") == true
     });
+    // Both ports are ephemeral: the request PDUs, not the ports, say who the client is
+    // (issue 15, class 8), and the record keeps mid_stream.
+    assert_eq!(field(mid, "source.port"), 46896);
+    assert_eq!(field(mid, "destination.port"), 49154);
     assert_eq!(s(mid, "network.protocol"), "dcerpc");
     assert_eq!(s(mid, "exwatch.dcerpc.interface"), "samr");
     assert_eq!(s(mid, "exwatch.confidence"), "expectation");
@@ -143,6 +147,10 @@ fn mid_stream_connection_long_after_the_mapping_takes_the_taught_endpoint() {
     let mid = find(&run.records, "mid-stream connection", |r| {
         field(r, "exwatch.mid_stream") == true
     });
+    // Both ports are ephemeral: the request PDUs, not the ports, say who the client is
+    // (issue 15, class 8), and the record keeps mid_stream.
+    assert_eq!(field(mid, "source.port"), 46896);
+    assert_eq!(field(mid, "destination.port"), 49154);
     assert_eq!(s(mid, "network.protocol"), "dcerpc");
     assert_eq!(s(mid, "exwatch.dcerpc.interface"), "samr");
     assert_eq!(s(mid, "exwatch.confidence"), "endpoint");

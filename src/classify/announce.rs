@@ -320,7 +320,11 @@ pub fn decided(
     }
     // A rejected bind says the server does not offer that interface there.
     let rejected = field("exwatch.dcerpc.bind_result").is_some_and(|r| r.starts_with("rejected"));
-    if rp >= 1024 && !rejected {
+    // DCE/RPC PDUs without their bind (a connection joined mid-stream) prove the protocol but
+    // not the interface: they teach nothing an endpoint mapper or a bind has not, and would
+    // contradict what those taught.
+    let bare_rpc = d.protocol == "dcerpc" && field("exwatch.dcerpc.interface").is_none();
+    if rp >= 1024 && !rejected && !bare_rpc {
         let parent = parent
             .get_or_insert_with(|| key_community_id(&f.key))
             .clone();
@@ -378,6 +382,7 @@ mod tests {
 
     fn detection(protocol: &'static str, fields: Vec<(&'static str, String)>) -> Detection {
         Detection {
+            reversed: false,
             protocol,
             service: None,
             confidence: Confidence::Payload,

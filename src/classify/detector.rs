@@ -98,6 +98,7 @@ pub trait Detector: Send + Sync {
 /// Build a payload detection with evidence and no extra fields.
 pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
     Probe::Mine(Detection {
+        reversed: false,
         protocol,
         service: None,
         confidence: super::Confidence::Payload,

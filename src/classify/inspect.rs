@@ -335,6 +335,7 @@ impl Inspector {
 /// The detection recorded when payload was seen but no detector claimed it.
 fn unidentified(packets: u16) -> Detection {
     Detection {
+        reversed: false,
         protocol: "unknown",
         service: None,
         confidence: Confidence::None,

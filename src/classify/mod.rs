@@ -75,6 +75,9 @@ pub struct Detection {
     pub evidence: String,
     /// Extra record fields under their dotted ECS names (`url.domain`, `tls.version` ...).
     pub fields: Vec<(&'static str, String)>,
+    /// The payload showed the roles the other way round (the guessed originator sent the
+    /// server's part): a flow seen mid-stream is turned around when it is decided.
+    pub reversed: bool,
 }
 
 /// The classification written on a flow's record.
@@ -272,6 +275,7 @@ mod tests {
         p.key.proto = crate::decode::IPPROTO_UDP;
         let mut f = Flow::new(&p, |_, _| false);
         f.detection = Some(Box::new(Detection {
+            reversed: false,
             protocol: "rtp",
             service: service.map(str::to_string),
             confidence,
@@ -293,6 +297,7 @@ mod tests {
         p.key.proto = crate::decode::IPPROTO_UDP;
         let mut f = Flow::new(&p, |_, _| false);
         f.detection = Some(Box::new(Detection {
+            reversed: false,
             protocol: "h323",
             service: None,
             confidence: Confidence::Payload,

@@ -190,6 +190,15 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Swap originator and responder: the payload showed a flow seen mid-stream the other way
+    /// round (the guessed originator sent the server's part). Only counters and TCP history
+    /// are per side; MAC addresses are kept by endpoint, not by role.
+    pub fn turn_around(&mut self) {
+        self.orig_is_lo = !self.orig_is_lo;
+        self.dirs.swap(ORIG, RESP);
+        self.hist.swap(ORIG, RESP);
+    }
+
     /// Start a flow from its first packet. `is_service_port` answers whether a port is a known
     /// service port, for deciding the originator when no handshake packet tells.
     pub fn new(p: &FlowPacket, is_service_port: impl Fn(u8, u16) -> bool) -> Flow {
@@ -483,6 +492,20 @@ pub(crate) mod tests {
         assert!(f.mid_stream);
         let f = Flow::new(&pkt(2, 40000, 9, 50000, 0x18, 0), known);
         assert_eq!(f.resp_port(), 40000);
+    }
+
+    #[test]
+    fn turned_around_flows_swap_roles_and_counters() {
+        let p = pkt(2, 50000, 9, 49154, 0x10, 0);
+        let mut f = Flow::new(&p, known);
+        f.update(&p);
+        let before = (f.orig_port(), f.resp_port(), f.dirs[ORIG].packets);
+        f.turn_around();
+        assert_eq!((f.resp_port(), f.orig_port(), f.dirs[RESP].packets), before);
+        // Later packets count on the side that sent them.
+        let back = pkt(9, 49154, 2, 50000, 0x10, 1);
+        f.update(&back);
+        assert_eq!((f.dirs[ORIG].packets, f.dirs[RESP].packets), (1, 1));
     }
 
     #[test]

@@ -385,6 +385,7 @@ impl Linker {
         }
         fields.push(("exwatch.parent", parent.to_string()));
         f.detection = Some(Box::new(Detection {
+            reversed: false,
             protocol: label.protocol,
             service: label.service.clone(),
             confidence,
@@ -433,6 +434,7 @@ mod tests {
 
     fn rpc(interface: Option<&str>) -> Detection {
         Detection {
+            reversed: false,
             protocol: "dcerpc",
             service: interface.map(str::to_string),
             confidence: Confidence::Payload,

@@ -478,7 +478,7 @@ impl<'a> Worker<'a> {
         let dir = f.dir_of(p.from_lo);
         let (server, client) = (f.resp_port(), f.orig_port());
         let insp = f.inspect.as_mut().expect("created above");
-        let outcome = insp.packet(
+        let mut outcome = insp.packet(
             REGISTRY,
             proto,
             dir,
@@ -488,6 +488,19 @@ impl<'a> Worker<'a> {
             server,
             client,
         );
+        // A flow seen mid-stream whose payload shows the roles the other way round is turned
+        // around before anything is announced from it (issue 15, class 8). The inspector's
+        // buffers keep the old sides: `side` maps them.
+        let mut turned = false;
+        if let Outcome::Decided(d) = &mut outcome {
+            if d.reversed && f.mid_stream {
+                f.turn_around();
+                d.reversed = false;
+                turned = true;
+            }
+        }
+        let side = |i: usize| if turned { 1 - i } else { i };
+        let dir = side(dir);
         let f = &*f;
         let insp = f.inspect.as_deref().expect("created above");
         if let Outcome::Undecided = &outcome {
@@ -517,9 +530,10 @@ impl<'a> Worker<'a> {
             if let Some(who) = announce::announcer(f, d, &self.classifier) {
                 let bufs = insp.buffered();
                 for (i, b) in bufs.iter().enumerate() {
+                    let i = side(i);
                     announce::announcements(f, who, i, b, p.clock, &mut parent, &mut self.facts);
                 }
-                if proto == IPPROTO_UDP && bufs[dir] != payload {
+                if proto == IPPROTO_UDP && bufs[side(dir)] != payload {
                     announce::announcements(
                         f,
                         who,
@@ -686,7 +700,12 @@ fn count(read: &mut ReadStats, file: usize, u: Undecodable, n: u64) {
 
 /// Record what inspection concluded and drop its state once it has; true when it has.
 fn settle(f: &mut Flow, outcome: Outcome) -> bool {
-    if let Outcome::Decided(d) | Outcome::GaveUp(d) = outcome {
+    if let Outcome::Decided(mut d) | Outcome::GaveUp(mut d) = outcome {
+        // Decided at its end the other way round: turned around as when decided on a packet.
+        if d.reversed && f.mid_stream {
+            f.turn_around();
+            d.reversed = false;
+        }
         f.detection = Some(Box::new(d));
         f.inspect = None;
         return true;

@@ -590,6 +590,7 @@ mod tests {
         let mut f = Flow::new(&p, |_, _| false);
         f.update(&p);
         f.detection = Some(Box::new(Detection {
+            reversed: false,
             protocol: "http",
             service: Some("ews".into()),
             confidence: Confidence::Payload,

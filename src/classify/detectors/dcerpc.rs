@@ -757,6 +757,7 @@ impl Dcerpc {
             return match self.probe_dirs(p, p.tc, p.ts) {
                 Probe::Mine(mut d) => {
                     d.evidence.push_str(" (flow directions reversed)");
+                    d.reversed = true;
                     Probe::Mine(d)
                 }
                 other => other,
@@ -1024,6 +1025,7 @@ fn epm_op(op: u16) -> &'static str {
 
 fn detection(evidence: String) -> Detection {
     Detection {
+        reversed: false,
         protocol: "dcerpc",
         service: None,
         confidence: Confidence::Payload,

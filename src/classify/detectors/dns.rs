@@ -315,6 +315,7 @@ impl Detector for Dns {
             evidence.push_str(" over TCP");
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "dns",
             service: None,
             confidence: Confidence::Payload,

@@ -154,6 +154,7 @@ impl Detector for Ftp {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "ftp",
             service: None,
             confidence: Confidence::Payload,

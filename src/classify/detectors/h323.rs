@@ -123,6 +123,7 @@ impl Detector for H323 {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "h323",
             service: None,
             confidence: Confidence::Payload,

@@ -549,6 +549,7 @@ fn probe_connect(p: &Payloads<'_>, target: Target, depth: u8) -> Probe {
         _ => {}
     }
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "http",
         service,
         confidence: Confidence::Payload,
@@ -597,6 +598,7 @@ impl Http {
                     fields.push(("http.response.status_code", code.to_string()));
                 }
                 return Probe::Mine(Detection {
+                    reversed: false,
                     protocol: "http",
                     service: None,
                     confidence: Confidence::Payload,
@@ -685,6 +687,7 @@ impl Http {
             fields.push(("exwatch.client_application", text::clip(app, 64)));
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "http",
             service: svc.map(|(s, _)| s.to_string()),
             confidence: Confidence::Payload,

@@ -243,6 +243,7 @@ impl Detector for Imap {
             ));
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "imap",
             service: None,
             confidence: Confidence::Payload,

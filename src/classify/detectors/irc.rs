@@ -204,6 +204,7 @@ impl Detector for Irc {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "irc",
             service: None,
             confidence: Confidence::Payload,

@@ -304,6 +304,7 @@ impl Detector for Kerberos {
         }
         evidence.push_str(if tcp { " (TCP record)" } else { " (UDP)" });
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "kerberos",
             service: None,
             confidence: Confidence::Payload,

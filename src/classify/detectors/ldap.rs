@@ -372,6 +372,7 @@ impl Detector for Ldap {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "ldap",
             service: None,
             confidence: Confidence::Payload,

@@ -118,6 +118,7 @@ impl Detector for Mgcp {
             fields.push(("exwatch.mgcp.verb", verb.to_string()));
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "mgcp",
             service: None,
             confidence: Confidence::Payload,

@@ -73,6 +73,7 @@ fn detection(
     fields: Vec<(&'static str, String)>,
 ) -> Probe {
     Probe::Mine(Detection {
+        reversed: false,
         protocol,
         service: None,
         confidence: Confidence::Payload,

@@ -196,6 +196,7 @@ impl Detector for Nntp {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "nntp",
             service: None,
             confidence: Confidence::Payload,

@@ -202,6 +202,7 @@ impl Detector for Ntp {
             }
         };
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "ntp",
             service: None,
             confidence: Confidence::Payload,

@@ -152,6 +152,7 @@ impl Detector for Pop3 {
             ));
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "pop3",
             service: None,
             confidence: Confidence::Payload,

@@ -218,6 +218,7 @@ fn label(version: &str) -> String {
 
 fn detection(h: &LongHeader, evidence: String) -> Probe {
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "quic",
         service: None,
         confidence: Confidence::Payload,

@@ -177,6 +177,7 @@ impl Detector for Rdp {
             }
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "rdp",
             service: None,
             confidence: Confidence::Payload,

@@ -134,6 +134,7 @@ fn detection(syn: Option<Syn>, synack: Option<Syn>) -> Detection {
         ));
     }
     Detection {
+        reversed: false,
         protocol: "rdp",
         service: None,
         confidence: Confidence::Payload,

@@ -324,6 +324,7 @@ impl Rtp {
                 evidence.push_str(&format!("; {rtcp_mux} multiplexed RTCP packets"));
             }
             return Probe::Mine(Detection {
+                reversed: false,
                 protocol: "rtp",
                 service: None,
                 confidence: Confidence::Payload,
@@ -339,6 +340,7 @@ impl Rtp {
         if let Some((n, t, ssrc)) = rtcp_flow(&v2).filter(|_| v2.len() == pkts.len()) {
             if n >= 2 && (p.last_chance || n >= MIN_RUN) {
                 return Probe::Mine(Detection {
+                    reversed: false,
                     protocol: "rtcp",
                     service: None,
                     confidence: Confidence::Payload,

@@ -543,6 +543,7 @@ fn later_heads(p: &Payloads<'_>) -> Probe {
     }
     evidence.push_str(" over UDP");
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "sip",
         service: None,
         confidence: Confidence::Payload,
@@ -682,6 +683,7 @@ impl Detector for Sip {
             fields.push(("exwatch.sip.sdp_media", v));
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "sip",
             service,
             confidence: Confidence::Payload,

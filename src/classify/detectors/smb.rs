@@ -458,6 +458,7 @@ impl Detector for Smb {
     fn probe(&self, p: &Payloads<'_>) -> Probe {
         match scan(p.ts, p.tc, p.last_chance) {
             Scan::Smb(s) => Probe::Mine(Detection {
+                reversed: false,
                 protocol: "smb",
                 service: None,
                 confidence: Confidence::Payload,

@@ -193,6 +193,7 @@ impl Detector for Smtp {
             );
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "smtp",
             service: None,
             confidence: Confidence::Payload,

@@ -159,6 +159,7 @@ impl Detector for Snmp {
             None => evidence.push_str(" encrypted scoped PDU"),
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "snmp",
             service: None,
             confidence: Confidence::Payload,

@@ -183,6 +183,7 @@ fn detection(client: &Side, server: &Side, cut: bool) -> Probe {
         None => "SSH identification string".to_string(),
     };
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "ssh",
         service: None,
         confidence: Confidence::Payload,

@@ -247,6 +247,7 @@ impl Detector for Stun {
                     fields.push(("exwatch.stun.software", s));
                 }
                 Probe::Mine(Detection {
+                    reversed: false,
                     protocol: "stun",
                     service: None,
                     confidence: Confidence::Payload,

@@ -232,6 +232,7 @@ impl Detector for Syslog {
         };
         let (facility, severity) = (pri >> 3, pri & 7);
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "syslog",
             service: None,
             confidence: Confidence::Payload,

@@ -63,6 +63,7 @@ impl Detector for T120 {
             None => {}
         }
         Probe::Mine(Detection {
+            reversed: false,
             protocol: "t120",
             service: None,
             confidence: Confidence::Payload,

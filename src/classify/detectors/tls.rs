@@ -195,6 +195,7 @@ fn records_without_handshake(p: &Payloads<'_>) -> Probe {
     let mut evidence = format!("TLS records without handshake ({n_ts} to server, {n_tc} to client");
     evidence.push_str(", lengths chain over the segments)");
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "tls",
         service: None,
         confidence: Confidence::Payload,
@@ -1081,6 +1082,7 @@ fn detection(c: Option<&Client>, s: Option<&Server>, truncated: bool) -> Probe {
         evidence.push_str(", certificate in clear");
     }
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "tls",
         service: service.map(str::to_string),
         confidence: Confidence::Payload,
@@ -1100,7 +1102,10 @@ impl Detector for Tls {
 
     fn probe(&self, p: &Payloads<'_>) -> Probe {
         match hellos(p) {
-            Probe::NotMine => records_without_handshake(p),
+            Probe::NotMine => match reversed_hellos(p) {
+                Probe::NotMine => records_without_handshake(p),
+                r => r,
+            },
             r => r,
         }
     }
@@ -1166,6 +1171,32 @@ fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -
 }
 
 /// The verdict from the hellos (and certificate) of both directions.
+/// A flow picked up without its handshake whose guessed originator sent the ServerHello: the
+/// hellos read the other way round, and the flow marked to be turned around.
+fn reversed_hellos(p: &Payloads<'_>) -> Probe {
+    if !matches!(
+        client_hello(p.tc),
+        Hello::Yes(_) | Hello::Wait { strong: true }
+    ) {
+        return Probe::NotMine;
+    }
+    let swapped = Payloads {
+        ts: p.tc,
+        tc: p.ts,
+        server_port: p.client_port,
+        client_port: p.server_port,
+        ..*p
+    };
+    match hellos(&swapped) {
+        Probe::Mine(mut d) => {
+            d.evidence.push_str(" (flow directions reversed)");
+            d.reversed = true;
+            Probe::Mine(d)
+        }
+        other => other,
+    }
+}
+
 fn hellos(p: &Payloads<'_>) -> Probe {
     {
         let client = client_hello(p.ts);
@@ -1302,6 +1333,26 @@ pub(crate) mod tests {
         match p {
             Probe::Mine(d) => d,
             other => panic!("expected Mine, got {other:?}"),
+        }
+    }
+
+    /// Issue 15, class 8: the guessed originator sent the ServerHello (a flow joined
+    /// mid-stream between two ephemeral ports): the hellos are read the other way round, with
+    /// the client's fingerprints, and the flow is marked to be turned around.
+    #[test]
+    fn hellos_the_other_way_round_mark_the_flow_reversed() {
+        let (ch, sh) = (hex(EX12_CLIENT_HELLO), hex(EX12_SERVER_FLIGHT));
+        let straight = mine(Tls.probe(&view(&ch, &sh, true)));
+        let d = mine(Tls.probe(&view(&sh, &ch, true)));
+        assert!(d.reversed && !straight.reversed);
+        assert!(
+            d.evidence.ends_with(" (flow directions reversed)"),
+            "{}",
+            d.evidence
+        );
+        for k in ["tls.client.ja3", "tls.client.ja4", "tls.client.server_name"] {
+            assert!(field(&straight, k).is_some(), "{k}");
+            assert_eq!(field(&d, k), field(&straight, k), "{k}");
         }
     }
 

@@ -150,6 +150,7 @@ impl Detector for X400 {
 
 fn mine(evidence: String, fields: Vec<(&'static str, String)>) -> Probe {
     Probe::Mine(Detection {
+        reversed: false,
         protocol: "x400",
         service: None,
         confidence: Confidence::Payload,
