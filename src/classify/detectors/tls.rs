@@ -1174,11 +1174,12 @@ fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -
 /// A flow picked up without its handshake whose guessed originator sent the ServerHello: the
 /// hellos read the other way round, and the flow marked to be turned around.
 fn reversed_hellos(p: &Payloads<'_>) -> Probe {
-    if !matches!(
-        client_hello(p.tc),
-        Hello::Yes(_) | Hello::Wait { strong: true }
-    ) {
-        return Probe::NotMine;
+    match client_hello(p.tc) {
+        Hello::Yes(_) | Hello::Wait { strong: true } => {}
+        // The responder's stream may be a ClientHello still arriving (cut after its record
+        // header): wait for it rather than take the flow for records without handshake.
+        Hello::Wait { .. } if !p.last_chance => return Probe::NeedMore,
+        _ => return Probe::NotMine,
     }
     let swapped = Payloads {
         ts: p.tc,
@@ -1727,9 +1728,14 @@ pub(crate) mod tests {
         bad[45] = 0x18; // content type 24
         assert!(matches!(Tls.probe(&view(&bad, b"", false)), Probe::NotMine));
         // Hellos in the wrong directions (the originator guessed wrong) are not records of a
-        // session in progress.
+        // session in progress: they are the hellos, read the other way round (class 8).
         let (ch, sf) = (hex(IMAPS_CLIENT_HELLO), hex(IMAPS_SERVER_FLIGHT));
-        assert!(matches!(Tls.probe(&view(&sf, &ch, true)), Probe::NotMine));
+        let d = mine(Tls.probe(&view(&sf, &ch, true)));
+        assert!(
+            d.reversed && !d.evidence.contains("without handshake"),
+            "{}",
+            d.evidence
+        );
         // The other direction speaks something else.
         assert!(matches!(
             Tls.probe(&view(b"GET / HTTP/1.1\r\n\r\n", &tc, false)),
