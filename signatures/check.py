@@ -56,6 +56,9 @@ VERSIONS = {"2000", "2003", "2007", "2010", "2013", "2016", "2019", "o365"}
 SECTIONS = {str(n) for n in range(1, 12)} | {"general"}
 
 SERVICE_KEYS = {"name": str, "protocol": str, "description": str}
+# Keys a service may carry besides those: announced_only (the port names the service only when
+# another flow announced it, issue 15: UM media).
+SERVICE_OPTIONAL_KEYS = {"announced_only": bool}
 PORT_KEYS = {
     "ports": str, "transport": str, "service": str, "tls": bool, "from": str, "to": str,
     "versions": list, "section": str, "note": str, "outside_seeds": bool,
@@ -175,9 +178,10 @@ def check_services(doc: dict) -> dict[str, dict]:
         err(f"services.toml: unexpected top-level keys {sorted(extra)}")
     for i, s in enumerate(doc.get("service", [])):
         where = f"services.toml service #{i + 1} ({s.get('name', '?')})"
-        if set(s) != set(SERVICE_KEYS):
-            err(f"{where}: keys {sorted(s)} != {sorted(SERVICE_KEYS)}")
-        for k, t in SERVICE_KEYS.items():
+        if not set(SERVICE_KEYS) <= set(s) <= set(SERVICE_KEYS) | set(SERVICE_OPTIONAL_KEYS):
+            err(f"{where}: keys {sorted(s)} != {sorted(SERVICE_KEYS)} "
+                f"(optional: {sorted(SERVICE_OPTIONAL_KEYS)})")
+        for k, t in (SERVICE_KEYS | SERVICE_OPTIONAL_KEYS).items():
             if k in s and not isinstance(s[k], t):
                 err(f"{where}: {k} must be {t.__name__}")
         name = s.get("name", "")
