@@ -23,65 +23,17 @@ import argparse
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput as tp  # noqa: E402  (the SYN capture builder)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench-out")
 FLOWS = 2_000_000
 GAP_US = 1
-
-
-def csum_fold(s):
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def build_flood(path, n, high):
-    """n SYNs, GAP_US apart, each its own flow (see the module docstring)."""
-    eth = bytes.fromhex("020000000002" "020000000001" "0800")
-    dst_ip = 0xC000020A
-    ip_base = csum_fold(0x4500 + 40 + 0x4000 + 0x4006 + (dst_ip >> 16) + (dst_ip & 0xFFFF))
-    seq = 0x12345678
-    tcp_base = csum_fold((seq >> 16) + (seq & 0xFFFF) + 0x5002 + 64240
-                         + (dst_ip >> 16) + (dst_ip & 0xFFFF) + 6 + 20)
-    rec = bytearray(16 + 54)
-    struct.pack_into("<IIII", rec, 0, 0, 0, 54, 54)
-    rec[16:30] = eth
-    struct.pack_into(">BBHHHBBHII", rec, 30, 0x45, 0, 40, 0, 0x4000, 64, 6, 0, 0, dst_ip)
-    struct.pack_into(">HHIIBBHHH", rec, 50, 0, 443, seq, 0, 0x50, 0x02, 64240, 0, 0)
-    start = 1_700_000_000_000_000
-    hdr = struct.Struct("<II")
-    ipf = struct.Struct(">HI")
-    ports = struct.Struct(">HH")
-    tcpf = struct.Struct(">H")
-    tmp = path + ".tmp"
-    chunk = 65536
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        k = 0
-        while k < n:
-            m = min(chunk, n - k)
-            out = bytearray(rec * m)
-            for j in range(m):
-                idx = k + j
-                o = j * 70
-                src = 0x0A000000 + idx
-                sport = 1024 + idx % 50000
-                dport = 1024 + idx % 64000 if high else 443
-                ts = start + idx * GAP_US
-                hdr.pack_into(out, o, ts // 1_000_000, ts % 1_000_000)
-                sw = (src >> 16) + (src & 0xFFFF)
-                ipf.pack_into(out, o + 40, ~csum_fold(ip_base + sw) & 0xFFFF, src)
-                ports.pack_into(out, o + 50, sport, dport)
-                tsum = tcp_base + sw + sport + dport
-                tcpf.pack_into(out, o + 66, ~csum_fold(tsum) & 0xFFFF)
-            f.write(out)
-            k += m
-    os.replace(tmp, path)
 
 
 def run(exe, pcap, extra):
@@ -119,7 +71,7 @@ def main():
         pcap = os.path.join(OUT, f"flood-2m-{kind}.pcap")
         if a.rebuild or not os.path.exists(pcap):
             print(f"building {pcap}", file=sys.stderr)
-            build_flood(pcap, FLOWS, kind == "high")
+            tp.build_syns(pcap, FLOWS, gap_us=GAP_US, high_ports=kind == "high")
         for limit in [None] + limits:
             extra = ["--threads", a.threads]
             if limit is not None:

@@ -384,10 +384,12 @@ def csum_fold(s):
     return s
 
 
-def build_syns(path, n):
-    """n distinct TCP flows, one SYN each (Ethernet/IPv4/TCP, 54 bytes), 2 us apart.
+def build_syns(path, n, gap_us=2, high_ports=False):
+    """n distinct TCP flows, one SYN each (Ethernet/IPv4/TCP, 54 bytes), `gap_us` apart.
 
-    Flow k: 10.0.0.0 + k : 1024 + k % 50000  ->  192.0.2.10 : 443.  Both checksums are right.
+    Flow k: 10.0.0.0 + k : 1024 + k % 50000  ->  192.0.2.10 : 443 (with `high_ports`:
+    1024 + k % 64000, so that every flow is one the cross-flow tables may wait for).
+    Both checksums are right.
     """
     eth = bytes.fromhex("020000000002" "020000000001" "0800")
     dst_ip = 0xC000020A
@@ -395,7 +397,7 @@ def build_syns(path, n):
     # TCP: sport, dport, seq, ack, offset 5 | SYN, window, checksum, urgent
     tcp_len = 20
     seq = 0x12345678
-    tcp_base = csum_fold(443 + (seq >> 16) + (seq & 0xFFFF) + 0x5002 + 64240
+    tcp_base = csum_fold((seq >> 16) + (seq & 0xFFFF) + 0x5002 + 64240
                          + (dst_ip >> 16) + (dst_ip & 0xFFFF) + 6 + tcp_len)
     rec = bytearray(16 + 54)
     struct.pack_into("<IIII", rec, 0, 0, 0, 54, 54)
@@ -406,6 +408,7 @@ def build_syns(path, n):
     start = 1_700_000_000_000_000
     hdr = struct.Struct("<II")
     ipf = struct.Struct(">HI")  # IPv4 checksum and source address (IP header at +30 of rec)
+    ports = struct.Struct(">HH")
     tcpf = struct.Struct(">H")
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -419,12 +422,13 @@ def build_syns(path, n):
                 o = j * 70
                 src = 0x0A000000 + idx
                 sport = 1024 + idx % 50000
-                ts = start + idx * 2
+                dport = 1024 + idx % 64000 if high_ports else 443
+                ts = start + idx * gap_us
                 hdr.pack_into(out, o, ts // 1_000_000, ts % 1_000_000)
                 sw = (src >> 16) + (src & 0xFFFF)
                 ipf.pack_into(out, o + 40, ~csum_fold(ip_base + sw) & 0xFFFF, src)
-                tcpf.pack_into(out, o + 50, sport)
-                tcpf.pack_into(out, o + 66, ~csum_fold(tcp_base + sw + sport) & 0xFFFF)
+                ports.pack_into(out, o + 50, sport, dport)
+                tcpf.pack_into(out, o + 66, ~csum_fold(tcp_base + sw + sport + dport) & 0xFFFF)
             f.write(out)
             k += m
     os.replace(tmp, path)
