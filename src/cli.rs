@@ -1072,6 +1072,18 @@ fn run_files(a: &AuditArgs, judge: &mut PolicyRun, mode: Mode, rules_file: Optio
     )
 }
 
+/// Open an output file that is written only at the end, now (before privileges are dropped);
+/// a path that cannot be created is exit 1 before anything is captured.
+fn create_now(path: Option<&str>) -> Result<Option<FileOutput>, i32> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    FileOutput::open(path, false).map(Some).map_err(|e| {
+        crate::say!("exwatch: {path}: cannot create: {e}");
+        exit::OUTPUT
+    })
+}
+
 fn live(l: LiveArgs) -> i32 {
     let stats_every = l.stats_interval;
     if !(stats_every.is_finite() && (0.0..1e9).contains(&stats_every)) {
@@ -1106,15 +1118,9 @@ fn live(l: LiveArgs) -> i32 {
     };
     p.cfg.stats_interval = (stats_every > 0.0).then(|| Duration::from_secs_f64(stats_every));
     // The summary file is opened now, while we may still create it; it is written at the end.
-    let mut summary_out = match l.run.summary_json.as_deref() {
-        Some(path) => match FileOutput::open(path, false) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                crate::say!("exwatch: {path}: cannot create: {e}");
-                return exit::OUTPUT;
-            }
-        },
-        None => None,
+    let mut summary_out = match create_now(l.run.summary_json.as_deref()) {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     let opts = LiveOptions {
         interface: l.interface.clone(),
@@ -1151,15 +1157,9 @@ fn live(l: LiveArgs) -> i32 {
         return exit::OUTPUT;
     }
     // The report too: written at exit, perhaps by a user who could not create it.
-    let report_out = match l.run.report.as_deref() {
-        Some(path) => match FileOutput::open(path, false) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                crate::say!("exwatch: {path}: cannot create: {e}");
-                return exit::OUTPUT;
-            }
-        },
-        None => None,
+    let report_out = match create_now(l.run.report.as_deref()) {
+        Ok(w) => w,
+        Err(code) => return code,
     };
     let mut reopen_summary = || match &mut summary_out {
         Some(w) => w.reopen(),

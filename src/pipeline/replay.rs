@@ -58,7 +58,7 @@ pub fn run_records(
                 Err(e) => Err(e),
             };
             let rec = match parsed.and_then(|l| match l {
-                Line::Flow(r) => checked(*r),
+                Line::Flow(r) => checked(*r).map(Some),
                 Line::Interim => {
                     summary.read.records_skipped += 1;
                     Ok(None)
@@ -174,7 +174,7 @@ pub fn run_records(
 
 /// A record's verdict and end as the judges take them; a record whose names exwatch does not
 /// know is refused, not judged on a guess.
-fn checked(mut r: FlowRecord) -> Result<Option<(FlowRecord, Verdict, EndReason)>, String> {
+fn checked(mut r: FlowRecord) -> Result<(FlowRecord, Verdict, EndReason), String> {
     let confidence = Confidence::from_label(&r.confidence)
         .ok_or_else(|| format!("unknown exwatch.confidence {:?}", r.confidence))?;
     let reason = EndReason::from_label(&r.end_reason)
@@ -186,5 +186,5 @@ fn checked(mut r: FlowRecord) -> Result<Option<(FlowRecord, Verdict, EndReason)>
         evidence: std::mem::take(&mut r.evidence),
         port_mismatch: r.port_mismatch.take(),
     };
-    Ok(Some((r, verdict, reason)))
+    Ok((r, verdict, reason))
 }
