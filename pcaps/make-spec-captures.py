@@ -281,9 +281,80 @@ def h225_ras():
     write_pcap("h225-ras.pcap", pkts)
 
 
+# ----------------------------------------------------------------------------------------
+# H.225.0 RAS admission and disengage (the same clause; X.691 aligned PER): a call's
+# AdmissionRequest and the gatekeeper's AdmissionConfirm, a second ARQ refused with
+# AdmissionReject, and the call's DisengageRequest and DisengageConfirm. These carry no
+# protocol identifier; the request's and the answer's requestSeqNum agree. tshark decodes
+# every message without error.
+# ----------------------------------------------------------------------------------------
+
+def bmp(s):
+    return s.encode("utf-16-be")
+
+
+def arq(seq, endpoint, alias, conf_id, crv):
+    # Choice 9 (6 bits), ARQ's extension bit and 7 optional-field bits (none present): 14
+    # bits, so requestSeqNum starts at octet 2 (value - 1, the range starts at 1).
+    b = b"\x24\x00" + struct.pack("!H", seq - 1)
+    # callType pointToPoint (extension bit, 2 index bits) and endpointIdentifier's length
+    # (1..128, 7 bits), aligned; then its characters.
+    bits = (0b000 << 7) | (len(endpoint) - 1)
+    b += struct.pack("!H", bits << 6) + bmp(endpoint)
+    # srcInfo: one AliasAddress, h323-ID (extension bit, index 1), length 1..256 in an octet.
+    b += b"\x01" + b"\x40" + bytes([len(alias) - 1]) + bmp(alias)
+    # bandWidth 640 (2 octets, length in 2 bits), callReferenceValue, conferenceID (16
+    # octets), activeMC and answerCall false.
+    b += b"\x40" + struct.pack("!H", 640) + struct.pack("!H", crv) + conf_id + b"\x00"
+    return b
+
+
+def acf(seq, ip, port):
+    # Choice 10, extension bit, irrMaxNumber and nonStandardData absent: 9 bits.
+    b = b"\x28\x00" + struct.pack("!H", seq - 1)
+    # bandWidth 640; callModel direct (2 bits) and destCallSignalAddress ipAddress (4 bits),
+    # aligned; the address and port.
+    return b + b"\x40" + struct.pack("!H", 640) + b"\x00" + ip4(ip) + struct.pack("!H", port)
+
+
+def arj(seq):
+    # Choice 11, extension bit, nonStandardData absent: 8 bits; requestSeqNum at octet 1;
+    # rejectReason requestDenied (extension bit, 3 index bits).
+    return b"\x2c" + struct.pack("!H", seq - 1) + b"\x20"
+
+
+def drq(seq, endpoint, conf_id, crv):
+    # Choice 15, extension bit, nonStandardData absent: 8 bits; endpointIdentifier's
+    # length (7 bits) aligned; conferenceID, callReferenceValue; disengageReason
+    # normalDrop (extension bit, 2 index bits).
+    b = b"\x3c" + struct.pack("!H", seq - 1) + bytes([(len(endpoint) - 1) << 1]) + bmp(endpoint)
+    return b + conf_id + struct.pack("!H", crv) + b"\x20"
+
+
+def dcf(seq):
+    # Choice 16, extension bit, nonStandardData absent.
+    return b"\x40" + struct.pack("!H", seq - 1)
+
+
+def h225_ras_admission():
+    conf = bytes.fromhex("6f1c3d2a8b4e4c1f9a0d5e6f7a8b9c0d")
+    pkts = [
+        (0.000, udp_frame(CLI, 1719, SRV, 1719, arq(7, "EP01", "alice", conf, 21), 51)),
+        (0.012, udp_frame(SRV, 1719, CLI, 1719, acf(7, SRV, 1720), 52)),
+        # A terminal on an ephemeral port asks a gatekeeper on another port and is refused.
+        (1.000, udp_frame(CLI, 50720, SRV, 41719, arq(8, "EP01", "bob", conf, 22), 53)),
+        (1.011, udp_frame(SRV, 41719, CLI, 50720, arj(8), 54)),
+        # The first call ends, from another terminal port.
+        (2.000, udp_frame(CLI, 50721, SRV, 1719, drq(9, "EP01", conf, 21), 55)),
+        (2.010, udp_frame(SRV, 1719, CLI, 50721, dcf(9), 56)),
+    ]
+    write_pcap("h225-ras-admission.pcap", pkts)
+
+
 if __name__ == "__main__":
     dcerpc_cl()
     rdp_udp()
     ms_turn()
     sip_keepalive()
     h225_ras()
+    h225_ras_admission()

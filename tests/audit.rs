@@ -743,3 +743,59 @@ fn issue15_h225_ras_gatekeeper_discovery_on_any_port() {
         .iter()
         .all(|r| field(r, "exwatch.port_mismatch").is_null()));
 }
+
+/// Issue 15 (4): H.225.0 RAS admission and disengage, which carry no protocol identifier,
+/// named from a request answered with the same requestSeqNum: on 1719 and on another port.
+#[test]
+fn issue15_h225_ras_admission_answered_on_any_port() {
+    let flows = issue15_flows("h225-ras-admission.pcap", "exwatch.evidence");
+    let want = |port: u64, evidence: &str| {
+        (
+            port,
+            "h323".to_string(),
+            "payload".to_string(),
+            format!("H.225.0 RAS {evidence}"),
+        )
+    };
+    assert_eq!(
+        flows,
+        vec![
+            want(1719, "AdmissionRequest, AdmissionConfirm (requestSeqNum 7)"),
+            want(1719, "DisengageRequest, DisengageConfirm (requestSeqNum 9)"),
+            want(41719, "AdmissionRequest, AdmissionReject (requestSeqNum 8)"),
+        ]
+    );
+}
+
+/// Issue 15 (8): flows whose originator only the payload tells. An HTTP connection picked up
+/// after its handshake between two ephemeral ports (the lower one, the client's, looks like
+/// the server), and DNS answers between two port-53 servers whose queries were missed: the
+/// request line and the answers, not the ports, say who the client is; `mid_stream` stays.
+#[test]
+fn issue15_request_lines_and_dns_answers_decide_the_originator() {
+    let one = |capture: &str| {
+        let run = audit(&[&root().join("pcaps").join(capture)], &["-q"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.records.len(), 1, "{capture}: {:?}", run.records);
+        run.records[0].clone()
+    };
+    let http = one("http-midstream-reversed.pcap");
+    // tshark: "40080 -> 50080 POST /EWS/Exchange.asmx".
+    assert_eq!(field(&http, "source.port"), 40080);
+    assert_eq!(field(&http, "destination.port"), 50080);
+    assert_eq!(field(&http, "network.protocol"), "http");
+    assert_eq!(field(&http, "exwatch.service"), "ews");
+    assert_eq!(field(&http, "exwatch.mid_stream"), true);
+    assert_eq!(field(&http, "http.response.status_code"), 200);
+    // The client sent the requests: its counters are the source's.
+    assert!(field(&http, "source.bytes").as_u64() < field(&http, "destination.bytes").as_u64());
+    let dns = one("dns-answer-only-53.pcap");
+    // tshark: "Standard query response" from 192.0.2.10: the server is the destination.
+    assert_eq!(field(&dns, "source.ip"), "192.0.2.20");
+    assert_eq!(field(&dns, "destination.ip"), "192.0.2.10");
+    assert_eq!(field(&dns, "network.protocol"), "dns");
+    assert_eq!(field(&dns, "dns.question.name"), "mail.contoso.test");
+    assert_eq!(field(&dns, "exwatch.mid_stream"), true);
+    assert_eq!(field(&dns, "source.packets"), 0);
+    assert_eq!(field(&dns, "destination.packets"), 2);
+}

@@ -71,6 +71,18 @@ impl Payloads<'_> {
     pub fn is_udp(&self) -> bool {
         self.transport == crate::decode::IPPROTO_UDP
     }
+
+    /// The same bytes with the roles the other way round: for a detector that reads a flow
+    /// picked up mid-stream whose guessed originator is the server (issue 15, class 8).
+    pub fn swapped(&self) -> Self {
+        Payloads {
+            ts: self.tc,
+            tc: self.ts,
+            server_port: self.client_port,
+            client_port: self.server_port,
+            ..*self
+        }
+    }
 }
 
 /// A protocol detector: looks at the first bytes of each direction and says whose they are.

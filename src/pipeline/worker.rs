@@ -12,7 +12,7 @@ use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
 use crate::classify::expect::{Fact, SLACK};
 use crate::classify::inspect::{Inspector, Outcome};
-use crate::classify::{Classifier, Verdict};
+use crate::classify::{Classifier, Detection, Verdict};
 use crate::decode::frag::{FragLimits, Offer, Reassembler};
 use crate::decode::tcp_flags::{ACK, SYN};
 use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP, L4};
@@ -493,11 +493,7 @@ impl<'a> Worker<'a> {
         // buffers keep the old sides: `side` maps them.
         let mut turned = false;
         if let Outcome::Decided(d) = &mut outcome {
-            if d.reversed && f.mid_stream {
-                f.turn_around();
-                d.reversed = false;
-                turned = true;
-            }
+            turned = turn_if_reversed(f, d);
         }
         let side = |i: usize| if turned { 1 - i } else { i };
         let dir = side(dir);
@@ -698,14 +694,25 @@ fn count(read: &mut ReadStats, file: usize, u: Undecodable, n: u64) {
     }
 }
 
+/// Turn a flow around when its payload showed the roles the other way round and its
+/// originator was only guessed: a TCP flow seen mid-stream, or any UDP flow (the first sender
+/// is a guess; a first datagram that answers a request the capture missed makes the flow one
+/// seen mid-stream). True when turned.
+fn turn_if_reversed(f: &mut Flow, d: &mut Detection) -> bool {
+    if !d.reversed || !(f.mid_stream || f.key.proto == IPPROTO_UDP) {
+        return false;
+    }
+    f.turn_around();
+    f.mid_stream = true;
+    d.reversed = false;
+    true
+}
+
 /// Record what inspection concluded and drop its state once it has; true when it has.
 fn settle(f: &mut Flow, outcome: Outcome) -> bool {
     if let Outcome::Decided(mut d) | Outcome::GaveUp(mut d) = outcome {
         // Decided at its end the other way round: turned around as when decided on a packet.
-        if d.reversed && f.mid_stream {
-            f.turn_around();
-            d.reversed = false;
-        }
+        turn_if_reversed(f, &mut d);
         f.detection = Some(Box::new(d));
         f.inspect = None;
         return true;

@@ -314,8 +314,16 @@ impl Detector for Dns {
         if tcp {
             evidence.push_str(" over TCP");
         }
+        // The guessed originator sent the answer: the query came (or would have come) from
+        // the other side, which is the client (issue 15, class 8). Not for mDNS and LLMNR,
+        // whose answers go unasked to a multicast group.
+        let reversed =
+            kind == "DNS" && a.is_some_and(|m| m.response) && b.is_none_or(|m| !m.response);
+        if reversed {
+            evidence.push_str(" (flow directions reversed)");
+        }
         Probe::Mine(Detection {
-            reversed: false,
+            reversed,
             protocol: "dns",
             service: None,
             confidence: Confidence::Payload,
@@ -362,6 +370,37 @@ mod tests {
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {
         d.fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str())
+    }
+
+    /// Issue 15, class 8: the guessed originator sent the answer (both ports ephemeral, or
+    /// both 53), so the flow is to be turned around; a straight flow is not.
+    #[test]
+    fn answer_from_the_guessed_originator_reverses_the_flow() {
+        let heads = [head(true, SRV_R, 141), head(false, SRV_Q, SRV_Q.len())];
+        let Probe::Mine(d) = Dns.probe(&udp(SRV_R, SRV_Q, &heads, false)) else {
+            panic!()
+        };
+        assert!(d.reversed, "{}", d.evidence);
+        assert!(d.evidence.ends_with("(flow directions reversed)"));
+        let Probe::Mine(d) = Dns.probe(&udp(SRV_R, b"", &heads[..1], true)) else {
+            panic!()
+        };
+        assert!(d.reversed && d.evidence.starts_with("DNS response"));
+        let heads = [head(true, SRV_Q, SRV_Q.len()), head(false, SRV_R, 141)];
+        let Probe::Mine(d) = Dns.probe(&udp(SRV_Q, SRV_R, &heads, false)) else {
+            panic!()
+        };
+        assert!(!d.reversed);
+        // mDNS answers go unasked to a group: never turned.
+        let mdns = Payloads {
+            server_port: 5353,
+            client_port: 5353,
+            ..udp(SRV_R, b"", &heads[1..], true)
+        };
+        let Probe::Mine(d) = Dns.probe(&mdns) else {
+            panic!()
+        };
+        assert!(!d.reversed, "{}", d.evidence);
     }
 
     #[test]

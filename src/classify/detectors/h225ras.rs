@@ -4,8 +4,12 @@
 //! PER (aligned) leaves few fixed bytes. The gatekeeper discovery and registration messages
 //! (GRQ, GCF, GRJ, RRQ, RCF, RRJ) carry the H.225.0 protocol identifier, the object identifier
 //! 0.0.8.2250.0.N, as a length byte and six content bytes soon after their sequence number:
-//! that and a root `RasMessage` choice in the first byte are the evidence. Admission and the
-//! rest (ARQ, DRQ...) carry no fixed marker and are left to the port.
+//! that and a root `RasMessage` choice in the first byte are the evidence.
+//!
+//! Admission and disengage messages (ARQ, ACF, ARJ, DRQ, DCF, DRJ) carry no fixed marker: a
+//! request in one direction answered by its confirm or reject with the same `requestSeqNum`
+//! in the other is the evidence (16 bits that must agree, at the offset each message's PER
+//! layout puts them). A lone request is left to the port.
 
 use crate::classify::detector::{mine, Detector, Payloads, Probe};
 
@@ -42,6 +46,93 @@ fn ras(d: &[u8]) -> Option<(&'static str, u8)> {
     })
 }
 
+/// A RAS transaction without a protocol identifier: the request's, the confirm's and the
+/// reject's root choice, each with the octet its `requestSeqNum` starts at. That octet
+/// follows the five choice bits, the extension bits and the message's optional-field bits,
+/// aligned: ARQ has 7 optional fields (14 bits, octet 2), ACF 2 (9 bits, octet 2), the
+/// others 1 (8 bits, octet 1).
+struct Transaction {
+    name: &'static str,
+    request: (u8, usize),
+    confirm: (u8, usize),
+    reject: (u8, usize),
+}
+
+const TRANSACTIONS: &[Transaction] = &[
+    Transaction {
+        name: "Admission",
+        request: (9, 2),
+        confirm: (10, 2),
+        reject: (11, 1),
+    },
+    Transaction {
+        name: "Disengage",
+        request: (15, 1),
+        confirm: (16, 1),
+        reject: (17, 1),
+    },
+];
+
+/// The root choice of a datagram that is not an extension alternative.
+fn choice(d: &[u8]) -> Option<u8> {
+    let first = *d.first()?;
+    (first & 0x80 == 0).then_some((first >> 2) & 0x1f)
+}
+
+/// The sequence number at `at`, as sent (the value minus one).
+fn seq_at(d: &[u8], at: usize) -> Option<u16> {
+    d.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// A request in `req` answered in `ans` with the same sequence number: the transaction,
+/// whether it was confirmed, and the sequence number.
+fn answered(req: &[u8], ans: &[u8]) -> Option<(&'static Transaction, bool, u16)> {
+    let (q, a) = (choice(req)?, choice(ans)?);
+    let t = TRANSACTIONS.iter().find(|t| t.request.0 == q)?;
+    let (confirmed, at) = if a == t.confirm.0 {
+        (true, t.confirm.1)
+    } else if a == t.reject.0 {
+        (false, t.reject.1)
+    } else {
+        return None;
+    };
+    let seq = seq_at(req, t.request.1)?;
+    // A reject carries its reason after the sequence number; a confirm may end there (DCF).
+    let min = if confirmed { at + 2 } else { at + 3 };
+    (seq_at(ans, at) == Some(seq) && ans.len() >= min).then_some((t, confirmed, seq))
+}
+
+/// Whether `d` could be the request of a transaction still waiting for its answer.
+fn is_request(d: &[u8]) -> bool {
+    choice(d).is_some_and(|c| TRANSACTIONS.iter().any(|t| t.request.0 == c)) && d.len() >= 4
+}
+
+/// The evidence of an answered transaction.
+fn transaction(p: &Payloads<'_>) -> Probe {
+    let (t, confirmed, seq, reversed) = match (answered(p.ts, p.tc), answered(p.tc, p.ts)) {
+        (Some((t, c, s)), _) => (t, c, s, false),
+        (None, Some((t, c, s))) => (t, c, s, true),
+        _ if !p.last_chance && p.tc.is_empty() && is_request(p.ts) => return Probe::NeedMore,
+        _ => return Probe::NotMine,
+    };
+    let answer = if confirmed { "Confirm" } else { "Reject" };
+    let mut evidence = format!(
+        "H.225.0 RAS {n}Request, {n}{answer} (requestSeqNum {})",
+        u32::from(seq) + 1,
+        n = t.name
+    );
+    if reversed {
+        evidence.push_str(" (flow directions reversed)");
+    }
+    match mine("h323", evidence) {
+        Probe::Mine(mut d) => {
+            d.reversed = reversed;
+            Probe::Mine(d)
+        }
+        other => other,
+    }
+}
+
 pub struct H225Ras;
 
 impl Detector for H225Ras {
@@ -64,7 +155,7 @@ impl Detector for H225Ras {
     fn probe(&self, p: &Payloads<'_>) -> Probe {
         let (a, b) = (ras(p.ts), ras(p.tc));
         let Some((name, version)) = a.or(b) else {
-            return Probe::NotMine;
+            return transaction(p);
         };
         let mut evidence = format!("H.225.0 RAS {name} (protocol version {version})");
         if let (Some(_), Some((answer, _))) = (a, b) {
@@ -119,11 +210,85 @@ mod tests {
         );
     }
 
+    /// The capture's ARQ (requestSeqNum 7) and ACF, ARJ and DCF answers as PER lays them out
+    /// (`pcaps/make-spec-captures.py`; tshark decodes them).
+    const ARQ: &[u8] = &[
+        0x24, 0x00, 0x00, 0x06, 0x00, 0xc0, 0, b'E', 0, b'P', 0, b'0', 0, b'1', 0x01, 0x40, 0x04,
+        0, b'a', 0, b'l', 0, b'i', 0, b'c', 0, b'e', 0x40, 0x02, 0x80, 0x00, 0x15,
+    ];
+    const ACF: &[u8] = &[
+        0x28, 0x00, 0x00, 0x06, 0x40, 0x02, 0x80, 0x00, 198, 51, 100, 10, 0x06, 0xb8,
+    ];
+    const ARJ: &[u8] = &[0x2c, 0x00, 0x06, 0x20];
+
+    #[test]
+    fn admission_answered_with_its_sequence_number_is_ras() {
+        let Probe::Mine(d) = H225Ras.probe(&udp(ARQ, ACF)) else {
+            panic!("ARQ and ACF not found")
+        };
+        assert_eq!(
+            d.evidence,
+            "H.225.0 RAS AdmissionRequest, AdmissionConfirm (requestSeqNum 7)"
+        );
+        assert!(!d.reversed);
+        let Probe::Mine(d) = H225Ras.probe(&udp(ARQ, ARJ)) else {
+            panic!("ARQ and ARJ not found")
+        };
+        assert!(d.evidence.contains("AdmissionReject"), "{}", d.evidence);
+        // The gatekeeper taken for the originator: the roles come from the messages.
+        let Probe::Mine(d) = H225Ras.probe(&udp(ACF, ARQ)) else {
+            panic!("reversed ARQ and ACF not found")
+        };
+        assert!(d.reversed && d.evidence.ends_with("(flow directions reversed)"));
+        // A request waits for its answer; alone at the end it is left to the port.
+        assert!(matches!(H225Ras.probe(&udp(ARQ, b"")), Probe::NeedMore));
+        let mut last = udp(ARQ, b"");
+        last.last_chance = true;
+        assert!(matches!(H225Ras.probe(&last), Probe::NotMine));
+    }
+
+    #[test]
+    fn answers_that_do_not_match_are_not_ras() {
+        // Another sequence number.
+        let mut acf = ACF.to_vec();
+        acf[3] = 0x07;
+        assert!(matches!(H225Ras.probe(&udp(ARQ, &acf)), Probe::NotMine));
+        // An answer of another transaction (DisengageConfirm to an ARQ).
+        let dcf = [0x40, 0x00, 0x06];
+        assert!(matches!(H225Ras.probe(&udp(ARQ, &dcf)), Probe::NotMine));
+        // A confirm cut inside its sequence number, a reject without its reason.
+        assert!(matches!(
+            H225Ras.probe(&udp(ARQ, &ACF[..3])),
+            Probe::NotMine
+        ));
+        assert!(matches!(
+            H225Ras.probe(&udp(ARQ, &ARJ[..3])),
+            Probe::NotMine
+        ));
+        // A disengage confirm is its sequence number alone.
+        let drq = [0x3c, 0x00, 0x08, 0x06];
+        let Probe::Mine(d) = H225Ras.probe(&udp(&drq, &[0x40, 0x00, 0x08])) else {
+            panic!("DRQ and DCF not found")
+        };
+        assert!(
+            d.evidence.contains("DisengageConfirm (requestSeqNum 9)"),
+            "{}",
+            d.evidence
+        );
+        for n in 0..ARQ.len() {
+            for m in 0..ACF.len() {
+                let _ = H225Ras.probe(&udp(&ARQ[..n], &ACF[..m]));
+            }
+        }
+    }
+
     #[test]
     fn other_bytes_are_not_ras() {
         let mut arq = GRQ.to_vec();
-        arq[0] = 9 << 2; // AdmissionRequest: no protocol identifier to check
-        assert!(matches!(H225Ras.probe(&udp(&arq, b"")), Probe::NotMine));
+        arq[0] = 9 << 2; // AdmissionRequest shape, no answer: left to the port at the end
+        let mut last = udp(&arq, b"");
+        last.last_chance = true;
+        assert!(matches!(H225Ras.probe(&last), Probe::NotMine));
         let mut ext = GRQ.to_vec();
         ext[0] |= 0x80;
         assert!(matches!(H225Ras.probe(&udp(&ext, b"")), Probe::NotMine));

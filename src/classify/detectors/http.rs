@@ -568,7 +568,33 @@ impl Detector for Http {
     }
 
     fn probe(&self, p: &Payloads<'_>) -> Probe {
-        self.probe_at(p, 0)
+        match self.probe_at(p, 0) {
+            Probe::NotMine => reversed(self, p),
+            other => other,
+        }
+    }
+}
+
+/// A flow picked up without its start whose guessed originator sent the status lines (or
+/// whose guessed responder sent the requests): the request and status lines read the other
+/// way round, and the flow marked to be turned around (issue 15, class 8).
+fn reversed(http: &Http, p: &Payloads<'_>) -> Probe {
+    let request_back =
+        p.tc.first().is_some_and(u8::is_ascii_uppercase) && !p.tc.starts_with(b"HTTP/");
+    // A status line may still be arriving (the segment cut after "HT").
+    let n = p.ts.len().min(7);
+    let status_first = n > 0 && p.ts[..n] == b"HTTP/1."[..n];
+    if !(status_first || (p.ts.is_empty() && request_back)) {
+        return Probe::NotMine;
+    }
+    let swapped = p.swapped();
+    match http.probe_at(&swapped, 0) {
+        Probe::Mine(mut d) => {
+            d.evidence.push_str(" (flow directions reversed)");
+            d.reversed = true;
+            Probe::Mine(d)
+        }
+        other => other,
     }
 }
 
@@ -714,6 +740,46 @@ mod tests {
 
     fn field<'a>(d: &'a Detection, k: &str) -> Option<&'a str> {
         d.fields.iter().find(|f| f.0 == k).map(|f| f.1.as_str())
+    }
+
+    /// Issue 15, class 8: the guessed originator sent the status line and the guessed
+    /// responder the request: read the other way round and marked to be turned around.
+    #[test]
+    fn request_from_the_guessed_responder_reverses_the_flow() {
+        let req: &[u8] = b"POST /EWS/Exchange.asmx HTTP/1.1\r\nHost: mail.contoso.test\r\n\r\n";
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let d = detect(resp, req);
+        assert!(d.reversed);
+        assert_eq!(d.service.as_deref(), Some("ews"));
+        assert_eq!(field(&d, "http.response.status_code"), Some("200"));
+        assert_eq!(
+            d.evidence,
+            format!("{} (flow directions reversed)", detect(req, resp).evidence)
+        );
+        // Only the requests, from the guessed responder: the answer is waited for.
+        assert!(matches!(
+            Http.probe(&view(b"", req, false)),
+            Probe::NeedMore
+        ));
+        let Probe::Mine(d) = Http.probe(&view(b"", req, true)) else {
+            panic!()
+        };
+        assert!(d.reversed);
+        // A status line cut after two bytes still turns the flow.
+        assert!(detect(b"HT", req).reversed);
+        assert!(matches!(
+            Http.probe(&view(b"HT", b"", false)),
+            Probe::NeedMore
+        ));
+        // Only the status line, from the guessed originator.
+        let d = detect(resp, b"");
+        assert!(d.reversed && d.evidence.starts_with("HTTP response"));
+        // The straight flow is not turned; another protocol's greeting is not HTTP.
+        assert!(!detect(req, resp).reversed);
+        assert!(matches!(
+            Http.probe(&view(b"", b"SSH-2.0-OpenSSH_9.2\r\n", true)),
+            Probe::NotMine
+        ));
     }
 
     #[test]

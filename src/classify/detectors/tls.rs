@@ -1181,13 +1181,7 @@ fn reversed_hellos(p: &Payloads<'_>) -> Probe {
         Hello::Wait { .. } if !p.last_chance => return Probe::NeedMore,
         _ => return Probe::NotMine,
     }
-    let swapped = Payloads {
-        ts: p.tc,
-        tc: p.ts,
-        server_port: p.client_port,
-        client_port: p.server_port,
-        ..*p
-    };
+    let swapped = p.swapped();
     match hellos(&swapped) {
         Probe::Mine(mut d) => {
             d.evidence.push_str(" (flow directions reversed)");
