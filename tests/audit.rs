@@ -568,8 +568,8 @@ fn pcapng_with_interfaces_of_different_link_types() {
 }
 
 /// Issue 15 (5): CONNECT tunnels through squid (connect-tunnel.pcap) are http with their target;
-/// what the proxy let through is classified as the protocol inside, and a refused tunnel's error
-/// page is not.
+/// what the proxy let through is classified as the protocol inside (TLS to 443 as a flow of its
+/// own to 443 is: http, its TLS fields kept), and a refused tunnel's error page is not.
 #[test]
 fn issue15_connect_tunnels_name_their_inner_protocol() {
     let run = audit(&[&root().join("pcaps/connect-tunnel.pcap")], &["-q"]);
@@ -599,13 +599,19 @@ fn issue15_connect_tunnels_name_their_inner_protocol() {
         seen,
         [
             "mail.contoso.test:25 403 - - -",
-            "mail.contoso.test:443 200 tls 1.2 mail.contoso.test",
-            "mail.contoso.test:443 200 tls 1.3 mail.contoso.test",
+            "mail.contoso.test:443 200 http 1.2 mail.contoso.test",
+            "mail.contoso.test:443 200 http 1.3 mail.contoso.test",
             "mail.contoso.test:80 200 http - -",
         ]
     );
     for r in &run.records {
-        if r["exwatch"]["inner_protocol"] == "tls" {
+        if r["tls"]["version"].is_string() {
+            assert!(
+                r["exwatch"]["evidence"]
+                    .as_str()
+                    .is_some_and(|e| e.ends_with("inner TLS implicit on the target port (https)")),
+                "{r}"
+            );
             for k in ["ja3", "ja4"] {
                 assert!(r["tls"]["client"][k].is_string(), "{k}: {r}");
             }
@@ -613,7 +619,7 @@ fn issue15_connect_tunnels_name_their_inner_protocol() {
                 assert!(r["tls"]["server"][k].is_string(), "{k}: {r}");
             }
         }
-        if r["exwatch"]["inner_protocol"] == "http" {
+        if r["exwatch"]["inner_protocol"] == "http" && r.get("tls").is_none() {
             // the inner request's path names the Exchange service
             assert_eq!(r["url"]["path"], "/owa/", "{r}");
             assert_eq!(r["exwatch"]["service"], "owa", "{r}");

@@ -267,13 +267,7 @@ fn inner_protocol(
     classifier: &Classifier,
 ) -> (&'static str, Option<String>) {
     if d.protocol == "tls" {
-        let (sigs, rp) = (&classifier.sigs, f.resp_port());
-        let implicit = classifier
-            .ports
-            .lookup(sigs, IPPROTO_TCP, rp)
-            .filter(|e| e.tls)
-            .or_else(|| classifier.ports.lookup_tls(sigs, rp));
-        if let Some(s) = implicit.map(|e| &sigs.services[e.service]) {
+        if let Some(s) = classifier.implicit_tls(f.resp_port()) {
             if let Some(p) = REGISTRY
                 .iter()
                 .map(|det| det.protocol())

@@ -134,6 +134,48 @@ impl Classifier {
             })
     }
 
+    /// The service whose TLS a TCP port carries implicitly (443: https): the port's entry when
+    /// the reference marks it TLS, or its implicit-TLS entry when it lists the port both ways.
+    pub fn implicit_tls(&self, port: u16) -> Option<&crate::signatures::Service> {
+        let (sigs, tcp) = (&self.sigs, crate::decode::IPPROTO_TCP);
+        self.ports
+            .lookup(sigs, tcp, port)
+            .filter(|e| e.tls)
+            .or_else(|| self.ports.lookup_tls(sigs, port))
+            .map(|e| &sigs.services[e.service])
+    }
+
+    /// A CONNECT tunnel's inner TLS to a port whose TLS is implicit is named as a flow of its
+    /// own to that port would be (443: `http`), its TLS fields kept; a tunnel to another
+    /// port stays `tls`. Applied once, when the tunnel's flow is decided.
+    pub fn name_tunnel_inner(&self, d: &mut Detection) {
+        let field = |k: &str| d.fields.iter().position(|(n, _)| *n == k);
+        let (Some(inner), Some(target)) = (
+            field("exwatch.inner_protocol"),
+            field("exwatch.http.tunnel_target"),
+        ) else {
+            return;
+        };
+        if d.fields[inner].1 != "tls" {
+            return;
+        }
+        let port = d.fields[target]
+            .1
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        let Some(s) = port.and_then(|p| self.implicit_tls(p)) else {
+            return;
+        };
+        if s.protocol != "tls" && s.protocol != "unknown" {
+            let named = s.protocol.clone();
+            d.evidence
+                .push_str("; inner TLS implicit on the target port (");
+            d.evidence.push_str(&s.name);
+            d.evidence.push(')');
+            d.fields[inner].1 = named;
+        }
+    }
+
     /// The `network.protocol` a flow's port suggests, to probe that detector first.
     pub fn port_hint(&self, flow: &Flow) -> Option<&str> {
         self.port_entry(flow)
@@ -283,6 +325,34 @@ mod tests {
             fields: Vec::new(),
         }));
         Classifier::new(Arc::new(Signatures::embedded())).verdict(&f)
+    }
+
+    /// A tunnel's inner TLS is named by the target port's implicit TLS (443, 636, IPv6
+    /// targets too); to a port without one, or inner bytes that are not TLS, it stays.
+    #[test]
+    fn tunnel_inner_tls_takes_the_target_ports_protocol() {
+        let c = Classifier::new(Arc::new(Signatures::embedded()));
+        let named = |target: &str, inner: &str| {
+            let mut d = Detection {
+                reversed: false,
+                protocol: "http",
+                service: None,
+                confidence: Confidence::Payload,
+                evidence: "HTTP CONNECT tunnel".into(),
+                fields: vec![
+                    ("exwatch.http.tunnel_target", target.to_string()),
+                    ("exwatch.inner_protocol", inner.to_string()),
+                ],
+            };
+            c.name_tunnel_inner(&mut d);
+            d.fields[1].1.clone()
+        };
+        assert_eq!(named("mail.contoso.test:443", "tls"), "http");
+        assert_eq!(named("[2001:db8::10]:443", "tls"), "http");
+        assert_eq!(named("dc01.contoso.test:636", "tls"), "ldap");
+        assert_eq!(named("mail.contoso.test:8444", "tls"), "tls");
+        assert_eq!(named("mail.contoso.test:443", "smtp"), "smtp");
+        assert_eq!(named("mail.contoso.test", "tls"), "tls");
     }
 
     #[test]

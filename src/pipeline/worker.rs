@@ -543,7 +543,7 @@ impl<'a> Worker<'a> {
             }
         }
         let f = self.table.get_mut(slot);
-        if settle(f, outcome) && self.notify_verdicts {
+        if settle(f, outcome, &self.classifier) && self.notify_verdicts {
             // The verdict is known while the flow lives: alerts need not wait for its end.
             let snap = f.snapshot();
             self.alert(&snap);
@@ -561,7 +561,7 @@ impl<'a> Worker<'a> {
 
     /// A flow has ended: settle its inspection and hold it for the watermark.
     fn emit(&mut self, mut f: Flow, reason: EndReason) {
-        finish_inspection(&mut f);
+        finish_inspection(&mut f, &self.classifier);
         self.finished.push((f, reason));
     }
 
@@ -709,10 +709,11 @@ fn turn_if_reversed(f: &mut Flow, d: &mut Detection) -> bool {
 }
 
 /// Record what inspection concluded and drop its state once it has; true when it has.
-fn settle(f: &mut Flow, outcome: Outcome) -> bool {
+fn settle(f: &mut Flow, outcome: Outcome, classifier: &Classifier) -> bool {
     if let Outcome::Decided(mut d) | Outcome::GaveUp(mut d) = outcome {
         // Decided at its end the other way round: turned around as when decided on a packet.
         turn_if_reversed(f, &mut d);
+        classifier.name_tunnel_inner(&mut d);
         f.detection = Some(Box::new(d));
         f.inspect = None;
         return true;
@@ -721,10 +722,14 @@ fn settle(f: &mut Flow, outcome: Outcome) -> bool {
 }
 
 /// A flow that ends while still undecided gets a last look at what it buffered.
-fn finish_inspection(f: &mut Flow) {
+fn finish_inspection(f: &mut Flow, classifier: &Classifier) {
     if let Some(mut insp) = f.inspect.take() {
         let (server, client) = (f.resp_port(), f.orig_port());
-        settle(f, insp.finish(REGISTRY, f.key.proto, server, client));
+        settle(
+            f,
+            insp.finish(REGISTRY, f.key.proto, server, client),
+            classifier,
+        );
     }
 }
 
