@@ -110,7 +110,7 @@ pub const FIELDS: &[Field] = &[
     f("exwatch.http.tunnel_target", K, "HTTP: the target of a `CONNECT` tunnel (`host:port`, never userinfo)"),
     f("exwatch.icmp.code", L, "ICMP code of the flow's first message"),
     f("exwatch.icmp.type", L, "ICMP type of the flow's first message"),
-    f("exwatch.inner_protocol", K, "the protocol inside an HTTP `CONNECT` tunnel, from the payload detectors run on the bytes after the proxy's 2xx (`unknown` when none claims them)"),
+    f("exwatch.inner_protocol", K, "the protocol inside an HTTP `CONNECT` tunnel, from the payload detectors run on the bytes after the proxy's 2xx (`unknown` when none claims them); TLS to a port whose TLS is implicit is named as `network.protocol` would name it there (443: `http`, 636: `ldap`), its `tls.*` fields kept"),
     f("exwatch.interim", B, "`true` on an interim record (`--active-timeout`) or an alert record, absent on the final one"),
     f("exwatch.kerberos.error_code", K, "Kerberos: the KRB-ERROR code name"),
     f("exwatch.kerberos.msg_type", K, "Kerberos: the request (`AS-REQ`, `TGS-REQ`...)"),
