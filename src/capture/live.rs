@@ -1,8 +1,24 @@
 //! Live capture: packets from a network interface (a SPAN or mirror port) through libpcap.
 //!
-//! Opened before privileges are dropped; read by the pipeline's reader with a short read
-//! timeout, so that a quiet link still lets the reader advance the workers' clocks and notice a
-//! stop request.
+//! Opened before privileges are dropped; each socket is read by one reader thread of the
+//! pipeline with a short read timeout, so that a quiet link still lets the reader advance its
+//! worker's clock and notice a stop request.
+//!
+//! With several workers, [`open_sockets`] opens one libpcap handle (a TPACKET_V3 socket) per
+//! worker and joins them to one kernel fanout group (`PACKET_FANOUT_HASH` with
+//! `PACKET_FANOUT_FLAG_DEFRAG`): the kernel hashes each packet's flow symmetrically
+//! (`__skb_get_hash_symmetric`), so both directions of a flow reach the same socket, and
+//! reassembles IPv4 fragments before hashing, so a fragmented datagram reaches the socket of
+//! its flow (as one packet: the socket then sees the whole datagram, not its fragments).
+//! Other exwatch processes that join the same group ID on the same interface (and network
+//! namespace) share its traffic with this one, flow by flow.
+//!
+//! Order of the steps per socket: activate, install the BPF filter, then join the group. The
+//! kernel picks a group member first and runs that member's filter after, so every member must
+//! carry the same filter; joining last means the socket never takes its share unfiltered
+//! (libpcap also filters in user space what reached the ring before the filter was set).
+//! Between activation and joining (a few milliseconds at start) a socket sees every packet of
+//! the interface, so the first packets of that moment may be read by two sockets.
 
 use super::RawPacket;
 
@@ -18,6 +34,21 @@ pub struct LiveOptions {
     pub buffer_size: i32,
 }
 
+/// `PACKET_FANOUT` mode and flags (linux/if_packet.h): hash demux, IPv4 defragmentation
+/// before hashing. The mode goes in the upper 16 bits of the option, the group ID in the lower.
+const FANOUT_MODE: u32 = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+
+/// The `PACKET_FANOUT` option value that joins group `id` with [`FANOUT_MODE`].
+pub fn fanout_arg(id: u16) -> u32 {
+    u32::from(id) | (FANOUT_MODE << 16)
+}
+
+/// The fanout group used when `--fanout-group` is not given: derived from the process ID, so
+/// that two exwatch processes do not share traffic unless asked to.
+pub fn default_fanout_group() -> u16 {
+    (std::process::id() & 0xffff) as u16
+}
+
 /// Read timeout: the longest the reader waits on a quiet link before it looks at the clock.
 pub const READ_TIMEOUT_MS: i32 = 100;
 
@@ -30,6 +61,12 @@ pub enum LiveError {
     Filter {
         iface: String,
         expr: String,
+        reason: String,
+    },
+    #[error("{iface}: cannot join fanout group {group}: {reason}")]
+    Fanout {
+        iface: String,
+        group: u16,
         reason: String,
     },
     #[error("{iface}: capture failed after {read} packets: {reason}")]
@@ -57,6 +94,28 @@ pub struct CaptureStats {
     pub kernel_drops: u64,
     /// Dropped by the interface or its driver (ps_ifdrop).
     pub interface_drops: u64,
+}
+
+/// Open the interface for `sockets` workers: one handle without fanout when `sockets` is 1
+/// and no group is asked for, else `sockets` handles joined to fanout group `group` (the
+/// default group when `None`).
+pub fn open_sockets(
+    o: &LiveOptions,
+    sockets: usize,
+    group: Option<u16>,
+) -> Result<Vec<LiveCapture>, LiveError> {
+    let sockets = sockets.max(1);
+    if sockets == 1 && group.is_none() {
+        return Ok(vec![LiveCapture::open(o)?]);
+    }
+    let group = group.unwrap_or_else(default_fanout_group);
+    (0..sockets)
+        .map(|_| {
+            let cap = LiveCapture::open(o)?;
+            cap.join_fanout(group)?;
+            Ok(cap)
+        })
+        .collect()
 }
 
 /// An open interface.
@@ -110,6 +169,39 @@ impl LiveCapture {
             last_was_packet: false,
             last_raw: [0; 3],
             stats: CaptureStats::default(),
+        })
+    }
+
+    /// Join fanout group `id` on this socket (after its filter is installed).
+    pub fn join_fanout(&self, id: u16) -> Result<(), LiveError> {
+        let arg = fanout_arg(id) as libc::c_int;
+        // SAFETY: setsockopt on our own open socket with a pointer to a live c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.cap),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&arg as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        let hint = match err.raw_os_error() {
+            // fanout_add(): a group with this ID exists in another mode, with other flags or
+            // on another interface.
+            Some(libc::EINVAL) => {
+                " (the group is in use with another mode or on another interface: choose another --fanout-group)"
+            }
+            Some(libc::ENOSPC) => " (the group has as many members as the kernel allows)",
+            _ => "",
+        };
+        Err(LiveError::Fanout {
+            iface: self.name.clone(),
+            group: id,
+            reason: format!("{err}{hint}"),
         })
     }
 
@@ -175,5 +267,36 @@ impl LiveCapture {
             }
         }
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_option_packs_the_group_id_low_and_hash_with_defrag_high() {
+        // linux/if_packet.h: PACKET_FANOUT_HASH 0, PACKET_FANOUT_FLAG_DEFRAG 0x8000.
+        assert_eq!(fanout_arg(0), 0x8000_0000);
+        assert_eq!(fanout_arg(1), 0x8000_0001);
+        assert_eq!(fanout_arg(0xbeef), 0x8000_beef);
+        assert_eq!(fanout_arg(u16::MAX), 0x8000_ffff);
+        // The kernel reads the mode from bits 16..24 and the flags from bits 24..32.
+        let v = fanout_arg(42);
+        assert_eq!(v & 0xffff, 42, "group ID");
+        assert_eq!((v >> 16) & 0xff, libc::PACKET_FANOUT_HASH, "mode");
+        assert_eq!(
+            (v >> 16) & !0xff,
+            libc::PACKET_FANOUT_FLAG_DEFRAG,
+            "flags: defragment, nothing else"
+        );
+    }
+
+    #[test]
+    fn the_default_group_follows_the_process_id() {
+        assert_eq!(
+            u32::from(default_fanout_group()),
+            std::process::id() & 0xffff
+        );
     }
 }
