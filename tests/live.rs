@@ -768,13 +768,23 @@ fn two_processes_with_one_fanout_group_share_the_flows() {
     let mut other = Proc::spawn(c, second("second.err"));
     other.wait_for("capturing on");
     // The group is bound to the first interface it was made on.
-    let refused = net
-        .cmd(&net.srv, &[bin, "live", "-i", "lo", "--quiet"])
-        .args(group)
-        .output()
-        .unwrap();
-    let msg = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{msg}");
+    let mut c = net.cmd(&net.srv, &[bin, "live", "-i", "lo", "--quiet"]);
+    c.args(group).stdout(Stdio::null());
+    let mut refused = Proc::spawn(c, second("refused.err"));
+    let t0 = Instant::now();
+    let code = loop {
+        if let Ok(Some(st)) = refused.child.try_wait() {
+            break st.code();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "still capturing after 20 s: the group was joined on lo: {}",
+            refused.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let msg = refused.stderr();
+    assert_eq!(code, Some(2), "{msg}");
     assert!(
         msg.contains("lo: cannot join fanout group 4711: Invalid argument"),
         "{msg}"
