@@ -252,21 +252,30 @@ impl LiveCapture {
         }
     }
 
-    /// libpcap's counters now (pcap_stats), accumulated across 32-bit wraps.
+    /// libpcap's counters now (pcap_stats), accumulated across 32-bit wraps (each socket
+    /// keeps its own last raw values).
     pub fn stats(&mut self) -> CaptureStats {
         if let Ok(s) = self.cap.stats() {
-            let now = [s.received, s.dropped, s.if_dropped];
-            let acc = [
-                &mut self.stats.received,
-                &mut self.stats.kernel_drops,
-                &mut self.stats.interface_drops,
-            ];
-            for ((a, n), last) in acc.into_iter().zip(now).zip(self.last_raw.iter_mut()) {
-                *a += u64::from(n.wrapping_sub(*last));
-                *last = n;
-            }
+            self.stats
+                .widen(&mut self.last_raw, [s.received, s.dropped, s.if_dropped]);
         }
         self.stats
+    }
+}
+
+impl CaptureStats {
+    /// Add what libpcap's 32-bit counters `now` (received, dropped, interface dropped) moved
+    /// since `last`, counting one wrap between two reads; `last` becomes `now`.
+    fn widen(&mut self, last: &mut [u32; 3], now: [u32; 3]) {
+        let acc = [
+            &mut self.received,
+            &mut self.kernel_drops,
+            &mut self.interface_drops,
+        ];
+        for ((a, n), last) in acc.into_iter().zip(now).zip(last.iter_mut()) {
+            *a += u64::from(n.wrapping_sub(*last));
+            *last = n;
+        }
     }
 }
 
@@ -290,6 +299,17 @@ mod tests {
             libc::PACKET_FANOUT_FLAG_DEFRAG,
             "flags: defragment, nothing else"
         );
+    }
+
+    #[test]
+    fn counters_are_widened_across_a_32_bit_wrap() {
+        let (mut s, mut last) = (CaptureStats::default(), [0u32; 3]);
+        s.widen(&mut last, [u32::MAX - 1, 5, 0]);
+        s.widen(&mut last, [3, 5, 1]);
+        assert_eq!(s.received, u64::from(u32::MAX) + 4, "wrapped once");
+        assert_eq!(s.kernel_drops, 5);
+        assert_eq!(s.interface_drops, 1);
+        assert_eq!(last, [3, 5, 1]);
     }
 
     #[test]

@@ -592,6 +592,56 @@ mod tests {
 }
 
 #[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[test]
+    fn live_stats_are_the_sums_of_the_sockets_and_list_each() {
+        let c = Counters::new(2);
+        for (i, k) in c.sockets.iter().enumerate() {
+            let i = i as u64;
+            k.received.store(10 + i, Relaxed);
+            k.packets_read.store(9 + i, Relaxed);
+            k.kernel_drops.store(1, Relaxed);
+            k.interface_drops.store(i, Relaxed);
+        }
+        let s = c.live_stats();
+        assert_eq!(s.sockets.len(), 2);
+        assert_eq!(s.sockets[1].capture.received, 11);
+        assert_eq!(s.sockets[1].packets_read, 10);
+        assert_eq!(s.capture.received, 21);
+        assert_eq!(s.capture.kernel_drops, 2);
+        assert_eq!(s.capture.interface_drops, 1);
+        assert_eq!(c.packets_read(), 19);
+        let j = s.to_json();
+        assert_eq!(j["received"], 21);
+        assert_eq!(j["sockets"][0]["received"], 10);
+        assert_eq!(j["sockets"][1]["packets_read"], 10);
+    }
+
+    #[test]
+    fn the_readers_of_one_interface_make_one_capture() {
+        let part = |n: u64, error: Option<&str>| ReadStats {
+            packets_read: n,
+            captures: vec![CaptureCounts {
+                name: "eth1".into(),
+                packets_read: n,
+                error: error.map(str::to_string),
+                ..CaptureCounts::default()
+            }],
+            ..ReadStats::default()
+        };
+        let all = merge_reads(vec![part(3, None), part(4, Some("gone")), part(5, None)]);
+        assert_eq!(all.packets_read, 12);
+        assert_eq!(all.captures.len(), 1);
+        assert_eq!(all.captures[0].name, "eth1");
+        assert_eq!(all.captures[0].packets_read, 12);
+        assert_eq!(all.captures[0].error.as_deref(), Some("gone"));
+        assert_eq!(merge_reads(vec![part(7, None)]).packets_read, 7);
+    }
+}
+
+#[cfg(test)]
 mod alert_tests {
     use super::tests_support::config;
     use super::*;
