@@ -232,7 +232,8 @@ pub struct LiveArgs {
     pub user: Option<String>,
     /// Kernel fanout group (0 to 65535) the capture sockets join, one socket per worker:
     /// exwatch processes on one interface with the same ID share its traffic, flow by flow
-    /// (default: an ID derived from the process ID; with --threads 1, no group).
+    /// (default: a new group whose ID the kernel picks among unused ones; with --threads 1, no
+    /// group).
     #[arg(long, value_name = "ID")]
     pub fanout_group: Option<u16>,
     #[command(flatten)]
@@ -1135,7 +1136,7 @@ fn live(l: LiveArgs) -> i32 {
         buffer_size: l.buffer_size << 20,
     };
     // One capture socket per worker, joined to one fanout group (or one plain socket).
-    let caps = match live::open_sockets(&opts, p.cfg.workers, l.fanout_group) {
+    let (caps, group) = match live::open_sockets(&opts, p.cfg.workers, l.fanout_group) {
         Ok(c) => c,
         Err(e @ (LiveError::Filter { .. } | LiveError::Fanout { .. })) => {
             return usage(&e.to_string())
@@ -1150,14 +1151,13 @@ fn live(l: LiveArgs) -> i32 {
         return exit::CAPTURE_OPEN;
     };
     let (name, linktype) = (cap.name().to_string(), cap.linktype());
-    let fanout = match (caps.len(), l.fanout_group) {
-        (1, None) => String::new(),
-        (n, g) => format!(
-            ", {n} socket{} in fanout group {}",
-            if n == 1 { "" } else { "s" },
-            g.unwrap_or_else(live::default_fanout_group)
-        ),
-    };
+    let fanout = group.map_or(String::new(), |g| {
+        let n = caps.len();
+        format!(
+            ", {n} socket{} in fanout group {g}",
+            if n == 1 { "" } else { "s" }
+        )
+    });
     if let Some(user) = &l.user {
         if let Err(e) = crate::privilege::drop_to(user) {
             crate::say!("exwatch: {e}");

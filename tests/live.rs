@@ -741,6 +741,62 @@ fn two_sockets_in_a_fanout_group_give_the_audit_records() {
     );
 }
 
+/// A second `exwatch live` on the capture's interface, writing `second.ndjson` and
+/// `second-summary.json` beside the first's files; started and capturing.
+fn second_live(net: &Net, cap: &Capture, extra: &[&str]) -> Proc {
+    let bin = env!("CARGO_BIN_EXE_exwatch");
+    let mut c = net.cmd(&net.srv, &[bin, "live", "-i", &net.srv_if, "--quiet"]);
+    c.arg("--json")
+        .arg(cap.path("second.ndjson"))
+        .arg("--summary-json")
+        .arg(cap.path("second-summary.json"))
+        .args(extra)
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(c, cap.path("second.err"));
+    p.wait_for("capturing on");
+    p
+}
+
+/// The fanout group named in a `capturing on` line.
+fn group_of(stderr: &str) -> String {
+    let at = stderr
+        .find("in fanout group ")
+        .unwrap_or_else(|| panic!("no fanout group in {stderr}"));
+    stderr[at + 16..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 11: without `--fanout-group` each process makes a group of its own, with an ID the
+/// kernel picks: two processes on one interface do not share its traffic, each reads all of it.
+#[test]
+fn processes_without_a_fanout_group_do_not_share() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &["--threads", "2"]);
+    let mut other = second_live(&net, &cap, &["--threads", "2"]);
+    let (g1, g2) = (group_of(&cap.live.stderr()), group_of(&other.stderr()));
+    assert_ne!(g1, g2, "two groups");
+    replay(&net, &FANOUT_PCAPS[..4]);
+    std::thread::sleep(Duration::from_millis(500));
+    other.signal(libc::SIGTERM);
+    assert_eq!(other.wait(), 0, "{}", other.stderr());
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let audit = compare(&cap, &read_records(&cap.path("second.ndjson")), &[]);
+    let first = compare(&cap, &read_records(&cap.path("live.ndjson")), &[]);
+    assert_eq!(first, audit);
+    let read = summary(&cap.path("second-summary.json"))["packets_read"].as_u64();
+    assert_eq!(
+        read,
+        Some(audit),
+        "the second process read every packet too"
+    );
+}
+
 /// Issue 11: two exwatch processes in one fanout group share the interface flow by flow: each
 /// flow's record is in exactly one output, and together they are the audit's records. A third
 /// that asks for the same group on another interface is refused (exit 2, with the kernel's
@@ -758,15 +814,7 @@ fn two_processes_with_one_fanout_group_share_the_flows() {
     let dir = cap.dir.path().to_path_buf();
     let second = |n: &str| dir.join(n);
     let bin = env!("CARGO_BIN_EXE_exwatch");
-    let mut c = net.cmd(&net.srv, &[bin, "live", "-i", &net.srv_if, "--quiet"]);
-    c.arg("--json")
-        .arg(second("second.ndjson"))
-        .arg("--summary-json")
-        .arg(second("second-summary.json"))
-        .args(group)
-        .stdout(Stdio::null());
-    let mut other = Proc::spawn(c, second("second.err"));
-    other.wait_for("capturing on");
+    let mut other = second_live(&net, &cap, &group);
     // The group is bound to the first interface it was made on.
     let mut c = net.cmd(&net.srv, &[bin, "live", "-i", "lo", "--quiet"]);
     c.args(group).stdout(Stdio::null());

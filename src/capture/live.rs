@@ -11,7 +11,8 @@
 //! reassembles IPv4 fragments before hashing, so a fragmented datagram reaches the socket of
 //! its flow (as one packet: the socket then sees the whole datagram, not its fragments).
 //! Other exwatch processes that join the same group ID on the same interface (and network
-//! namespace) share its traffic with this one, flow by flow.
+//! namespace) share its traffic with this one, flow by flow. Without `--fanout-group` the
+//! kernel picks an ID no group uses, so that two exwatch processes never share by accident.
 //!
 //! Order of the steps per socket: activate, install the BPF filter, then join the group. The
 //! kernel picks a group member first and runs that member's filter after, so every member must
@@ -43,10 +44,12 @@ pub fn fanout_arg(id: u16) -> u32 {
     u32::from(id) | (FANOUT_MODE << 16)
 }
 
-/// The fanout group used when `--fanout-group` is not given: derived from the process ID, so
-/// that two exwatch processes do not share traffic unless asked to.
-pub fn default_fanout_group() -> u16 {
-    (std::process::id() & 0xffff) as u16
+/// The `PACKET_FANOUT` option value that makes a new group with [`FANOUT_MODE`], its ID chosen
+/// by the kernel among those no group uses (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux 4.5; the ID
+/// field must then be 0). The kernel drops the flag from the group it makes, so the other
+/// sockets join with [`fanout_arg`] of the ID it picked.
+pub fn new_fanout_arg() -> u32 {
+    (FANOUT_MODE | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16
 }
 
 /// Read timeout: the longest the reader waits on a quiet link before it looks at the clock.
@@ -69,6 +72,8 @@ pub enum LiveError {
         group: u16,
         reason: String,
     },
+    #[error("{iface}: cannot create a fanout group: {reason}")]
+    NewFanout { iface: String, reason: String },
     #[error("{iface}: capture failed after {read} packets: {reason}")]
     Read {
         iface: String,
@@ -97,25 +102,28 @@ pub struct CaptureStats {
 }
 
 /// Open the interface for `sockets` workers: one handle without fanout when `sockets` is 1
-/// and no group is asked for, else `sockets` handles joined to fanout group `group` (the
-/// default group when `None`).
+/// and no group is asked for, else `sockets` handles joined to fanout group `group` (a new
+/// group with an ID the kernel picks when `None`). Returns the handles and the group's ID.
 pub fn open_sockets(
     o: &LiveOptions,
     sockets: usize,
     group: Option<u16>,
-) -> Result<Vec<LiveCapture>, LiveError> {
+) -> Result<(Vec<LiveCapture>, Option<u16>), LiveError> {
     let sockets = sockets.max(1);
     if sockets == 1 && group.is_none() {
-        return Ok(vec![LiveCapture::open(o)?]);
+        return Ok((vec![LiveCapture::open(o)?], None));
     }
-    let group = group.unwrap_or_else(default_fanout_group);
-    (0..sockets)
-        .map(|_| {
-            let cap = LiveCapture::open(o)?;
-            cap.join_fanout(group)?;
-            Ok(cap)
-        })
-        .collect()
+    let mut caps = Vec::with_capacity(sockets);
+    let mut group = group;
+    for _ in 0..sockets {
+        let cap = LiveCapture::open(o)?;
+        match group {
+            Some(id) => cap.join_fanout(id)?,
+            None => group = Some(cap.new_fanout()?),
+        }
+        caps.push(cap);
+    }
+    Ok((caps, group))
 }
 
 /// An open interface.
@@ -174,7 +182,53 @@ impl LiveCapture {
 
     /// Join fanout group `id` on this socket (after its filter is installed).
     pub fn join_fanout(&self, id: u16) -> Result<(), LiveError> {
-        let arg = fanout_arg(id) as libc::c_int;
+        self.set_fanout(fanout_arg(id)).map_err(|err| {
+            let hint = match err.raw_os_error() {
+                // fanout_add(): a group with this ID exists in another mode, with other flags
+                // or on another interface.
+                Some(libc::EINVAL) => {
+                    " (the group is in use with another mode or on another interface: choose another --fanout-group)"
+                }
+                Some(libc::ENOSPC) => " (the group has as many members as the kernel allows)",
+                _ => "",
+            };
+            LiveError::Fanout {
+                iface: self.name.clone(),
+                group: id,
+                reason: format!("{err}{hint}"),
+            }
+        })
+    }
+
+    /// Make a new fanout group with this socket in it (after its filter is installed); returns
+    /// the ID the kernel chose.
+    pub fn new_fanout(&self) -> Result<u16, LiveError> {
+        let err = |e: std::io::Error| LiveError::NewFanout {
+            iface: self.name.clone(),
+            reason: e.to_string(),
+        };
+        self.set_fanout(new_fanout_arg()).map_err(err)?;
+        let mut val: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt on our own open socket into a live c_int, its size in `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.cap),
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&mut val as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        // The kernel answers with the group's ID in the low 16 bits, its mode and flags above.
+        Ok((val as u32 & 0xffff) as u16)
+    }
+
+    fn set_fanout(&self, arg: u32) -> std::io::Result<()> {
+        let arg = arg as libc::c_int;
         // SAFETY: setsockopt on our own open socket with a pointer to a live c_int and its size.
         let rc = unsafe {
             libc::setsockopt(
@@ -186,23 +240,10 @@ impl LiveCapture {
             )
         };
         if rc == 0 {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
-        let err = std::io::Error::last_os_error();
-        let hint = match err.raw_os_error() {
-            // fanout_add(): a group with this ID exists in another mode, with other flags or
-            // on another interface.
-            Some(libc::EINVAL) => {
-                " (the group is in use with another mode or on another interface: choose another --fanout-group)"
-            }
-            Some(libc::ENOSPC) => " (the group has as many members as the kernel allows)",
-            _ => "",
-        };
-        Err(LiveError::Fanout {
-            iface: self.name.clone(),
-            group: id,
-            reason: format!("{err}{hint}"),
-        })
     }
 
     pub fn name(&self) -> &str {
@@ -313,10 +354,12 @@ mod tests {
     }
 
     #[test]
-    fn the_default_group_follows_the_process_id() {
+    fn a_new_group_asks_the_kernel_for_its_id() {
+        // PACKET_FANOUT_FLAG_UNIQUEID 0x2000 beside DEFRAG, and an ID field of 0.
+        assert_eq!(new_fanout_arg(), 0xa000_0000);
         assert_eq!(
-            u32::from(default_fanout_group()),
-            std::process::id() & 0xffff
+            new_fanout_arg() & !(libc::PACKET_FANOUT_FLAG_UNIQUEID << 16),
+            fanout_arg(0)
         );
     }
 }
