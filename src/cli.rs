@@ -1,6 +1,6 @@
 //! Command line: raw flags (clap) become one validated configuration before anything runs.
 
-use crate::capture::live::{LiveCapture, LiveError, LiveOptions};
+use crate::capture::live::{self, LiveError, LiveOptions};
 use crate::capture::CaptureError;
 use crate::classify::Classifier;
 use crate::decode::frag::FragLimits;
@@ -230,6 +230,12 @@ pub struct LiveArgs {
     /// After opening the capture and the output files, run as this user.
     #[arg(long, short = 'Z', value_name = "USER")]
     pub user: Option<String>,
+    /// Kernel fanout group (0 to 65535) the capture sockets join, one socket per worker:
+    /// exwatch processes on one interface with the same ID share its traffic, flow by flow
+    /// (default: a new group whose ID the kernel picks among unused ones; with --threads 1, no
+    /// group).
+    #[arg(long, value_name = "ID")]
+    pub fanout_group: Option<u16>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -1129,14 +1135,29 @@ fn live(l: LiveArgs) -> i32 {
         promisc: l.promisc,
         buffer_size: l.buffer_size << 20,
     };
-    let cap = match LiveCapture::open(&opts) {
+    // One capture socket per worker, joined to one fanout group (or one plain socket).
+    let (caps, group) = match live::open_sockets(&opts, p.cfg.workers, l.fanout_group) {
         Ok(c) => c,
-        Err(e @ LiveError::Filter { .. }) => return usage(&e.to_string()),
+        Err(e @ (LiveError::Filter { .. } | LiveError::Fanout { .. })) => {
+            return usage(&e.to_string())
+        }
         Err(e) => {
             crate::say!("exwatch: {e}");
             return exit::CAPTURE_OPEN;
         }
     };
+    let Some(cap) = caps.first() else {
+        crate::say!("exwatch: {}: no capture socket was opened", l.interface);
+        return exit::CAPTURE_OPEN;
+    };
+    let (name, linktype) = (cap.name().to_string(), cap.linktype());
+    let fanout = group.map_or(String::new(), |g| {
+        let n = caps.len();
+        format!(
+            ", {n} socket{} in fanout group {g}",
+            if n == 1 { "" } else { "s" }
+        )
+    });
     if let Some(user) = &l.user {
         if let Err(e) = crate::privilege::drop_to(user) {
             crate::say!("exwatch: {e}");
@@ -1145,9 +1166,9 @@ fn live(l: LiveArgs) -> i32 {
     }
     // Tests and service managers wait for this line: the capture is open from here on.
     crate::say!(
-        "exwatch: capturing on {} (link type {}){}",
-        cap.name(),
-        cap.linktype(),
+        "exwatch: capturing on {} (link type {}{fanout}){}",
+        name,
+        linktype,
         l.user
             .as_deref()
             .map_or(String::new(), |u| format!(" as user {u}"))
@@ -1165,7 +1186,7 @@ fn live(l: LiveArgs) -> i32 {
         Some(w) => w.reopen(),
         None => Ok(()),
     };
-    let input = Input::Live(Box::new(cap));
+    let input = Input::Live(caps);
     let outcome = run(&p.cfg, input, &mut *p.out, &mut reopen_summary, &mut judge);
     drop(p.out);
     let ch = p.clickhouse.map(clickhouse::Handle::finish);

@@ -390,7 +390,9 @@ fn tcpreplay_of_captures_gives_the_audit_records() {
         return;
     }
     let net = Net::new();
-    let mut cap = Capture::start(&net, &[]);
+    // One socket: with a fanout group (`--threads` > 1) the kernel would hand exwatch the
+    // fragmented SIP datagram reassembled, as one packet (see the fanout tests below).
+    let mut cap = Capture::start(&net, &["--threads", "1"]);
     // Privileges dropped once the capture was open.
     let st = cap.status();
     let line = |k: &str| {
@@ -406,25 +408,19 @@ fn tcpreplay_of_captures_gives_the_audit_records() {
     assert_eq!(line("CapEff:"), ["0000000000000000"], "{st}");
     assert_eq!(line("CapPrm:"), ["0000000000000000"], "{st}");
     assert_eq!(line("NoNewPrivs:"), ["1"], "{st}");
-    let pcaps: Vec<PathBuf> = [
-        "smtp-exchange-25.pcap",
-        "http-exchange-plain.pcap",
-        "sip-udp-call.pcap",
-        "sip-udp-fragmented.pcap",
-        "dns-udp.pcap",
-        "kerberos-udp.pcap",
-        "imap-143.pcap",
-        "ldap-389.pcap",
-    ]
-    .iter()
-    .map(|n| root().join("pcaps").join(n))
-    .collect();
-    let mut c = net.cmd(
-        &net.cli,
-        &["tcpreplay", "-q", "--topspeed", "-i", &net.cli_if],
+    replay(
+        &net,
+        &[
+            "smtp-exchange-25.pcap",
+            "http-exchange-plain.pcap",
+            "sip-udp-call.pcap",
+            "sip-udp-fragmented.pcap",
+            "dns-udp.pcap",
+            "kerberos-udp.pcap",
+            "imap-143.pcap",
+            "ldap-389.pcap",
+        ],
     );
-    c.args(&pcaps).stdout(Stdio::null());
-    assert!(c.status().unwrap().success(), "tcpreplay");
     assert_eq!(
         cap.stop(),
         0,
@@ -639,12 +635,7 @@ fn a_key_log_written_after_the_start_is_read_on() {
     let mut cap = Capture::start(&net, &["--tls-keylog", keys.to_str().unwrap()]);
     let pcap = root().join("pcaps/https-keylog-tls13.pcap");
     std::fs::write(&keys, std::fs::read(pcap.with_extension("keys")).unwrap()).unwrap();
-    let mut c = net.cmd(
-        &net.cli,
-        &["tcpreplay", "-q", "--topspeed", "-i", &net.cli_if],
-    );
-    c.arg(&pcap).stdout(Stdio::null());
-    assert!(c.status().unwrap().success(), "tcpreplay");
+    replay(&net, &["https-keylog-tls13.pcap"]);
     assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
     let live = read_records(&cap.path("live.ndjson"));
     assert_eq!(live.len(), 17, "{}", cap.live.stderr());
@@ -652,4 +643,285 @@ fn a_key_log_written_after_the_start_is_read_on() {
         assert_eq!(r["exwatch"]["tls"]["decrypted"], true, "{r}");
         assert_ne!(r["exwatch"]["service"], "https", "{r}");
     }
+}
+
+/// Captures without IP fragments, replayed for the fanout tests: with fanout the kernel
+/// reassembles IPv4 fragments before hashing (PACKET_FANOUT_FLAG_DEFRAG), so a socket of the
+/// group sees a fragmented datagram as one packet where tcpdump's own socket sees fragments.
+/// Enough flows that a flow hash putting them all on one socket is out of the question.
+const FANOUT_PCAPS: &[&str] = &[
+    "smtp-exchange-25.pcap",
+    "smtp-exchange-587.pcap",
+    "http-exchange-plain.pcap",
+    "sip-udp-call.pcap",
+    "dns-udp.pcap",
+    "dns-tcp.pcap",
+    "kerberos-udp.pcap",
+    "kerberos-tcp.pcap",
+    "imap-143.pcap",
+    "pop3-110.pcap",
+    "ldap-389.pcap",
+    "ldap-gc-3268.pcap",
+    "ntp.pcap",
+    "snmp.pcap",
+];
+
+/// `tcpreplay --topspeed` of captures of `pcaps/` on the client side of the veth pair.
+fn replay(net: &Net, names: &[&str]) {
+    let pcaps: Vec<PathBuf> = names.iter().map(|n| root().join("pcaps").join(n)).collect();
+    let mut c = net.cmd(
+        &net.cli,
+        &["tcpreplay", "-q", "--topspeed", "-i", &net.cli_if],
+    );
+    c.args(&pcaps).stdout(Stdio::null());
+    assert!(c.status().unwrap().success(), "tcpreplay");
+}
+
+fn summary(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Issue 11: `--threads 2` opens two sockets in one fanout group, each read by its own reader
+/// for its own worker; the records are still those of the audit, and both sockets took a share.
+#[test]
+fn two_sockets_in_a_fanout_group_give_the_audit_records() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &["--threads", "2"]);
+    let err = cap.live.stderr();
+    assert!(err.contains("2 sockets in fanout group"), "{err}");
+    replay(&net, FANOUT_PCAPS);
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let live = read_records(&cap.path("live.ndjson"));
+    let audit = compare(&cap, &live, &[]);
+    check_accounting(&cap, audit);
+    let s = summary(&cap.path("live-summary.json"));
+    let sockets = s["capture"]["sockets"]
+        .as_array()
+        .expect("per-socket counters");
+    assert_eq!(sockets.len(), 2, "{s}");
+    let sum = |k: &str| sockets.iter().map(|x| x[k].as_u64().unwrap()).sum::<u64>();
+    for x in sockets {
+        assert!(
+            x["received"].as_u64().unwrap() > 0,
+            "each socket took a share: {s}"
+        );
+        assert!(x["packets_read"].as_u64().unwrap() > 0, "{s}");
+        assert_eq!(x["kernel_drops"], 0, "{s}");
+    }
+    assert_eq!(
+        sum("received"),
+        s["capture"]["received"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert_eq!(
+        sum("packets_read"),
+        s["packets_read"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert_eq!(
+        sum("kernel_drops"),
+        s["capture"]["kernel_drops"].as_u64().unwrap()
+    );
+    // The statistics line shows the totals.
+    let err = cap.live.stderr();
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("exwatch stats:"))
+        .expect("a stats line");
+    assert!(
+        last.starts_with(&format!(
+            "exwatch stats: received {} read {} ",
+            sum("received"),
+            audit
+        )),
+        "{last}"
+    );
+}
+
+/// A second `exwatch live` on the capture's interface, writing `second.ndjson` and
+/// `second-summary.json` beside the first's files; started and capturing.
+fn second_live(net: &Net, cap: &Capture, extra: &[&str]) -> Proc {
+    let bin = env!("CARGO_BIN_EXE_exwatch");
+    let mut c = net.cmd(&net.srv, &[bin, "live", "-i", &net.srv_if, "--quiet"]);
+    c.arg("--json")
+        .arg(cap.path("second.ndjson"))
+        .arg("--summary-json")
+        .arg(cap.path("second-summary.json"))
+        .args(extra)
+        .stdout(Stdio::null());
+    let mut p = Proc::spawn(c, cap.path("second.err"));
+    p.wait_for("capturing on");
+    p
+}
+
+/// The fanout group named in a `capturing on` line.
+fn group_of(stderr: &str) -> String {
+    let at = stderr
+        .find("in fanout group ")
+        .unwrap_or_else(|| panic!("no fanout group in {stderr}"));
+    stderr[at + 16..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 11: without `--fanout-group` each process makes a group of its own, with an ID the
+/// kernel picks: two processes on one interface do not share its traffic, each reads all of it.
+#[test]
+fn processes_without_a_fanout_group_do_not_share() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &["--threads", "2"]);
+    let mut other = second_live(&net, &cap, &["--threads", "2"]);
+    let (g1, g2) = (group_of(&cap.live.stderr()), group_of(&other.stderr()));
+    assert_ne!(g1, g2, "two groups");
+    replay(&net, &FANOUT_PCAPS[..4]);
+    std::thread::sleep(Duration::from_millis(500));
+    other.signal(libc::SIGTERM);
+    assert_eq!(other.wait(), 0, "{}", other.stderr());
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let audit = compare(&cap, &read_records(&cap.path("second.ndjson")), &[]);
+    let first = compare(&cap, &read_records(&cap.path("live.ndjson")), &[]);
+    assert_eq!(first, audit);
+    let read = summary(&cap.path("second-summary.json"))["packets_read"].as_u64();
+    assert_eq!(
+        read,
+        Some(audit),
+        "the second process read every packet too"
+    );
+}
+
+/// Issue 11: two exwatch processes in one fanout group share the interface flow by flow: each
+/// flow's record is in exactly one output, and together they are the audit's records. A third
+/// that asks for the same group on another interface is refused (exit 2, with the kernel's
+/// reason).
+#[test]
+fn two_processes_with_one_fanout_group_share_the_flows() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let group = ["--fanout-group", "4711", "--threads", "1"];
+    let mut cap = Capture::start(&net, &group);
+    let err = cap.live.stderr();
+    assert!(err.contains("1 socket in fanout group 4711"), "{err}");
+    let dir = cap.dir.path().to_path_buf();
+    let second = |n: &str| dir.join(n);
+    let bin = env!("CARGO_BIN_EXE_exwatch");
+    let mut other = second_live(&net, &cap, &group);
+    // The group is bound to the first interface it was made on.
+    let mut c = net.cmd(&net.srv, &[bin, "live", "-i", "lo", "--quiet"]);
+    c.args(group).stdout(Stdio::null());
+    let mut refused = Proc::spawn(c, second("refused.err"));
+    let t0 = Instant::now();
+    let code = loop {
+        if let Ok(Some(st)) = refused.child.try_wait() {
+            break st.code();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "still capturing after 20 s: the group was joined on lo: {}",
+            refused.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let msg = refused.stderr();
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.contains("lo: cannot join fanout group 4711: Invalid argument"),
+        "{msg}"
+    );
+    replay(&net, FANOUT_PCAPS);
+    std::thread::sleep(Duration::from_millis(500));
+    other.signal(libc::SIGTERM);
+    assert_eq!(other.wait(), 0, "{}", other.stderr());
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let first = read_records(&cap.path("live.ndjson"));
+    let other_records = read_records(&second("second.ndjson"));
+    assert!(
+        !first.is_empty() && !other_records.is_empty(),
+        "both processes got flows: {} and {}",
+        first.len(),
+        other_records.len()
+    );
+    let ids = |v: &[Value]| -> std::collections::BTreeSet<String> {
+        v.iter()
+            .map(|r| r["network"]["community_id"].to_string())
+            .collect()
+    };
+    let (a, b) = (ids(&first), ids(&other_records));
+    assert!(
+        a.is_disjoint(&b),
+        "a flow in both outputs: {:?}",
+        a.intersection(&b)
+    );
+    let all: Vec<Value> = first.into_iter().chain(other_records).collect();
+    let audit = compare(&cap, &all, &[]);
+    let read = |p: &Path| summary(p)["packets_read"].as_u64().unwrap();
+    assert_eq!(
+        read(&cap.path("live-summary.json")) + read(&second("second-summary.json")),
+        audit,
+        "the two processes read what tcpdump recorded, between them"
+    );
+}
+
+/// Issue 11: with fanout the kernel reassembles IPv4 fragments before hashing
+/// (`PACKET_FANOUT_FLAG_DEFRAG`), so a fragmented datagram reaches its flow's socket whole:
+/// every flow is still one record, but the live record counts the datagram as one packet where
+/// the audit of tcpdump's recording counts its fragments.
+#[test]
+fn fanout_reads_fragmented_datagrams_whole() {
+    if !ready(&["tcpreplay", "tcpdump"]) {
+        return;
+    }
+    let net = Net::new();
+    let mut cap = Capture::start(&net, &["--threads", "2"]);
+    replay(
+        &net,
+        &["sip-udp-fragmented.pcap", "dns-udp.pcap", "ldap-389.pcap"],
+    );
+    assert_eq!(cap.stop(), 0, "{}", cap.live.stderr());
+    let live = read_records(&cap.path("live.ndjson"));
+    let out = exwatch()
+        .arg("audit")
+        .arg("--json")
+        .arg(cap.path("audit.ndjson"))
+        .arg(cap.path("tcpdump.pcap"))
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let audit = read_records(&cap.path("audit.ndjson"));
+    let by_id = |v: &[Value]| -> std::collections::BTreeMap<String, Value> {
+        v.iter()
+            .map(|r| (r["network"]["community_id"].to_string(), r.clone()))
+            .collect()
+    };
+    let (l, a) = (by_id(&live), by_id(&audit));
+    assert_eq!(live.len(), l.len(), "one record per flow: {live:?}");
+    assert_eq!(
+        l.keys().collect::<Vec<_>>(),
+        a.keys().collect::<Vec<_>>(),
+        "the same flows"
+    );
+    let mut fewer = 0;
+    for (id, r) in &l {
+        let (lp, ap) = (&r["network"]["packets"], &a[id]["network"]["packets"]);
+        assert!(lp.as_u64() <= ap.as_u64(), "{id}: {lp} vs {ap}");
+        assert_eq!(
+            r["network"]["protocol"], a[id]["network"]["protocol"],
+            "{id}"
+        );
+        fewer += usize::from(lp != ap);
+    }
+    assert_eq!(
+        fewer, 1,
+        "the fragmented SIP flow counts datagrams: {live:?}"
+    );
 }

@@ -49,3 +49,8 @@ pub fn stop_requested() -> bool {
 pub fn take_reopen() -> bool {
     REOPEN.swap(false, Ordering::SeqCst)
 }
+
+/// Ask every reader to stop, as SIGTERM does (one live socket failed: the others end too).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}

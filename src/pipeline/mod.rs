@@ -1,13 +1,19 @@
 //! Pipeline: where a packet goes and which thread owns what.
 //!
-//! - The reader (`reader`) frames the capture and hashes each frame's IP address pair to pick
-//!   its worker; it sends raw frames in batches over bounded channels. It decodes nothing.
+//! - A reader (`reader`) frames its input and hands raw frames, in batches over bounded
+//!   channels, to the workers it feeds; it decodes nothing. Capture files have one reader,
+//!   which hashes each frame's IP address pair to pick its worker. A live interface with N
+//!   workers has N capture sockets in one kernel fanout group (`capture::live`), and one
+//!   reader per socket feeding exactly one worker: the kernel's symmetric flow hash did the
+//!   sharding, so no thread touches every packet. Each live reader keeps its worker's clock
+//!   (packet times, or the wall clock on a quiet socket) and its socket's counters.
 //! - Each worker (`worker`) owns its shard end to end: decoding, fragment reassembly, the flow
 //!   table, payload inspection, its copy of the cross-flow tables (`linker`, fed by the facts
 //!   every worker publishes through `exchange`), the policy judge's fork, the NDJSON records
 //!   and its summary.
 //! - The writer (this module, on the calling thread) writes the workers' record buffers as
-//!   they come and merges their summaries and judges at the end.
+//!   they come, prints the live statistics line (sums over the sockets), and merges the
+//!   workers' summaries and judges and the readers' counts at the end.
 
 pub mod control;
 pub mod exchange;
@@ -26,7 +32,7 @@ use crate::flow::Timeouts;
 use crate::flow::{EndReason, Flow};
 use crate::policy::{FlowJudge, NoJudge};
 use crate::report::record::RecordContext;
-use crate::report::summary::{Activity, LiveStats, Summary};
+use crate::report::summary::{Activity, CaptureCounts, LiveStats, ReadStats, SocketStats, Summary};
 use crossbeam::channel;
 use exchange::Exchange;
 use std::io::Write;
@@ -73,8 +79,9 @@ pub struct AuditConfig {
 pub enum Input {
     /// Capture files (or `-`), in order.
     Files(Vec<String>),
-    /// An interface, until SIGINT or SIGTERM (`control`).
-    Live(Box<LiveCapture>),
+    /// An interface, until SIGINT or SIGTERM (`control`): one socket, read by one reader for
+    /// all workers, or one socket per worker (a fanout group), each read by its own reader.
+    Live(Vec<LiveCapture>),
 }
 
 /// Where records go: a writer that can be reopened on SIGHUP (a rotated log file).
@@ -104,14 +111,12 @@ impl Output for Fixed<'_> {
     }
 }
 
-/// Counters shared by the reader, the workers and the sink while a live capture runs, so the
+/// Counters shared by the readers, the workers and the sink while a live capture runs, so the
 /// sink can print them every `--stats-interval`.
 #[derive(Default)]
 pub struct Counters {
-    pub packets_read: AtomicU64,
-    pub received: AtomicU64,
-    pub kernel_drops: AtomicU64,
-    pub interface_drops: AtomicU64,
+    /// One entry per reader (capture socket); each reader stores only its own.
+    pub sockets: Vec<SocketCounters>,
     pub queue_full_waits: AtomicU64,
     pub flow_table_full: AtomicU64,
     /// Flows in the workers' tables (each worker adds the change after every message).
@@ -122,13 +127,52 @@ pub struct Counters {
     pub alerts: AtomicU64,
 }
 
+/// One capture socket's counters, as its reader last published them.
+#[derive(Default)]
+pub struct SocketCounters {
+    pub packets_read: AtomicU64,
+    pub received: AtomicU64,
+    pub kernel_drops: AtomicU64,
+    pub interface_drops: AtomicU64,
+}
+
 impl Counters {
-    /// A consistent-enough copy for a statistics line or the summary.
+    /// Counters for `readers` readers.
+    pub fn new(readers: usize) -> Self {
+        Counters {
+            sockets: (0..readers.max(1))
+                .map(|_| SocketCounters::default())
+                .collect(),
+            ..Counters::default()
+        }
+    }
+
+    /// Packets read so far, all readers together.
+    pub fn packets_read(&self) -> u64 {
+        self.sockets
+            .iter()
+            .map(|c| c.packets_read.load(Relaxed))
+            .sum()
+    }
+
+    /// A consistent-enough copy for a statistics line or the summary: per socket, and the
+    /// sums.
     pub fn live_stats(&self) -> LiveStats {
         let mut s = LiveStats::default();
-        s.capture.received = self.received.load(Relaxed);
-        s.capture.kernel_drops = self.kernel_drops.load(Relaxed);
-        s.capture.interface_drops = self.interface_drops.load(Relaxed);
+        for c in &self.sockets {
+            let k = SocketStats {
+                capture: crate::capture::live::CaptureStats {
+                    received: c.received.load(Relaxed),
+                    kernel_drops: c.kernel_drops.load(Relaxed),
+                    interface_drops: c.interface_drops.load(Relaxed),
+                },
+                packets_read: c.packets_read.load(Relaxed),
+            };
+            s.capture.received += k.capture.received;
+            s.capture.kernel_drops += k.capture.kernel_drops;
+            s.capture.interface_drops += k.capture.interface_drops;
+            s.sockets.push(k);
+        }
         s.queue_full_waits = self.queue_full_waits.load(Relaxed);
         s.flow_table_full = self.flow_table_full.load(Relaxed);
         s
@@ -237,9 +281,11 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
 /// Run the pipeline on `input`, writing NDJSON records to `out`. On SIGHUP (live capture)
 /// `out` is reopened and `on_reopen` is called for the caller's other files.
 ///
-/// Threads: one reader frames the input and shards frames by a hash of their address pair;
-/// each of `cfg.workers` workers owns its shard from decoding to serialised records; this
-/// thread only writes the workers' record buffers and merges their results at the end.
+/// Threads: readers frame the input (one for capture files or a single live socket, which
+/// shards frames by a hash of their address pair; one per socket of a fanout group, each
+/// feeding its own worker); each of `cfg.workers` workers owns its shard from decoding to
+/// serialised records; this thread only writes the workers' record buffers and merges their
+/// results at the end.
 pub fn run(
     cfg: &AuditConfig,
     input: Input,
@@ -251,7 +297,15 @@ pub fn run(
     let suffix = || cfg.stats_suffix.as_ref().map_or(String::new(), |f| f());
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
-    let counters = Arc::new(Counters::default());
+    // What each reader reads: reader r feeds the workers j with j % readers == r.
+    let sources: Vec<reader::Source> = match input {
+        Input::Files(specs) => vec![reader::Source::Files(specs)],
+        // More sockets than workers is a caller's mistake: a closed socket leaves the group,
+        // and the kernel hands its share to the others.
+        Input::Live(caps) => caps.into_iter().take(n).map(reader::Source::Live).collect(),
+    };
+    let readers = sources.len().max(1);
+    let counters = Arc::new(Counters::new(readers));
     let exchange = Exchange::new(n);
     let (writer_tx, writer_rx) = channel::bounded::<ToWriter>(4 * n);
     let (pool_tx, pool_rx) = channel::unbounded::<RawBatch>();
@@ -267,12 +321,12 @@ pub fn run(
         flush_each: live,
         flow_rows: Vec::new(),
     };
-    let mut worker_txs = Vec::with_capacity(n);
-    let (read_stats, errors, results) = std::thread::scope(|s| {
+    let mut reader_txs: Vec<Vec<channel::Sender<ToWorker>>> = vec![Vec::new(); readers];
+    let (reads, errors, results) = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = channel::bounded::<ToWorker>(32);
-            worker_txs.push(tx);
+            reader_txs[i % readers].push(tx);
             let wcfg = WorkerConfig {
                 id: i,
                 classifier: cfg.classifier.clone(),
@@ -302,15 +356,23 @@ pub fn run(
         }
         drop(writer_tx);
         drop(pool_tx);
-        let reader_counters = counters.clone();
-        let reader = std::thread::Builder::new()
-            .name("exwatch-reader".into())
-            .spawn_scoped(s, move || {
-                reader::Reader::new(cfg, worker_txs, pool_rx)
-                    .with_counters(reader_counters)
-                    .run(input)
-            })
-            .expect("spawning the reader thread");
+        let mut reader_handles = Vec::with_capacity(readers);
+        for (r, (source, txs)) in sources.into_iter().zip(reader_txs).enumerate() {
+            let reader_counters = counters.clone();
+            let pool_rx = pool_rx.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("exwatch-reader-{r}"))
+                .spawn_scoped(s, move || {
+                    reader::Reader::new(cfg, txs, pool_rx)
+                        // One progress display: the first reader's, counting every reader.
+                        .with_progress(r == 0)
+                        .with_counters(reader_counters, r)
+                        .run(source)
+                })
+                .expect("spawning a reader thread");
+            reader_handles.push(h);
+        }
+        drop(pool_rx);
         if live {
             let mut next_stats = cfg.stats_interval.map(|d| (Instant::now() + d, d));
             loop {
@@ -324,7 +386,7 @@ pub fn run(
                 }
                 if let Some((at, every)) = &mut next_stats {
                     if Instant::now() >= *at {
-                        let read = counters.packets_read.load(Relaxed);
+                        let read = counters.packets_read();
                         let line = counters.live_stats().line(read, &counters.activity());
                         crate::say!("{line}{}", suffix());
                         *at += *every;
@@ -340,8 +402,14 @@ pub fn run(
             .into_iter()
             .map(|h| h.join().expect("worker thread panicked"))
             .collect();
-        let (read, errors) = reader.join().expect("reader thread panicked");
-        (read, errors, results)
+        let mut reads = Vec::with_capacity(readers);
+        let mut errors = Vec::new();
+        for h in reader_handles {
+            let (read, mut errs) = h.join().expect("reader thread panicked");
+            reads.push(read);
+            errors.append(&mut errs);
+        }
+        (reads, errors, results)
     });
     let Writer {
         mut write_error,
@@ -355,7 +423,7 @@ pub fn run(
         }
     }
     let mut summary = Summary::new();
-    summary.read = read_stats;
+    summary.read = merge_reads(reads);
     let mut inventory = cfg.inventory.then(crate::report::inventory::Inventory::new);
     for (i, r) in results.into_iter().enumerate() {
         if let (Some(all), Some(part)) = (&mut inventory, r.inventory) {
@@ -383,6 +451,36 @@ pub fn run(
         flow_rows,
         inventory,
     }
+}
+
+/// What the readers read, as one: a single reader's stats as they are; the readers of one
+/// interface's sockets as one capture of that interface.
+fn merge_reads(mut reads: Vec<ReadStats>) -> ReadStats {
+    if reads.len() <= 1 {
+        return reads.pop().unwrap_or_default();
+    }
+    let mut all = ReadStats::default();
+    for r in reads {
+        all.packets_read += r.packets_read;
+        all.filtered_out += r.filtered_out;
+        for c in r.captures {
+            match all.captures.iter_mut().find(|a| a.name == c.name) {
+                Some(a) => {
+                    a.packets_read += c.packets_read;
+                    if a.error.is_none() {
+                        a.error = c.error;
+                    }
+                }
+                None => all.captures.push(CaptureCounts {
+                    name: c.name,
+                    packets_read: c.packets_read,
+                    error: c.error,
+                    ..CaptureCounts::default()
+                }),
+            }
+        }
+    }
+    all
 }
 
 /// The one serial stage after the reader: writes the record buffers workers send, in the
@@ -490,6 +588,56 @@ mod tests {
             lines(&off),
             "reporting verdicts changes no record"
         );
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[test]
+    fn live_stats_are_the_sums_of_the_sockets_and_list_each() {
+        let c = Counters::new(2);
+        for (i, k) in c.sockets.iter().enumerate() {
+            let i = i as u64;
+            k.received.store(10 + i, Relaxed);
+            k.packets_read.store(9 + i, Relaxed);
+            k.kernel_drops.store(1, Relaxed);
+            k.interface_drops.store(i, Relaxed);
+        }
+        let s = c.live_stats();
+        assert_eq!(s.sockets.len(), 2);
+        assert_eq!(s.sockets[1].capture.received, 11);
+        assert_eq!(s.sockets[1].packets_read, 10);
+        assert_eq!(s.capture.received, 21);
+        assert_eq!(s.capture.kernel_drops, 2);
+        assert_eq!(s.capture.interface_drops, 1);
+        assert_eq!(c.packets_read(), 19);
+        let j = s.to_json();
+        assert_eq!(j["received"], 21);
+        assert_eq!(j["sockets"][0]["received"], 10);
+        assert_eq!(j["sockets"][1]["packets_read"], 10);
+    }
+
+    #[test]
+    fn the_readers_of_one_interface_make_one_capture() {
+        let part = |n: u64, error: Option<&str>| ReadStats {
+            packets_read: n,
+            captures: vec![CaptureCounts {
+                name: "eth1".into(),
+                packets_read: n,
+                error: error.map(str::to_string),
+                ..CaptureCounts::default()
+            }],
+            ..ReadStats::default()
+        };
+        let all = merge_reads(vec![part(3, None), part(4, Some("gone")), part(5, None)]);
+        assert_eq!(all.packets_read, 12);
+        assert_eq!(all.captures.len(), 1);
+        assert_eq!(all.captures[0].name, "eth1");
+        assert_eq!(all.captures[0].packets_read, 12);
+        assert_eq!(all.captures[0].error.as_deref(), Some("gone"));
+        assert_eq!(merge_reads(vec![part(7, None)]).packets_read, 7);
     }
 }
 

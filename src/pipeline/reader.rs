@@ -1,10 +1,10 @@
-//! The reader thread: capture files in order, or a live interface; frames go, undecoded, to
-//! the worker their address pair hashes to (`decode::shard_hash`), in batches.
+//! A reader thread: capture files in order, or one live capture socket; frames go, undecoded,
+//! in batches, to the worker their address pair hashes to (`decode::shard_hash`) among the
+//! workers this reader feeds. A reader of a fanout group's socket feeds exactly one worker: the
+//! kernel already chose the socket by flow.
 
 use super::progress::Meter;
-use super::{
-    control, AuditConfig, Counters, Input, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK,
-};
+use super::{control, AuditConfig, Counters, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK};
 use crate::capture::filter::PacketFilter;
 use crate::capture::live::{LiveCapture, Next};
 use crate::capture::{CaptureError, OfflineCapture, RawPacket};
@@ -23,7 +23,15 @@ const LIVE_TICK: Duration = Duration::from_millis(100);
 /// packet stamped just before a read timeout but read after it is never older than the clock.
 const WALL_LAG_NS: u64 = 1_000_000_000;
 
-/// Reads every capture and feeds the workers.
+/// What one reader reads.
+pub enum Source {
+    /// Capture files (or `-`), in order.
+    Files(Vec<String>),
+    /// One capture socket, until SIGINT or SIGTERM.
+    Live(LiveCapture),
+}
+
+/// Reads its source and feeds its workers.
 pub struct Reader {
     txs: Vec<Sender<ToWorker>>,
     pool: Receiver<RawBatch>,
@@ -38,6 +46,8 @@ pub struct Reader {
     /// File bytes of the captures already read (progress).
     bytes_done: u64,
     counters: Arc<Counters>,
+    /// This reader's entry in `counters.sockets`.
+    socket: usize,
     /// `--bpf` (files only), compiled per link type by libpcap.
     filter: Option<PacketFilter>,
 }
@@ -56,23 +66,34 @@ impl Reader {
             next_tick: 0,
             progress,
             bytes_done: 0,
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(1)),
+            socket: 0,
             filter: cfg.bpf.as_deref().map(PacketFilter::new),
         }
     }
 
-    /// Share the live counters with the sink (statistics lines).
-    pub fn with_counters(mut self, counters: Arc<Counters>) -> Self {
+    /// Share the live counters with the sink (statistics lines); this reader stores its own
+    /// in `counters.sockets[socket]`.
+    pub fn with_counters(mut self, counters: Arc<Counters>, socket: usize) -> Self {
+        self.socket = socket.min(counters.sockets.len().saturating_sub(1));
         self.counters = counters;
         self
     }
 
-    /// Read the input to its end (or until SIGINT/SIGTERM for a live capture); returns what
+    /// Keep the progress display (`true`) or leave it to another reader.
+    pub fn with_progress(mut self, keep: bool) -> Self {
+        if !keep {
+            self.progress = None;
+        }
+        self
+    }
+
+    /// Read the source to its end (or until SIGINT/SIGTERM for a live capture); returns what
     /// was read and the captures that failed.
-    pub fn run(mut self, input: Input) -> (ReadStats, Vec<CaptureError>) {
-        let (errors, reason) = match input {
-            Input::Files(specs) => (self.read_files(&specs), EndReason::EndOfInput),
-            Input::Live(cap) => (self.read_live(*cap), EndReason::Shutdown),
+    pub fn run(mut self, source: Source) -> (ReadStats, Vec<CaptureError>) {
+        let (errors, reason) = match source {
+            Source::Files(specs) => (self.read_files(&specs), EndReason::EndOfInput),
+            Source::Live(cap) => (self.read_live(cap), EndReason::Shutdown),
         };
         for i in 0..self.txs.len() {
             self.flush(i);
@@ -84,7 +105,9 @@ impl Reader {
             });
         }
         if let Some(m) = &self.progress {
-            m.finish(self.bytes_done, self.stats.packets_read);
+            // Live, the other readers' packets too (files: only this reader counts).
+            let read = self.counters.packets_read().max(self.stats.packets_read);
+            m.finish(self.bytes_done, read);
         }
         (self.stats, errors)
     }
@@ -141,14 +164,18 @@ impl Reader {
                 Err(e) => {
                     crate::say!("exwatch: {e}");
                     errors.push(CaptureError::Live(e));
+                    // The other sockets' readers stop too: a capture with a dead socket
+                    // would silently miss that socket's share of the flows.
+                    control::request_stop();
                     break;
                 }
             }
             if Instant::now() >= next_tick {
                 self.tick();
                 self.publish(&mut cap);
+                let read = self.counters.packets_read();
                 if let Some(m) = &mut self.progress {
-                    m.update(0, self.stats.packets_read, cap.name());
+                    m.update(0, read, cap.name());
                 }
                 next_tick = Instant::now() + LIVE_TICK;
             }
@@ -179,7 +206,9 @@ impl Reader {
 
     fn publish(&mut self, cap: &mut LiveCapture) {
         let s = cap.stats();
-        let c = &self.counters;
+        let Some(c) = self.counters.sockets.get(self.socket) else {
+            return;
+        };
         c.packets_read.store(self.stats.packets_read, Relaxed);
         c.received.store(s.received, Relaxed);
         c.kernel_drops.store(s.kernel_drops, Relaxed);

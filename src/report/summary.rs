@@ -166,11 +166,14 @@ pub struct Summary {
 }
 
 /// What a live capture received and where packets were lost: a drop is always counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveStats {
     /// libpcap's counters: received, dropped by the kernel (capture buffer full), dropped by
-    /// the interface.
+    /// the interface; the sums over `sockets`.
     pub capture: crate::capture::live::CaptureStats,
+    /// The same per capture socket (one per worker with fanout), with the packets its reader
+    /// read.
+    pub sockets: Vec<SocketStats>,
     /// exwatch's own drops of packets because a worker queue was full. Always 0: the reader
     /// waits for a full queue instead, and a wait long enough to lose packets shows up as
     /// kernel drops.
@@ -179,6 +182,14 @@ pub struct LiveStats {
     pub queue_full_waits: u64,
     /// Flows pushed out of a full flow table (`--max-flows`); their records are written.
     pub flow_table_full: u64,
+}
+
+/// One capture socket's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    pub capture: crate::capture::live::CaptureStats,
+    /// Packets its reader handed to its worker.
+    pub packets_read: u64,
 }
 
 /// What the workers are doing, for the live statistics line (not part of the summary).
@@ -220,6 +231,12 @@ impl LiveStats {
             "interface_drops": c.interface_drops,
             "own_drops": {"queue_full": self.queue_full_drops, "flow_table_full": self.flow_table_full},
             "queue_full_waits": self.queue_full_waits,
+            "sockets": self.sockets.iter().map(|s| json!({
+                "received": s.capture.received,
+                "kernel_drops": s.capture.kernel_drops,
+                "interface_drops": s.capture.interface_drops,
+                "packets_read": s.packets_read,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -484,6 +501,18 @@ impl Summary {
                 "  capture: received {}   kernel drops {}   interface drops {}   own drops: queue full {}, flow table full {}",
                 c.received, c.kernel_drops, c.interface_drops, l.queue_full_drops, l.flow_table_full
             );
+            if l.sockets.len() > 1 {
+                s.push_str("  per socket (fanout):");
+                for (i, k) in l.sockets.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { "; " };
+                    let _ = write!(
+                        s,
+                        "{sep}#{i} received {} kernel drops {} interface drops {}",
+                        k.capture.received, k.capture.kernel_drops, k.capture.interface_drops
+                    );
+                }
+                s.push('\n');
+            }
         }
         let l = &self.link;
         if !records {
