@@ -189,7 +189,7 @@ fn proxy_credentials_leave_only_the_tunnel_target() {
         r["exwatch"]["http"]["tunnel_target"],
         "mail.contoso.test:443"
     );
-    assert_eq!(r["exwatch"]["inner_protocol"], "tls");
+    assert_eq!(r["exwatch"]["inner_protocol"], "http");
     let text = r.to_string();
     for s in [
         "Proxy-Authorization",
