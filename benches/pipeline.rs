@@ -1,10 +1,9 @@
 //! Criterion benchmarks of the per-packet stages: decode, flow lookup/update, classification.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use exwatch::classify::Classifier;
+use exwatch::classify::{Classifier, Flow, FlowTable};
 use exwatch::decode::{self, Decoded, L4};
-use exwatch::flow::table::FlowTable;
-use exwatch::flow::{EndReason, Flow, FlowKey, FlowPacket, Timeouts};
+use exwatch::flow::{EndReason, FlowKey, FlowPacket, Timeouts};
 use exwatch::report::record;
 use exwatch::signatures::Signatures;
 use std::sync::Arc;

@@ -2,9 +2,10 @@
 //! ept_map towers of any shape must give facts or nothing, never a panic, and a bounded number.
 #![no_main]
 use exwatch::classify::announce::{announcements, Announcer};
+use exwatch::classify::Flow;
 use exwatch::decode::IpPair;
 use exwatch::flow::key::FlowKey;
-use exwatch::flow::{Flow, FlowPacket};
+use exwatch::flow::FlowPacket;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

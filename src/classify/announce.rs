@@ -7,10 +7,10 @@ use super::detectors::dcerpc::{ept_map_endpoints, interface, uuid_string};
 use super::detectors::sip::{sip_sdp, sip_sdp_complete, sip_um_marker, SdpMedia};
 use super::detectors::REGISTRY;
 use super::expect::{key_community_id, Announcement, Confirmation, Endpoint, Fact, Label, Pin};
+use super::Flow;
 use super::{Classifier, Detection};
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
-use crate::flow::Flow;
 
 /// A decided flow keeps being read for announcements until this many payload bytes.
 pub const WATCH_BYTES: u64 = 1 << 20;

@@ -1,41 +1,61 @@
 //! Per-worker flow table: an index of slab slots, and one LRU list per expiry class.
 //!
 //! The index stores only a `u32` slot per flow (the key lives in the slab), so the table costs
-//! about `size_of::<Flow>()` plus a few bytes per flow. Each class list is ordered by last
-//! touch, so expiry and eviction look only at list heads.
+//! about `size_of::<Flow<S>>()` plus a few bytes per flow. Each class list is ordered by last
+//! touch, so expiry and eviction look only at list heads. The per-flow state `S` is the
+//! classify stage's; the table only stores it.
 
-use super::{Class, EndReason, Flow, FlowKey, Timeouts, CLASSES};
+use super::{Class, EndReason, Flow, FlowKey, FlowState, Timeouts, CLASSES};
 use hashbrown::HashTable;
 
 const NIL: u32 = u32::MAX;
-/// Slots per slab chunk. Chunks are never reallocated: growing the table never copies it (a
-/// copy of a large table would stall the worker and briefly double its memory). A chunk just
-/// under 512 KiB is served by allocators without rounding waste (measured with mimalloc: 233
-/// bytes per tracked flow, against 267 with 768 KiB chunks).
-const CHUNK: usize = (512 << 10) / std::mem::size_of::<Slot>();
 
 /// One slot: a flow (or a free slot) and its list bookkeeping.
-#[derive(Default)]
-struct Slot {
-    flow: Option<Flow>,
+struct Slot<S> {
+    flow: Option<Flow<S>>,
     /// Touch time (worker clock), for list order.
     touched: u64,
     /// The class list the slot is linked on (a flow's class may change before it is relinked).
     linked: u8,
 }
 
+// Not derived: a derive would ask `S: Default` of an empty slot, which holds no state.
+impl<S> Default for Slot<S> {
+    fn default() -> Self {
+        Slot {
+            flow: None,
+            touched: 0,
+            linked: 0,
+        }
+    }
+}
+
 /// Slots in fixed-size chunks, addressed by a `u32` index.
-#[derive(Default)]
-struct Slab {
-    chunks: Vec<Box<[Slot]>>,
+struct Slab<S> {
+    chunks: Vec<Box<[Slot<S>]>>,
     len: usize,
 }
 
-impl Slab {
-    fn push(&mut self, flow: Flow) -> u32 {
-        if self.len == self.chunks.len() * CHUNK {
+impl<S> Default for Slab<S> {
+    fn default() -> Self {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<S> Slab<S> {
+    /// Slots per slab chunk. Chunks are never reallocated: growing the table never copies it
+    /// (a copy of a large table would stall the worker and briefly double its memory). A chunk
+    /// just under 512 KiB is served by allocators without rounding waste (measured with
+    /// mimalloc: 233 bytes per tracked flow, against 267 with 768 KiB chunks).
+    const CHUNK: usize = (512 << 10) / std::mem::size_of::<Slot<S>>();
+
+    fn push(&mut self, flow: Flow<S>) -> u32 {
+        if self.len == self.chunks.len() * Self::CHUNK {
             self.chunks
-                .push((0..CHUNK).map(|_| Slot::default()).collect());
+                .push((0..Self::CHUNK).map(|_| Slot::default()).collect());
         }
         let i = self.len;
         self.len += 1;
@@ -43,19 +63,19 @@ impl Slab {
         i as u32
     }
 
-    fn at(&self, i: usize) -> &Slot {
-        &self.chunks[i / CHUNK][i % CHUNK]
+    fn at(&self, i: usize) -> &Slot<S> {
+        &self.chunks[i / Self::CHUNK][i % Self::CHUNK]
     }
 
-    fn at_mut(&mut self, i: usize) -> &mut Slot {
-        &mut self.chunks[i / CHUNK][i % CHUNK]
+    fn at_mut(&mut self, i: usize) -> &mut Slot<S> {
+        &mut self.chunks[i / Self::CHUNK][i % Self::CHUNK]
     }
 }
 
 /// Flows in slots, found by key, expired by class.
-pub struct FlowTable {
+pub struct FlowTable<S> {
     index: HashTable<u32>,
-    slab: Slab,
+    slab: Slab<S>,
     free: Vec<u32>,
     heads: [u32; CLASSES],
     tails: [u32; CLASSES],
@@ -64,7 +84,7 @@ pub struct FlowTable {
     pub timeouts: Timeouts,
 }
 
-impl FlowTable {
+impl<S: FlowState> FlowTable<S> {
     /// A table that holds at most `max` flows.
     pub fn new(max: usize, timeouts: Timeouts) -> Self {
         FlowTable {
@@ -106,7 +126,7 @@ impl FlowTable {
             .copied()
     }
 
-    pub fn get(&self, slot: u32) -> &Flow {
+    pub fn get(&self, slot: u32) -> &Flow<S> {
         self.slab
             .at(slot as usize)
             .flow
@@ -114,7 +134,7 @@ impl FlowTable {
             .expect("live slot")
     }
 
-    pub fn get_mut(&mut self, slot: u32) -> &mut Flow {
+    pub fn get_mut(&mut self, slot: u32) -> &mut Flow<S> {
         self.slab
             .at_mut(slot as usize)
             .flow
@@ -123,7 +143,7 @@ impl FlowTable {
     }
 
     /// Track a new flow; the caller makes room first (`is_full` / `evict_oldest`).
-    pub fn insert(&mut self, flow: Flow, now: u64) -> u32 {
+    pub fn insert(&mut self, flow: Flow<S>, now: u64) -> u32 {
         let hash = flow.hash;
         let class = flow.class;
         let slot = match self.free.pop() {
@@ -157,7 +177,7 @@ impl FlowTable {
     }
 
     /// Stop tracking a flow and hand it back.
-    pub fn remove(&mut self, slot: u32) -> Flow {
+    pub fn remove(&mut self, slot: u32) -> Flow<S> {
         self.unlink(slot);
         let hash = self.get(slot).hash;
         if let Ok(e) = self.index.find_entry(hash, |&i| i == slot) {
@@ -173,14 +193,14 @@ impl FlowTable {
     }
 
     /// Whether a flow has been idle past its class's timeout at clock `now`.
-    pub fn is_idle(&self, flow: &Flow, now: u64) -> bool {
+    pub fn is_idle(&self, flow: &Flow<S>, now: u64) -> bool {
         now > flow
             .last_ts
             .saturating_add(self.timeouts.by_class[flow.class as usize])
     }
 
     /// Remove and return every flow idle at `now`, with the reason it ended.
-    pub fn expire(&mut self, now: u64, out: &mut Vec<(Flow, EndReason)>) {
+    pub fn expire(&mut self, now: u64, out: &mut Vec<(Flow<S>, EndReason)>) {
         for c in 0..CLASSES {
             let timeout = self.timeouts.by_class[c];
             loop {
@@ -201,7 +221,7 @@ impl FlowTable {
     }
 
     /// Remove the flow touched longest ago, to make room.
-    pub fn evict_oldest(&mut self) -> Option<Flow> {
+    pub fn evict_oldest(&mut self) -> Option<Flow<S>> {
         let oldest = (0..CLASSES)
             .filter(|&c| self.heads[c] != NIL)
             .min_by_key(|&c| self.slab.at(self.heads[c] as usize).touched)?;
@@ -216,7 +236,7 @@ impl FlowTable {
 
     /// Remove the flow in `slot` if one lives there. End of input drains the table slot by slot,
     /// so that no second copy of a large table is ever held.
-    pub fn take(&mut self, slot: usize) -> Option<Flow> {
+    pub fn take(&mut self, slot: usize) -> Option<Flow<S>> {
         if slot >= self.slab.len {
             return None;
         }
@@ -267,6 +287,10 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::flow::tests::pkt;
+
+    // The table's behaviour does not depend on the per-flow state.
+    type Flow = super::Flow<()>;
+    type FlowTable = super::FlowTable<()>;
 
     fn flow(n: u8, ts: u64) -> Flow {
         let p = pkt(n, 40000, 200, 25, 0x02, ts);

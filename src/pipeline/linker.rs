@@ -15,10 +15,10 @@ use crate::classify::expect::{
     key_community_id, Endpoint, Endpoints, Expectations, Fact, FactKind, FastMap, LinkStats, Match,
     HOLD, MAX_ENDPOINTS, MAX_EXPECTATIONS, SLACK,
 };
-use crate::classify::{Classifier, Confidence, Detection, Verdict};
+use crate::classify::{Classifier, Confidence, Detection, Flow, Verdict};
 use crate::decode::IPPROTO_TCP;
 use crate::flow::key::to_ip;
-use crate::flow::{EndReason, Flow, FlowKey};
+use crate::flow::{EndReason, FlowKey};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 
@@ -276,6 +276,7 @@ impl Linker {
     fn label(&mut self, f: &mut Flow, reason: EndReason, classifier: &Classifier) -> Verdict {
         let own = classifier.verdict(f);
         let payload = f
+            .state
             .detection
             .as_deref()
             .filter(|d| d.confidence == Confidence::Payload && d.protocol != "unknown")
@@ -301,7 +302,11 @@ impl Linker {
                 }
                 Some(_) => {
                     // Only here is the flow's own evidence needed (most flows match nothing).
-                    let ev = f.detection.as_deref().map_or("", |d| d.evidence.as_str());
+                    let ev = f
+                        .state
+                        .detection
+                        .as_deref()
+                        .map_or("", |d| d.evidence.as_str());
                     let how = format!("{}; payload agrees: {ev}", m.label.how);
                     return self.relabel(
                         f,
@@ -331,7 +336,7 @@ impl Linker {
         // but not the interface: a learned interface on its endpoint completes it.
         let bare_rpc = own.protocol == "dcerpc"
             && own.confidence == Confidence::Payload
-            && f.detection.as_deref().is_some_and(|d| {
+            && f.state.detection.as_deref().is_some_and(|d| {
                 !d.fields
                     .iter()
                     .any(|(k, _)| *k == "exwatch.dcerpc.interface")
@@ -375,6 +380,7 @@ impl Linker {
         confidence: Confidence,
     ) -> Verdict {
         let mut fields = f
+            .state
             .detection
             .as_deref()
             .map(|d| d.fields.clone())
@@ -384,7 +390,7 @@ impl Linker {
             fields.push(("exwatch.dcerpc.interface", i.clone()));
         }
         fields.push(("exwatch.parent", parent.to_string()));
-        f.detection = Some(Box::new(Detection {
+        f.state.detection = Some(Box::new(Detection {
             reversed: false,
             protocol: label.protocol,
             service: label.service.clone(),
@@ -428,7 +434,7 @@ mod tests {
         let mut f = Flow::new(&p, |_, _| false);
         f.update(&p);
         f.mid_stream = mid_stream;
-        f.detection = detection.map(Box::new);
+        f.state.detection = detection.map(Box::new);
         f
     }
 

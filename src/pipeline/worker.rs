@@ -12,12 +12,11 @@ use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
 use crate::classify::expect::{Fact, SLACK};
 use crate::classify::inspect::{Inspector, Outcome};
-use crate::classify::{Classifier, Detection, Verdict};
+use crate::classify::{Classifier, Detection, Flow, FlowTable, Verdict};
 use crate::decode::frag::{FragLimits, Offer, Reassembler};
 use crate::decode::tcp_flags::{ACK, SYN};
 use crate::decode::{self, Decoded, IpPair, Undecodable, IPPROTO_TCP, IPPROTO_UDP, L4};
-use crate::flow::table::FlowTable;
-use crate::flow::{Class, EndReason, Flow, FlowKey, FlowPacket, Timeouts};
+use crate::flow::{Class, EndReason, FlowKey, FlowPacket, Timeouts};
 use crate::policy::{FlowFacts, FlowJudge, Kind};
 use crate::report::flows_csv;
 use crate::report::inventory::Inventory;
@@ -418,7 +417,7 @@ impl<'a> Worker<'a> {
         let f = self.table.get_mut(s);
         f.update(p);
         if p.payload_len > 0 {
-            match f.detection.as_deref() {
+            match f.state.detection.as_deref() {
                 None => self.inspect(s, p, payload),
                 Some(d) => {
                     // Decided announcers keep being read: the SDP answer, re-INVITEs and
@@ -471,13 +470,13 @@ impl<'a> Worker<'a> {
             return;
         }
         let f = self.table.get_mut(slot);
-        if f.inspect.is_none() {
+        if f.state.inspect.is_none() {
             let hint = self.classifier.port_hint(f);
-            f.inspect = Some(Box::new(Inspector::new(REGISTRY, proto, hint)));
+            f.state.inspect = Some(Box::new(Inspector::new(REGISTRY, proto, hint)));
         }
         let dir = f.dir_of(p.from_lo);
         let (server, client) = (f.resp_port(), f.orig_port());
-        let insp = f.inspect.as_mut().expect("created above");
+        let insp = f.state.inspect.as_mut().expect("created above");
         let mut outcome = insp.packet(
             REGISTRY,
             proto,
@@ -498,7 +497,7 @@ impl<'a> Worker<'a> {
         let side = |i: usize| if turned { 1 - i } else { i };
         let dir = side(dir);
         let f = &*f;
-        let insp = f.inspect.as_deref().expect("created above");
+        let insp = f.state.inspect.as_deref().expect("created above");
         if let Outcome::Undecided = &outcome {
             // SDP announces when it is seen, whenever (or whether) the flow is decided: the
             // datagram, or the TCP stream so far (inspection keeps only the first datagram of
@@ -714,8 +713,8 @@ fn settle(f: &mut Flow, outcome: Outcome, classifier: &Classifier) -> bool {
         // Decided at its end the other way round: turned around as when decided on a packet.
         turn_if_reversed(f, &mut d);
         classifier.name_tunnel_inner(&mut d);
-        f.detection = Some(Box::new(d));
-        f.inspect = None;
+        f.state.detection = Some(Box::new(d));
+        f.state.inspect = None;
         return true;
     }
     false
@@ -723,7 +722,7 @@ fn settle(f: &mut Flow, outcome: Outcome, classifier: &Classifier) -> bool {
 
 /// A flow that ends while still undecided gets a last look at what it buffered.
 fn finish_inspection(f: &mut Flow, classifier: &Classifier) {
-    if let Some(mut insp) = f.inspect.take() {
+    if let Some(mut insp) = f.state.inspect.take() {
         let (server, client) = (f.resp_port(), f.orig_port());
         settle(
             f,

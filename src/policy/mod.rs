@@ -19,9 +19,9 @@ pub mod run;
 pub mod suggest;
 pub mod template;
 
-use crate::classify::{Confidence, Verdict};
+use crate::classify::{Confidence, Flow, Verdict};
 use crate::flow::key::to_ip;
-use crate::flow::{Flow, ORIG, RESP};
+use crate::flow::{ORIG, RESP};
 use std::net::IpAddr;
 
 /// What the policy engines need to know of a finished flow.

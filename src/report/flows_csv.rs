@@ -3,11 +3,11 @@
 //! the same file.
 
 use crate::capture::time::rfc3339_into;
-use crate::classify::Verdict;
+use crate::classify::{Flow, Verdict};
 use crate::decode::transport_name;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
-use crate::flow::{EndReason, Flow, ORIG, RESP};
+use crate::flow::{EndReason, ORIG, RESP};
 use crate::policy::findings::csv_cell;
 use crate::policy::Annotations;
 use std::io::Write;

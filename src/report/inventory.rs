@@ -9,11 +9,11 @@
 //! flow carried (no names, paths or credentials).
 
 use crate::capture::time::rfc3339;
-use crate::classify::Verdict;
+use crate::classify::{Flow, Verdict};
 use crate::decode::transport_name;
 use crate::decode::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::key::to_ip;
-use crate::flow::{Flow, ORIG, RESP};
+use crate::flow::{ORIG, RESP};
 use crate::policy::groups::Groups;
 use crate::policy::Annotations;
 use serde_json::{json, Value};

@@ -3,11 +3,11 @@
 use super::json::{self, Obj, Val};
 use super::schema::{self, Type};
 use crate::capture::time::rfc3339_into;
-use crate::classify::{Classifier, Verdict};
+use crate::classify::{Classifier, Flow, Verdict};
 use crate::decode::{transport_name, IPPROTO_TCP, IPPROTO_UDP};
 use crate::flow::community_id::community_id_into;
 use crate::flow::key::to_ip;
-use crate::flow::{EndReason, Flow, ORIG, RESP};
+use crate::flow::{EndReason, ORIG, RESP};
 use crate::policy::groups::Cidr;
 use crate::policy::{Annotations, Kind};
 use std::borrow::Cow;
@@ -400,7 +400,11 @@ fn write_record(
     let end = rfc3339_into(flow.last_ts, &mut tb2);
     let (mut ib1, mut ib2) = ([0u8; 15], [0u8; 15]);
     let no_fields = Vec::new();
-    let fields = flow.detection.as_deref().map_or(&no_fields, |d| &d.fields);
+    let fields = flow
+        .state
+        .detection
+        .as_deref()
+        .map_or(&no_fields, |d| &d.fields);
     let sorted = sorted_fields(fields);
     let extra = typed_fields(&sorted);
     let split = extra.partition_point(|(k, _)| *k < "exwatch.");
@@ -589,7 +593,7 @@ mod tests {
         let p = pkt(9, 50000, 2, 80, 0x02, 1_000_000_000);
         let mut f = Flow::new(&p, |_, _| false);
         f.update(&p);
-        f.detection = Some(Box::new(Detection {
+        f.state.detection = Some(Box::new(Detection {
             reversed: false,
             protocol: "http",
             service: Some("ews".into()),
