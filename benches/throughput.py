@@ -69,6 +69,12 @@ TARGET_WALL_VS_TCPDUMP = 1.5
 TARGET_PPS_VS_NDPI = 10.0
 TARGET_BYTES_PER_FLOW = 256.0
 TARGET_BYTES_PER_HELLO_FLOW = 512.0
+# Issue 11, on this 2-core machine: all-cores wall against tcpdump's, one worker's CPU seconds
+# against tcpdump's, the speed-up of all cores over one, and peak RSS on the 2 M-packet capture.
+TARGET_NWALL_VS_TCPDUMP = 1.5
+TARGET_CPU_VS_TCPDUMP = 2.5
+TARGET_SPEEDUP = 1.7
+TARGET_PEAK_RSS_MIB = 160.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +517,7 @@ echo $!
 
 
 def run(cmd, stdout_path=None):
-    """Run cmd; return (wall seconds, max RSS bytes, exit code, stderr text)."""
+    """Run cmd; return (wall seconds, max RSS bytes, exit code, stderr text, CPU seconds)."""
     err_path = os.path.join(OUT, "last-stderr.txt")
     out_path = stdout_path or os.devnull
     if _SUBREAPER:
@@ -535,7 +541,8 @@ def run(cmd, stdout_path=None):
             p.returncode = os.waitstatus_to_exitcode(status)
     with open(err_path, "rb") as err:
         text = err.read().decode("utf-8", "replace")
-    return wall, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), text
+    cpu = ru.ru_utime + ru.ru_stime
+    return wall, ru.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), text, cpu
 
 
 def ndpi_counts(path):
@@ -647,7 +654,7 @@ def main():
     launch_s = med([x[0] for x in launch])
     launch_rss = med([x[1] for x in launch])
     summ_path = os.path.join(OUT, "summary-bench.json")
-    w, rss, rc, err = run([exw, "audit", "-q", "--threads", "1", "--json", "/dev/null",
+    w, rss, rc, err, cpu = run([exw, "audit", "-q", "--threads", "1", "--json", "/dev/null",
                            "--summary-json", summ_path, bench])
     if rc != 0 or err.strip():
         problems.append(f"exwatch on bench.pcap: exit {rc}, stderr: {err.strip()[:500]}")
@@ -655,7 +662,7 @@ def main():
     if summ.get("packets_read") != packets:
         problems.append(f"exwatch read {summ.get('packets_read')} packets, the file has {packets}")
     ndpi_out = os.path.join(OUT, "ndpiReader-out.txt")
-    _, _, rc, err = run(["ndpiReader", "-i", bench], ndpi_out)
+    _, _, rc, err, _ = run(["ndpiReader", "-i", bench], ndpi_out)
     ip_pk, all_pk, ndpi_flows, ndpi_ver = ndpi_counts(ndpi_out)
     if rc != 0 or all_pk != packets:
         problems.append(f"ndpiReader: exit {rc}, counted {all_pk} packets of {packets}; "
@@ -672,11 +679,12 @@ def main():
     names = [n for n, _ in tools]
     walls = {n: [] for n in names}
     rsss = {n: [] for n in names}
+    cpus = {n: [] for n in names}
     t1 = time.perf_counter()
     for r in range(0 if args.memory_only else args.rounds):
         order = tools[r % len(tools):] + tools[:r % len(tools)]
         for name, cmd in order:
-            w, rss, rc, err = run(cmd, ndpi_out if name.startswith("ndpi") else None)
+            w, rss, rc, err, cpu = run(cmd, ndpi_out if name.startswith("ndpi") else None)
             if rc != 0:
                 problems.append(f"round {r + 1}, {name}: exit {rc}: {err.strip()[:300]}")
             if name.startswith("ndpi"):
@@ -685,6 +693,7 @@ def main():
                     problems.append(f"round {r + 1}, ndpiReader counted {c} packets")
             walls[name].append(w)
             rsss[name].append(rss)
+            cpus[name].append(cpu)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{n} {walls[n][-1]:.2f} s" for n in names), file=sys.stderr)
     run_s = time.perf_counter() - t1
@@ -700,7 +709,7 @@ def main():
                 "--syn-timeout", "3600", "--json", "/dev/null"]
         for n in mem:
             sp = os.path.join(OUT, f"summary-flows-{n}.json")
-            _, _, rc, err = run(base + ["--summary-json", sp, syn[n]])
+            _, _, rc, err, _ = run(base + ["--summary-json", sp, syn[n]])
             s = load_json(sp)
             mem_flows[n] = s.get("flows")
             if rc != 0 or s.get("flows") != n or s.get("evictions"):
@@ -712,10 +721,10 @@ def main():
         nojson = [a for a in base if a not in ("--json", "/dev/null")]
         for r in range(args.mem_rounds):
             for n in (sorted(mem) if r % 2 else sorted(mem, reverse=True)):
-                w, rss, rc, err = run(base + [syn[n]])
+                w, rss, rc, err, cpu = run(base + [syn[n]])
                 mem[n].append(rss)
                 mem_wall[n].append(w)
-                w, rss, rc, err = run(nojson + [syn[n]])
+                w, rss, rc, err, cpu = run(nojson + [syn[n]])
                 mem_nojson[n].append(rss)
     # Flows under inspection: each holds 100 payload bytes no detector has decided yet.
     mem_hello = {1_000_000: [], 1_000: []}
@@ -724,7 +733,7 @@ def main():
                   "--tcp-timeout", "3600", "--syn-timeout", "3600"]
         for r in range(args.mem_rounds):
             for n in (sorted(mem_hello) if r % 2 else sorted(mem_hello, reverse=True)):
-                w, rss, rc, err = run(base_h + [hellos[n]])
+                w, rss, rc, err, cpu = run(base_h + [hellos[n]])
                 if rc != 0:
                     problems.append(f"exwatch on hellos-{n}: exit {rc}: {err.strip()[:300]}")
                 mem_hello[n].append(rss)
@@ -737,6 +746,7 @@ def main():
         "pps": [b / a for a, b in zip(walls[ex1], walls[ndpi])],  # same packets: pps ratio
         "speedup": [a / b for a, b in zip(walls[ex1], walls[exn])],
         "exn_wall": [a / b for a, b in zip(walls[exn], walls[tcpd])],
+        "cpu": [a / b for a, b in zip(cpus[ex1], cpus[tcpd])],
     }
     bpf = [(a - b) / (1_000_000 - 1_000) for a, b in zip(mem[1_000_000], mem[1_000])]
     bpf_nj = [(a - b) / (1_000_000 - 1_000)
@@ -757,11 +767,13 @@ def main():
     L.append(f"- {args.rounds} rounds, tools alternated (order rotated each round), file in page "
              f"cache; launch overhead (`true`): {launch_s * 1e3:.1f} ms, {launch_rss / 2**20:.1f} MiB")
     L.append("")
-    L.append("| tool | median wall s | min-max s | packets/s (median) | max RSS MiB (median) |")
-    L.append("|---|---:|---:|---:|---:|")
+    L.append("| tool | median wall s | min-max s | CPU s (user + sys, median) | packets/s (median) "
+             "| max RSS MiB (median) |")
+    L.append("|---|---:|---:|---:|---:|---:|")
     for n in (names if not args.memory_only else []):
         L.append(f"| {n} | {med(walls[n]):.3f} | {min(walls[n]):.3f}-{max(walls[n]):.3f} | "
-                 f"{packets / med(walls[n]):,.0f} | {med(rsss[n]) / 2**20:.1f} |")
+                 f"{med(cpus[n]):.3f} | {packets / med(walls[n]):,.0f} | "
+                 f"{med(rsss[n]) / 2**20:.1f} |")
     L.append("")
     L.append("| ratio | target | median of per-round ratios | spread (min-max) | "
              "ratio of medians | result |")
@@ -776,6 +788,20 @@ def main():
         sp = f"{fmt.format(min(xs))}-{fmt.format(max(xs))}" if xs else "-"
         L.append(f"| {label} | {target} | {fmt.format(v)} | {sp} | {fmt.format(rom)} | {res} |")
 
+    if not args.memory_only:
+        row(f"exwatch {args.threads} workers wall / tcpdump wall (issue 11)", per_round["exn_wall"],
+            f"<= {TARGET_NWALL_VS_TCPDUMP}", lambda v: v <= TARGET_NWALL_VS_TCPDUMP,
+            med(walls[exn]) / med(walls[tcpd]))
+        row("exwatch 1 worker CPU s / tcpdump CPU s (issue 11)", per_round["cpu"],
+            f"<= {TARGET_CPU_VS_TCPDUMP}", lambda v: v <= TARGET_CPU_VS_TCPDUMP,
+            med(cpus[ex1]) / med(cpus[tcpd]))
+        row(f"exwatch packets/s, {args.threads} workers / 1 worker (issue 11)",
+            per_round["speedup"], f">= {TARGET_SPEEDUP}", lambda v: v >= TARGET_SPEEDUP,
+            med(walls[ex1]) / med(walls[exn]))
+        peak = [r / 2**20 for r in rsss[exn]]
+        row(f"exwatch {args.threads} workers peak RSS MiB (issue 11)", peak,
+            f"<= {TARGET_PEAK_RSS_MIB:g}", lambda v: v <= TARGET_PEAK_RSS_MIB, med(peak),
+            "{:.1f}")
     row("exwatch 1 worker wall / tcpdump wall", per_round["wall"],
         f"<= {TARGET_WALL_VS_TCPDUMP}", lambda v: v <= TARGET_WALL_VS_TCPDUMP,
         med(walls[ex1]) / med(walls[tcpd]))
@@ -794,10 +820,6 @@ def main():
     if bpf_nj:
         row("same, without --json (records built, not serialised)", bpf_nj, "-", None,
             (med(mem_nojson[1_000_000]) - med(mem_nojson[1_000])) / 999_000, "{:.0f}")
-    row(f"exwatch {args.threads} workers wall / tcpdump wall", per_round["exn_wall"], "-", None,
-        med(walls[exn]) / med(walls[tcpd]))
-    row(f"exwatch speed-up, {args.threads} workers vs 1", per_round["speedup"], "-", None,
-        med(walls[ex1]) / med(walls[exn]))
     L.append("")
     if bpf:
         L.append(f"Memory: {args.mem_rounds} rounds each; max RSS {med(mem[1_000]) / 2**20:.1f} MiB "
@@ -819,7 +841,7 @@ def main():
     print(text)
     with open(os.path.join(OUT, "throughput.md"), "w") as f:
         f.write(text)
-    raw = {"machine": m, "capture": meta, "walls": walls, "max_rss": rsss,
+    raw = {"machine": m, "capture": meta, "walls": walls, "max_rss": rsss, "cpu": cpus,
            "per_round": per_round, "mem_rss": {str(k): v for k, v in mem.items()},
            "mem_rss_nojson": {str(k): v for k, v in mem_nojson.items()},
            "bytes_per_flow": bpf, "bytes_per_hello_flow": bph,
