@@ -107,6 +107,21 @@ pub trait Detector: Send + Sync {
     fn probe(&self, p: &Payloads<'_>) -> Probe;
 }
 
+impl Probe {
+    /// The same answer for a flow read the other way round: a detection is marked to be
+    /// turned around (the guessed originator sent the server's part), and its evidence says so.
+    pub fn reversed(self) -> Probe {
+        match self {
+            Probe::Mine(mut d) => {
+                d.evidence.push_str(" (flow directions reversed)");
+                d.reversed = true;
+                Probe::Mine(d)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Build a payload detection with evidence and no extra fields.
 pub fn mine(protocol: &'static str, evidence: impl Into<String>) -> Probe {
     Probe::Mine(Detection {

@@ -32,7 +32,7 @@ use crate::flow::EndReason;
 use crate::flow::Timeouts;
 use crate::policy::{FlowJudge, NoJudge};
 use crate::report::record::RecordContext;
-use crate::report::summary::{Activity, CaptureCounts, LiveStats, ReadStats, SocketStats, Summary};
+use crate::report::summary::{Activity, LiveStats, ReadStats, SocketStats, Summary};
 use crossbeam::channel;
 use exchange::Exchange;
 use std::io::Write;
@@ -471,12 +471,7 @@ fn merge_reads(mut reads: Vec<ReadStats>) -> ReadStats {
                         a.error = c.error;
                     }
                 }
-                None => all.captures.push(CaptureCounts {
-                    name: c.name,
-                    packets_read: c.packets_read,
-                    error: c.error,
-                    ..CaptureCounts::default()
-                }),
+                None => all.captures.push(c),
             }
         }
     }
@@ -594,6 +589,7 @@ mod tests {
 #[cfg(test)]
 mod live_tests {
     use super::*;
+    use crate::report::summary::CaptureCounts;
 
     #[test]
     fn live_stats_are_the_sums_of_the_sockets_and_list_each() {

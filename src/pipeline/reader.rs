@@ -276,10 +276,15 @@ impl Reader {
         if self.clock >= self.next_tick {
             self.tick();
         }
-        let hash = decode::shard_hash(lt, raw.data);
-        // Multiply-shift on the low half rather than `%`: a 64-bit division per packet was
-        // the costliest instruction of the reader.
-        let shard = (((hash & 0xffff_ffff) * self.txs.len() as u64) >> 32) as usize;
+        // One worker (`--threads 1`, or a fanout socket's reader): no hash to compute.
+        let shard = if self.txs.len() == 1 {
+            0
+        } else {
+            let hash = decode::shard_hash(lt, raw.data);
+            // Multiply-shift on the low half rather than `%`: a 64-bit division per packet
+            // was the costliest instruction of the reader.
+            (((hash & 0xffff_ffff) * self.txs.len() as u64) >> 32) as usize
+        };
         let b = &mut self.batches[shard];
         let off = b.data.len() as u32;
         b.data.extend_from_slice(raw.data);

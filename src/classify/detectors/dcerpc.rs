@@ -754,14 +754,7 @@ impl Dcerpc {
                 First::Complete(..) | First::Partial(_)
             )
         {
-            return match self.probe_dirs(p, p.tc, p.ts) {
-                Probe::Mine(mut d) => {
-                    d.evidence.push_str(" (flow directions reversed)");
-                    d.reversed = true;
-                    Probe::Mine(d)
-                }
-                other => other,
-            };
+            return self.probe_dirs(p, p.tc, p.ts).reversed();
         }
         r
     }

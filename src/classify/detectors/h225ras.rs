@@ -116,20 +116,16 @@ fn transaction(p: &Payloads<'_>) -> Probe {
         _ => return Probe::NotMine,
     };
     let answer = if confirmed { "Confirm" } else { "Reject" };
-    let mut evidence = format!(
+    let evidence = format!(
         "H.225.0 RAS {n}Request, {n}{answer} (requestSeqNum {})",
         u32::from(seq) + 1,
         n = t.name
     );
+    let probe = mine("h323", evidence);
     if reversed {
-        evidence.push_str(" (flow directions reversed)");
-    }
-    match mine("h323", evidence) {
-        Probe::Mine(mut d) => {
-            d.reversed = reversed;
-            Probe::Mine(d)
-        }
-        other => other,
+        probe.reversed()
+    } else {
+        probe
     }
 }
 

@@ -588,14 +588,7 @@ fn reversed(http: &Http, p: &Payloads<'_>) -> Probe {
         return Probe::NotMine;
     }
     let swapped = p.swapped();
-    match http.probe_at(&swapped, 0) {
-        Probe::Mine(mut d) => {
-            d.evidence.push_str(" (flow directions reversed)");
-            d.reversed = true;
-            Probe::Mine(d)
-        }
-        other => other,
-    }
+    http.probe_at(&swapped, 0).reversed()
 }
 
 impl Http {

@@ -1182,14 +1182,7 @@ fn reversed_hellos(p: &Payloads<'_>) -> Probe {
         _ => return Probe::NotMine,
     }
     let swapped = p.swapped();
-    match hellos(&swapped) {
-        Probe::Mine(mut d) => {
-            d.evidence.push_str(" (flow directions reversed)");
-            d.reversed = true;
-            Probe::Mine(d)
-        }
-        other => other,
-    }
+    hellos(&swapped).reversed()
 }
 
 fn hellos(p: &Payloads<'_>) -> Probe {
