@@ -805,3 +805,73 @@ fn issue15_request_lines_and_dns_answers_decide_the_originator() {
     assert_eq!(field(&dns, "source.packets"), 0);
     assert_eq!(field(&dns, "destination.packets"), 2);
 }
+
+/// The run on `input` fed through standard input (one reader for all workers).
+fn audit_stdin(input: &Path, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (rec, sum) = (dir.path().join("r.ndjson"), dir.path().join("s.json"));
+    let out = exwatch()
+        .args(["audit", "--json"])
+        .arg(&rec)
+        .arg("--summary-json")
+        .arg(&sum)
+        .args(extra)
+        .arg("-")
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .unwrap();
+    collect(out, &rec, &sum)
+}
+
+/// Issue 11: a capture file is read whole by one reader per worker, each handing its own
+/// worker the frames that hash to it; standard input and compressed files have one reader for
+/// all workers. Both give the same records and counts for the cross-flow captures (SIP/SDP
+/// media, endpoint-mapper ports), and a damaged file is reported once, not once per reader.
+#[test]
+fn one_reader_per_worker_and_one_shared_reader_agree() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "sip-udp-call.pcap",
+        "dcerpc-epm-dynamic.pcap",
+        "demo-exchange-day.pcap",
+    ] {
+        let cap = root().join("pcaps").join(name);
+        let own = audit(&[&cap], &["--threads", "3", "-q"]);
+        let piped = audit_stdin(&cap, &["--threads", "3", "-q"]);
+        let gz = dir.path().join(format!("{name}.gz"));
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&std::fs::read(&cap).unwrap()).unwrap();
+        enc.finish().unwrap();
+        let packed = audit(&[&gz], &["--threads", "3", "-q"]);
+        assert!(!own.records.is_empty(), "{name}");
+        for (how, other) in [("standard input", &piped), ("gzip", &packed)] {
+            assert_eq!(other.code, 0, "{name} from {how}: {}", other.stderr);
+            assert_eq!(
+                canonical(&own.records),
+                canonical(&other.records),
+                "{name}: records from {how}"
+            );
+            for k in ["packets_read", "packets_undecodable", "flows"] {
+                assert_eq!(own.summary[k], other.summary[k], "{name}: {k} from {how}");
+            }
+        }
+    }
+    let src = std::fs::read(shared("smtp.pcap")).unwrap();
+    let (_d, p) = damaged("cut.pcap", &src[..src.len() - 10]);
+    let run = audit(&[&p, &shared("pop3.pcap")], &["--threads", "3", "-q"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert_eq!(
+        run.stderr
+            .matches("cut.pcap: packet 95: damaged capture")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.summary["packets_read"], 94 + 144);
+    assert_eq!(run.summary["files_read"], 1);
+}

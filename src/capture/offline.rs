@@ -256,6 +256,21 @@ fn open_counted(
     Ok((name, input))
 }
 
+/// Whether `spec` is a plain regular file that several readers can each read whole (not
+/// standard input, a FIFO, or a compressed file that each would have to decompress again).
+pub fn rereadable(spec: &str) -> bool {
+    use std::io::Read;
+    if spec == "-" || !std::fs::metadata(spec).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; 4];
+    let Ok(mut f) = std::fs::File::open(spec) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    !(head[..n].starts_with(GZIP_MAGIC) || head[..n].starts_with(ZSTD_MAGIC))
+}
+
 /// What `spec` holds, from its first (decompressed) bytes. A stream that cannot be opened
 /// twice is kept, its first bytes put back, for the [`open_stream`] that reads it. Errors
 /// are those the capture's own opening would give, so callers may ignore them and let the

@@ -148,6 +148,24 @@ fn addr4(b: [u8; 4]) -> [u8; 16] {
 /// frames share). Frames without an IP pair hash to 0; their worker counts them as
 /// undecodable.
 pub fn shard_hash(linktype: i32, frame: &[u8]) -> u64 {
+    // Most frames are untagged Ethernet carrying IPv4 that is not a tunnel: every reader of a
+    // capture hashes every frame, so this path skips the general link walk.
+    if linktype == link::dlt::EN10MB && frame.len() >= 34 && frame[12..15] == [0x08, 0x00, 0x45] {
+        let proto = frame[14 + 9];
+        if proto != IPPROTO_IPIP && proto != IPPROTO_IPV6 {
+            let word = |at: usize| {
+                u64::from(u32::from_le_bytes([
+                    frame[at],
+                    frame[at + 1],
+                    frame[at + 2],
+                    frame[at + 3],
+                ]))
+            };
+            let (a, b) = (word(14 + 12), word(14 + 16));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            return mix(lo.rotate_left(32) ^ mix(hi));
+        }
+    }
     let Ok(link) = link::strip(linktype, frame) else {
         return 0;
     };
@@ -463,6 +481,27 @@ mod tests {
         0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, //
         0x9c, 0x40, 0, 25, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
     ];
+
+    #[test]
+    fn shard_hash_fast_path_agrees_with_the_link_walk() {
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&SYN);
+        // Ethernet takes the fast path, raw IP the general one: the same pair, the same hash.
+        let fast = shard_hash(link::dlt::EN10MB, &eth);
+        assert_eq!(fast, shard_hash(link::dlt::RAW, &SYN));
+        assert_ne!(fast, 0);
+        // Both directions meet.
+        let mut back = eth.clone();
+        back[26..30].copy_from_slice(&SYN[16..20]);
+        back[30..34].copy_from_slice(&SYN[12..16]);
+        assert_eq!(shard_hash(link::dlt::EN10MB, &back), fast);
+        // A VLAN tag goes the long way and still agrees.
+        let mut tagged = eth[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07, 0x08, 0x00]);
+        tagged.extend_from_slice(&SYN);
+        assert_eq!(shard_hash(link::dlt::EN10MB, &tagged), fast);
+    }
 
     #[test]
     fn ipv4_tcp_syn() {

@@ -1,12 +1,16 @@
 //! Pipeline: where a packet goes and which thread owns what.
 //!
-//! - A reader (`reader`) frames its input and hands raw frames, in batches over bounded
-//!   channels, to the workers it feeds; it decodes nothing. Capture files have one reader,
-//!   which hashes each frame's IP address pair to pick its worker. A live interface with N
-//!   workers has N capture sockets in one kernel fanout group (`capture::live`), and one
-//!   reader per socket feeding exactly one worker: the kernel's symmetric flow hash did the
-//!   sharding, so no thread touches every packet. Each live reader keeps its worker's clock
-//!   (packet times, or the wall clock on a quiet socket) and its socket's counters.
+//! - A reader (`reader`) frames its input and hands raw frames, in batches, to the workers it
+//!   feeds; it decodes nothing. A capture file that can be read more than once (a plain
+//!   regular file) is read whole by every worker's own reader, on the worker's thread: each
+//!   frames every packet, hashes its IP address pair, and keeps only the frames of its own
+//!   worker, so no thread hands packets to another and each keeps the same capture clock.
+//!   Standard input, FIFOs and compressed files have one reader thread for all workers, over
+//!   bounded channels. A live interface with N workers has N capture sockets in one kernel
+//!   fanout group (`capture::live`), and one reader per socket feeding exactly one worker: the
+//!   kernel's symmetric flow hash did the sharding, so no thread touches every packet. Each
+//!   live reader keeps its worker's clock (packet times, or the wall clock on a quiet socket)
+//!   and its socket's counters.
 //! - Each worker (`worker`) owns its shard end to end: decoding, fragment reassembly, the flow
 //!   table, payload inspection, its copy of the cross-flow tables (`linker`, fed by the facts
 //!   every worker publishes through `exchange`), the policy judge's fork, the NDJSON records
@@ -281,11 +285,12 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
 /// Run the pipeline on `input`, writing NDJSON records to `out`. On SIGHUP (live capture)
 /// `out` is reopened and `on_reopen` is called for the caller's other files.
 ///
-/// Threads: readers frame the input (one for capture files or a single live socket, which
-/// shards frames by a hash of their address pair; one per socket of a fanout group, each
-/// feeding its own worker); each of `cfg.workers` workers owns its shard from decoding to
-/// serialised records; this thread only writes the workers' record buffers and merges their
-/// results at the end.
+/// Threads: each of `cfg.workers` workers owns its shard from decoding to serialised records;
+/// readers frame the input (on each worker's own thread for plain capture files; one reader
+/// thread for standard input, FIFOs, compressed files or a single live socket, sharding frames
+/// by a hash of their address pair; one per socket of a fanout group, each feeding its own
+/// worker); this thread only writes the workers' record buffers and merges their results at
+/// the end.
 pub fn run(
     cfg: &AuditConfig,
     input: Input,
@@ -297,14 +302,24 @@ pub fn run(
     let suffix = || cfg.stats_suffix.as_ref().map_or(String::new(), |f| f());
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
+    // Capture files every worker can read for itself: one reader per worker, on its thread.
+    let own_readers = match &input {
+        Input::Files(specs) => {
+            n == 1 || specs.iter().all(|s| crate::capture::offline::rereadable(s))
+        }
+        Input::Live(_) => false,
+    };
     // What each reader reads: reader r feeds the workers j with j % readers == r.
     let sources: Vec<reader::Source> = match input {
+        Input::Files(specs) if own_readers => (0..n)
+            .map(|_| reader::Source::Files(specs.clone()))
+            .collect(),
         Input::Files(specs) => vec![reader::Source::Files(specs)],
         // More sockets than workers is a caller's mistake: a closed socket leaves the group,
         // and the kernel hands its share to the others.
         Input::Live(caps) => caps.into_iter().take(n).map(reader::Source::Live).collect(),
     };
-    let readers = sources.len().max(1);
+    let readers = if own_readers { 1 } else { sources.len().max(1) };
     let counters = Arc::new(Counters::new(readers));
     let exchange = Exchange::new(n);
     let (writer_tx, writer_rx) = channel::bounded::<ToWriter>(4 * n);
@@ -322,11 +337,16 @@ pub fn run(
         flow_rows: Vec::new(),
     };
     let mut reader_txs: Vec<Vec<channel::Sender<ToWorker>>> = vec![Vec::new(); readers];
+    let (own_sources, shared_sources) = if own_readers {
+        (sources, Vec::new())
+    } else {
+        (Vec::new(), sources)
+    };
+    let mut own_sources = own_sources.into_iter();
     let (reads, errors, results) = std::thread::scope(|s| {
         let mut handles = Vec::with_capacity(n);
+        let mut inline_handles = Vec::with_capacity(n);
         for i in 0..n {
-            let (tx, rx) = channel::bounded::<ToWorker>(32);
-            reader_txs[i % readers].push(tx);
             let wcfg = WorkerConfig {
                 id: i,
                 classifier: cfg.classifier.clone(),
@@ -345,25 +365,50 @@ pub fn run(
                 (writer_tx.clone(), pool_tx.clone(), spare_rx.clone());
             let counters = counters.clone();
             let exchange = &exchange;
+            let worker =
+                move || Worker::new(wcfg, n, exchange, fork, writer_tx, spare_rx, counters);
+            let name = format!("exwatch-worker-{i}");
+            if let Some(source) = own_sources.next() {
+                // Each reads every frame, keeps its shard's, and reports only if it is the
+                // first (the others read the same and would say the same).
+                let h = std::thread::Builder::new()
+                    .name(name)
+                    .spawn_scoped(s, move || {
+                        let mut w = worker();
+                        let _guard = w.unwind_guard();
+                        let feed = reader::Feed::Inline {
+                            worker: &mut w,
+                            spare: Vec::new(),
+                        };
+                        let read = reader::Reader::new(cfg, feed)
+                            .keeping(reader::Keep { shard: i, of: n })
+                            .with_progress(i == 0)
+                            .run(source);
+                        (w.finish(), read)
+                    })
+                    .expect("spawning a worker thread");
+                inline_handles.push(h);
+                continue;
+            }
+            let (tx, rx) = channel::bounded::<ToWorker>(32);
+            reader_txs[i % readers].push(tx);
             let h = std::thread::Builder::new()
-                .name(format!("exwatch-worker-{i}"))
-                .spawn_scoped(s, move || {
-                    Worker::new(wcfg, n, exchange, fork, writer_tx, spare_rx, counters)
-                        .run(rx, pool_tx)
-                })
+                .name(name)
+                .spawn_scoped(s, move || worker().run(rx, pool_tx))
                 .expect("spawning a worker thread");
             handles.push(h);
         }
         drop(writer_tx);
         drop(pool_tx);
         let mut reader_handles = Vec::with_capacity(readers);
-        for (r, (source, txs)) in sources.into_iter().zip(reader_txs).enumerate() {
+        for (r, (source, txs)) in shared_sources.into_iter().zip(reader_txs).enumerate() {
             let reader_counters = counters.clone();
             let pool_rx = pool_rx.clone();
             let h = std::thread::Builder::new()
                 .name(format!("exwatch-reader-{r}"))
                 .spawn_scoped(s, move || {
-                    reader::Reader::new(cfg, txs, pool_rx)
+                    let feed = reader::Feed::Channels { txs, pool: pool_rx };
+                    reader::Reader::new(cfg, feed)
                         // One progress display: the first reader's, counting every reader.
                         .with_progress(r == 0)
                         .with_counters(reader_counters, r)
@@ -398,12 +443,21 @@ pub fn run(
                 writer.message(msg, &spare_tx);
             }
         }
-        let results: Vec<WorkerResult> = handles
-            .into_iter()
-            .map(|h| h.join().expect("worker thread panicked"))
-            .collect();
+        let mut results: Vec<WorkerResult> = Vec::with_capacity(n);
         let mut reads = Vec::with_capacity(readers);
         let mut errors = Vec::new();
+        for (i, h) in inline_handles.into_iter().enumerate() {
+            let (result, (read, mut errs)) = h.join().expect("worker thread panicked");
+            results.push(result);
+            // Every reader read the same captures: the first one's counts and errors stand.
+            if i == 0 {
+                reads.push(read);
+                errors.append(&mut errs);
+            }
+        }
+        for h in handles {
+            results.push(h.join().expect("worker thread panicked"));
+        }
         for h in reader_handles {
             let (read, mut errs) = h.join().expect("reader thread panicked");
             reads.push(read);

@@ -1,9 +1,15 @@
-//! A reader thread: capture files in order, or one live capture socket; frames go, undecoded,
-//! in batches, to the worker their address pair hashes to (`decode::shard_hash`) among the
+//! A reader: capture files in order, or one live capture socket; frames go, undecoded, in
+//! batches, to the worker their address pair hashes to (`decode::shard_hash`) among the
 //! workers this reader feeds. A reader of a fanout group's socket feeds exactly one worker: the
 //! kernel already chose the socket by flow.
+//!
+//! Capture files that can be read more than once (`capture::offline::rereadable`) have one
+//! reader per worker, on the worker's own thread (`Feed::Inline`): each frames every packet,
+//! so each keeps the same capture clock a single reader would, and hands its worker only the
+//! frames that hash to it. No thread then sees every packet's bytes but to frame and hash it.
 
 use super::progress::Meter;
+use super::worker::{Step, Worker};
 use super::{control, AuditConfig, Counters, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK};
 use crate::capture::filter::PacketFilter;
 use crate::capture::live::{LiveCapture, Next};
@@ -31,10 +37,41 @@ pub enum Source {
     Live(LiveCapture),
 }
 
+/// Where a reader's batches go.
+pub enum Feed<'w, 'a> {
+    /// Worker threads, over bounded channels; emptied batches come back through `pool`.
+    Channels {
+        txs: Vec<Sender<ToWorker>>,
+        pool: Receiver<RawBatch>,
+    },
+    /// The one worker on this reader's own thread, called directly.
+    Inline {
+        worker: &'w mut Worker<'a>,
+        spare: Vec<RawBatch>,
+    },
+}
+
+impl Feed<'_, '_> {
+    fn workers(&self) -> usize {
+        match self {
+            Feed::Channels { txs, .. } => txs.len(),
+            Feed::Inline { .. } => 1,
+        }
+    }
+}
+
+/// Of the shards a capture's frames hash to, the one this reader keeps (it reads every frame,
+/// and drops the others').
+#[derive(Clone, Copy)]
+pub struct Keep {
+    pub shard: usize,
+    pub of: usize,
+}
+
 /// Reads its source and feeds its workers.
-pub struct Reader {
-    txs: Vec<Sender<ToWorker>>,
-    pool: Receiver<RawBatch>,
+pub struct Reader<'w, 'a> {
+    feed: Feed<'w, 'a>,
+    keep: Option<Keep>,
     batches: Vec<RawBatch>,
     stats: ReadStats,
     clock: u64,
@@ -52,13 +89,13 @@ pub struct Reader {
     filter: Option<PacketFilter>,
 }
 
-impl Reader {
-    pub fn new(cfg: &AuditConfig, txs: Vec<Sender<ToWorker>>, pool: Receiver<RawBatch>) -> Self {
-        let batches = (0..txs.len()).map(|_| RawBatch::new()).collect();
+impl<'w, 'a> Reader<'w, 'a> {
+    pub fn new(cfg: &AuditConfig, feed: Feed<'w, 'a>) -> Self {
+        let batches = (0..feed.workers()).map(|_| RawBatch::new()).collect();
         let progress = Meter::new(cfg.progress, &cfg.captures);
         Reader {
-            txs,
-            pool,
+            feed,
+            keep: None,
             batches,
             stats: ReadStats::default(),
             clock: 0,
@@ -80,6 +117,12 @@ impl Reader {
         self
     }
 
+    /// Read every frame but hand on only those of shard `keep.shard` (to the one worker fed).
+    pub fn keeping(mut self, keep: Keep) -> Self {
+        self.keep = Some(keep);
+        self
+    }
+
     /// Keep the progress display (`true`) or leave it to another reader.
     pub fn with_progress(mut self, keep: bool) -> Self {
         if !keep {
@@ -95,14 +138,22 @@ impl Reader {
             Source::Files(specs) => (self.read_files(&specs), EndReason::EndOfInput),
             Source::Live(cap) => (self.read_live(cap), EndReason::Shutdown),
         };
-        for i in 0..self.txs.len() {
+        for i in 0..self.feed.workers() {
             self.flush(i);
-            // A worker that is gone has panicked; its scope join reports that.
-            let _ = self.txs[i].send(ToWorker::Finish {
+            let finish = ToWorker::Finish {
                 clock: self.clock,
                 reason,
                 file: self.file,
-            });
+            };
+            match &mut self.feed {
+                // A worker that is gone has panicked; its scope join reports that.
+                Feed::Channels { txs, .. } => {
+                    let _ = txs[i].send(finish);
+                }
+                Feed::Inline { worker, .. } => {
+                    worker.handle(finish);
+                }
+            }
         }
         if let Some(m) = &self.progress {
             // Live, the other readers' packets too (files: only this reader counts).
@@ -136,7 +187,9 @@ impl Reader {
             match result {
                 Ok(()) => self.stats.files_read += 1,
                 Err(e) => {
-                    crate::say!("exwatch: {e}");
+                    if !self.quiet() {
+                        crate::say!("exwatch: {e}");
+                    }
                     self.stats.files_failed += 1;
                     errors.push(e);
                 }
@@ -195,7 +248,7 @@ impl Reader {
     /// second of capture time (and, live, every tenth of a second of wall time).
     fn tick(&mut self) {
         self.next_tick = self.clock.saturating_add(TICK);
-        for i in 0..self.txs.len() {
+        for i in 0..self.feed.workers() {
             if self.batches[i].frames.is_empty() {
                 self.send(i, ToWorker::Tick { clock: self.clock });
             } else {
@@ -215,8 +268,14 @@ impl Reader {
         c.interface_drops.store(s.interface_drops, Relaxed);
     }
 
+    /// A reader that keeps a shard other than the first reads what the first reads: it leaves
+    /// the messages to that one.
+    fn quiet(&self) -> bool {
+        self.keep.is_some_and(|k| k.shard != 0)
+    }
+
     fn warn_linktype(&self, lt: i32, name: &str) {
-        if !link::supported(lt) {
+        if !link::supported(lt) && !self.quiet() {
             crate::say!(
                 "exwatch: {name}: link type {lt} is not supported; its packets are counted as undecodable"
             );
@@ -276,14 +335,22 @@ impl Reader {
         if self.clock >= self.next_tick {
             self.tick();
         }
-        // One worker (`--threads 1`, or a fanout socket's reader): no hash to compute.
-        let shard = if self.txs.len() == 1 {
-            0
-        } else {
+        // Multiply-shift on the low half rather than `%`: a 64-bit division per packet was
+        // the costliest instruction of the reader.
+        let shard_of = |of: usize| {
             let hash = decode::shard_hash(lt, raw.data);
-            // Multiply-shift on the low half rather than `%`: a 64-bit division per packet
-            // was the costliest instruction of the reader.
-            (((hash & 0xffff_ffff) * self.txs.len() as u64) >> 32) as usize
+            (((hash & 0xffff_ffff) * of as u64) >> 32) as usize
+        };
+        let shard = match (self.keep, self.feed.workers()) {
+            (Some(k), _) if k.of > 1 => {
+                if shard_of(k.of) != k.shard {
+                    return;
+                }
+                0
+            }
+            // One worker (`--threads 1`, or a fanout socket's reader): no hash to compute.
+            (_, 1) => 0,
+            (_, n) => shard_of(n),
         };
         let b = &mut self.batches[shard];
         let off = b.data.len() as u32;
@@ -305,7 +372,11 @@ impl Reader {
         if self.batches[shard].frames.is_empty() {
             return;
         }
-        let fresh = self.pool.try_recv().unwrap_or_else(|_| RawBatch::new());
+        let fresh = match &mut self.feed {
+            Feed::Channels { pool, .. } => pool.try_recv().ok(),
+            Feed::Inline { spare, .. } => spare.pop(),
+        };
+        let fresh = fresh.unwrap_or_else(RawBatch::new);
         let mut full = std::mem::replace(&mut self.batches[shard], fresh);
         full.clock = self.clock;
         self.send(shard, ToWorker::Batch(full));
@@ -315,7 +386,16 @@ impl Reader {
     /// the reader rather than losing packets here. On a live link the kernel buffer then
     /// fills, and what it cannot hold libpcap counts as kernel drops. Each wait is counted.
     fn send(&mut self, shard: usize, msg: ToWorker) {
-        let msg = match self.txs[shard].try_send(msg) {
+        let txs = match &mut self.feed {
+            Feed::Channels { txs, .. } => txs,
+            Feed::Inline { worker, spare } => {
+                if let Step::Spare(b) = worker.handle(msg) {
+                    spare.push(b);
+                }
+                return;
+            }
+        };
+        let msg = match txs[shard].try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(m)) => {
                 self.counters.queue_full_waits.fetch_add(1, Relaxed);
@@ -324,6 +404,6 @@ impl Reader {
             // A worker that is gone has panicked; its scope join reports that.
             Err(TrySendError::Disconnected(_)) => return,
         };
-        let _ = self.txs[shard].send(msg);
+        let _ = txs[shard].send(msg);
     }
 }

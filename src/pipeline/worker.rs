@@ -37,6 +37,15 @@ const FLUSH_FACTS: usize = 4096;
 /// Record bytes buffered before they go to the writer.
 const FLUSH_BYTES: usize = 256 << 10;
 
+/// What became of a message a worker handled.
+pub enum Step {
+    /// A batch, emptied, for the reader to fill again.
+    Spare(RawBatch),
+    Next,
+    /// The input has ended.
+    Done,
+}
+
 /// What a worker hands back when its input has ended.
 pub struct WorkerResult {
     pub stats: WorkerStats,
@@ -163,74 +172,98 @@ impl<'a> Worker<'a> {
     /// Process messages until the reader says the input has ended, then wait for every other
     /// worker's last facts, write every remaining record and return what was counted.
     pub fn run(mut self, rx: Receiver<ToWorker>, pool: Sender<RawBatch>) -> WorkerResult {
-        let _guard = UnwindGuard {
-            exchange: self.exchange,
-            id: self.id,
-        };
+        let _guard = self.unwind_guard();
         for msg in rx.iter() {
-            match msg {
-                ToWorker::Batch(mut b) => {
-                    self.batch(&b);
-                    // Safe only after the batch: every packet in it is at or before its clock.
-                    self.clock = self.clock.max(b.clock);
-                    self.expire();
-                    b.frames.clear();
-                    b.data.clear();
+            match self.handle(msg) {
+                Step::Spare(b) => {
                     let _ = pool.send(b);
-                    let due = self.clock >= self.reported.saturating_add(TICK)
-                        || self.finished.len() >= FLUSH_FLOWS
-                        || self.facts.len() >= FLUSH_FACTS;
-                    if due {
-                        self.publish(self.clock);
-                    }
-                    self.collect();
-                    self.report_active();
                 }
-                ToWorker::Tick { clock } => {
-                    self.clock = self.clock.max(clock);
-                    self.expire();
-                    self.publish(self.clock);
-                    self.collect();
-                    self.report_active();
-                }
-                ToWorker::Finish {
-                    clock,
-                    reason: open,
-                    file,
-                } => {
-                    self.clock = self.clock.max(clock);
-                    self.file = usize::from(file);
-                    self.expire();
-                    let incomplete = self.reasm.finish();
-                    count(
-                        &mut self.read,
-                        self.file,
-                        Undecodable::FragmentIncomplete,
-                        u64::from(incomplete),
-                    );
-                    // Ending flows produce no facts: say so at once, so that the flows that
-                    // follow are released as soon as every worker has said the same, instead
-                    // of all being held until this worker has emptied its table.
-                    self.publish(u64::MAX);
-                    for slot in 0..self.table.slots() {
-                        let Some(f) = self.table.take(slot) else {
-                            continue;
-                        };
-                        let reason = if self.table.is_idle(&f, self.clock) {
-                            idle_reason(&f)
-                        } else {
-                            open
-                        };
-                        self.emit(f, reason);
-                        if self.finished.len() >= FLUSH_FLOWS {
-                            self.publish(u64::MAX);
-                            self.collect();
-                        }
-                    }
-                    break;
-                }
+                Step::Next => {}
+                Step::Done => break,
             }
         }
+        self.finish()
+    }
+
+    /// Publishes this worker's last clock if its thread unwinds (held for the thread's life).
+    pub fn unwind_guard(&self) -> UnwindGuard<'a> {
+        UnwindGuard {
+            exchange: self.exchange,
+            id: self.id,
+        }
+    }
+
+    /// One message from this worker's reader (a reader on the worker's own thread calls it
+    /// directly): a batch comes back emptied, for the reader to fill again.
+    pub fn handle(&mut self, msg: ToWorker) -> Step {
+        match msg {
+            ToWorker::Batch(mut b) => {
+                self.batch(&b);
+                // Safe only after the batch: every packet in it is at or before its clock.
+                self.clock = self.clock.max(b.clock);
+                self.expire();
+                b.frames.clear();
+                b.data.clear();
+                let due = self.clock >= self.reported.saturating_add(TICK)
+                    || self.finished.len() >= FLUSH_FLOWS
+                    || self.facts.len() >= FLUSH_FACTS;
+                if due {
+                    self.publish(self.clock);
+                }
+                self.collect();
+                self.report_active();
+                Step::Spare(b)
+            }
+            ToWorker::Tick { clock } => {
+                self.clock = self.clock.max(clock);
+                self.expire();
+                self.publish(self.clock);
+                self.collect();
+                self.report_active();
+                Step::Next
+            }
+            ToWorker::Finish {
+                clock,
+                reason: open,
+                file,
+            } => {
+                self.clock = self.clock.max(clock);
+                self.file = usize::from(file);
+                self.expire();
+                let incomplete = self.reasm.finish();
+                count(
+                    &mut self.read,
+                    self.file,
+                    Undecodable::FragmentIncomplete,
+                    u64::from(incomplete),
+                );
+                // Ending flows produce no facts: say so at once, so that the flows that
+                // follow are released as soon as every worker has said the same, instead
+                // of all being held until this worker has emptied its table.
+                self.publish(u64::MAX);
+                for slot in 0..self.table.slots() {
+                    let Some(f) = self.table.take(slot) else {
+                        continue;
+                    };
+                    let reason = if self.table.is_idle(&f, self.clock) {
+                        idle_reason(&f)
+                    } else {
+                        open
+                    };
+                    self.emit(f, reason);
+                    if self.finished.len() >= FLUSH_FLOWS {
+                        self.publish(u64::MAX);
+                        self.collect();
+                    }
+                }
+                Step::Done
+            }
+        }
+    }
+
+    /// After the input's end: wait for every other worker's last facts, write every
+    /// remaining record and return what was counted.
+    pub fn finish(mut self) -> WorkerResult {
         // Every fact this worker will ever make is out.
         self.publish(u64::MAX);
         while self.linker.watermark() != u64::MAX {
