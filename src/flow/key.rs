@@ -42,8 +42,35 @@ impl FlowKey {
     }
 
     /// A hash that is the same in every thread and run, used for sharding and the flow table.
+    /// Every packet computes it once: the key is folded as five words rather than fed to a
+    /// hasher field by field (the derived `Hash` made it about 120 instructions a packet).
     pub fn hash64(&self) -> u64 {
-        foldhash::fast::FixedState::with_seed(0x0065_7877_6174_6368).hash_one(self)
+        let w = |b: &[u8; 16], i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
+        let tail = u64::from(self.lo_port)
+            | u64::from(self.hi_port) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self.v6) << 40
+            | u64::from(self.vlan[0] & 0x0fff) << 41
+            | u64::from(self.vlan[1] & 0x0fff) << 53;
+        let seed = foldhash::fast::FixedState::with_seed(0x0065_7877_6174_6368);
+        seed.hash_one((
+            w(&self.lo, 0),
+            w(&self.lo, 8),
+            w(&self.hi, 0),
+            w(&self.hi, 8),
+            tail,
+        ))
     }
 }
 

@@ -221,12 +221,13 @@ pub const FIELDS: &[Field] = &[
     f("user_agent.original", K, "HTTP: `User-Agent`"),
 ];
 
-/// The schema entry of `path`.
+/// The schema entry of `path`. Every record looks up each of its detection fields: a hash
+/// map costs a fifth of the binary search's string comparisons.
 pub fn lookup(path: &str) -> Option<&'static Field> {
-    FIELDS
-        .binary_search_by(|f| f.path.cmp(path))
-        .ok()
-        .map(|i| &FIELDS[i])
+    static INDEX: std::sync::LazyLock<
+        hashbrown::HashMap<&'static str, &'static Field, foldhash::fast::FixedState>,
+    > = std::sync::LazyLock::new(|| FIELDS.iter().map(|f| (f.path, f)).collect());
+    INDEX.get(path).copied()
 }
 
 /// The Elasticsearch index template for the records: every field mapped with its type.
