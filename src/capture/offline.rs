@@ -191,6 +191,15 @@ fn open_raw(spec: &str) -> Result<Stream, CaptureError> {
         return Err(CaptureError::Empty { file: name });
     }
     let f = std::fs::File::open(&path).map_err(open_err)?;
+    // Read front to back, once per worker: a wider read-ahead window (measured: about 3% of
+    // the wall time of two workers reading the same file, benches/README.md).
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open and owned by `f`; the advice changes no memory.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
     Ok(Box::new(f))
 }
 
