@@ -378,7 +378,7 @@ pub fn run(
                         let _guard = w.unwind_guard();
                         let feed = reader::Feed::Inline {
                             worker: &mut w,
-                            spare: Vec::new(),
+                            pending: 0,
                         };
                         let read = reader::Reader::new(cfg, feed)
                             .keeping(reader::Keep { shard: i, of: n })

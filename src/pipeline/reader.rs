@@ -5,11 +5,13 @@
 //!
 //! Capture files that can be read more than once (`capture::offline::rereadable`) have one
 //! reader per worker, on the worker's own thread (`Feed::Inline`): each frames every packet,
-//! so each keeps the same capture clock a single reader would, and hands its worker only the
-//! frames that hash to it. No thread then sees every packet's bytes but to frame and hash it.
+//! so each keeps the same capture clock a single reader would, and hands its worker, straight
+//! from the read buffer, only the frames that hash to it, ending a "batch" where a batch of
+//! the shared reader would end (so that the records are the same). No thread then sees every
+//! packet's bytes but to frame and hash it, and no frame is copied.
 
 use super::progress::Meter;
-use super::worker::{Step, Worker};
+use super::worker::Worker;
 use super::{control, AuditConfig, Counters, RawBatch, RawFrame, ToWorker, BATCH_PACKETS, TICK};
 use crate::capture::filter::PacketFilter;
 use crate::capture::live::{LiveCapture, Next};
@@ -44,10 +46,11 @@ pub enum Feed<'w, 'a> {
         txs: Vec<Sender<ToWorker>>,
         pool: Receiver<RawBatch>,
     },
-    /// The one worker on this reader's own thread, called directly.
+    /// The one worker on this reader's own thread, handed each frame as it is read (nothing
+    /// copied); `pending` frames since the last end of a batch.
     Inline {
         worker: &'w mut Worker<'a>,
-        spare: Vec<RawBatch>,
+        pending: usize,
     },
 }
 
@@ -91,7 +94,10 @@ pub struct Reader<'w, 'a> {
 
 impl<'w, 'a> Reader<'w, 'a> {
     pub fn new(cfg: &AuditConfig, feed: Feed<'w, 'a>) -> Self {
-        let batches = (0..feed.workers()).map(|_| RawBatch::new()).collect();
+        let batches = match feed {
+            Feed::Channels { .. } => (0..feed.workers()).map(|_| RawBatch::new()).collect(),
+            Feed::Inline { .. } => Vec::new(),
+        };
         let progress = Meter::new(cfg.progress, &cfg.captures);
         Reader {
             feed,
@@ -249,7 +255,7 @@ impl<'w, 'a> Reader<'w, 'a> {
     fn tick(&mut self) {
         self.next_tick = self.clock.saturating_add(TICK);
         for i in 0..self.feed.workers() {
-            if self.batches[i].frames.is_empty() {
+            if !self.pending(i) {
                 self.send(i, ToWorker::Tick { clock: self.clock });
             } else {
                 self.flush(i);
@@ -352,31 +358,55 @@ impl<'w, 'a> Reader<'w, 'a> {
             (_, 1) => 0,
             (_, n) => shard_of(n),
         };
-        let b = &mut self.batches[shard];
-        let off = b.data.len() as u32;
-        b.data.extend_from_slice(raw.data);
-        b.frames.push(RawFrame {
+        let frame = RawFrame {
             ts,
             clock: self.clock,
             linktype: lt,
             file: self.file,
-            off,
+            off: 0,
             len: raw.data.len() as u32,
+        };
+        if let Feed::Inline { worker, pending } = &mut self.feed {
+            worker.take_frame(&frame, raw.data);
+            *pending += 1;
+            if *pending >= BATCH_PACKETS {
+                self.flush(0);
+            }
+            return;
+        }
+        let b = &mut self.batches[shard];
+        b.frames.push(RawFrame {
+            off: b.data.len() as u32,
+            ..frame
         });
+        b.data.extend_from_slice(raw.data);
         if b.frames.len() >= BATCH_PACKETS {
             self.flush(shard);
         }
     }
 
+    /// Whether worker `shard` has frames since its last batch ended.
+    fn pending(&self, shard: usize) -> bool {
+        match &self.feed {
+            Feed::Channels { .. } => !self.batches[shard].frames.is_empty(),
+            Feed::Inline { pending, .. } => *pending > 0,
+        }
+    }
+
+    /// End worker `shard`'s batch: send it, or, inline, tell the worker where it ended.
     fn flush(&mut self, shard: usize) {
-        if self.batches[shard].frames.is_empty() {
+        if !self.pending(shard) {
             return;
         }
-        let fresh = match &mut self.feed {
-            Feed::Channels { pool, .. } => pool.try_recv().ok(),
-            Feed::Inline { spare, .. } => spare.pop(),
+        let pool = match &mut self.feed {
+            Feed::Channels { pool, .. } => pool,
+            Feed::Inline { worker, pending } => {
+                worker.end_batch(self.clock);
+                *pending = 0;
+                return;
+            }
         };
-        let fresh = fresh.unwrap_or_else(RawBatch::new);
+        let fresh = pool.try_recv().unwrap_or_else(|_| RawBatch::new());
         let mut full = std::mem::replace(&mut self.batches[shard], fresh);
         full.clock = self.clock;
         self.send(shard, ToWorker::Batch(full));
@@ -388,10 +418,8 @@ impl<'w, 'a> Reader<'w, 'a> {
     fn send(&mut self, shard: usize, msg: ToWorker) {
         let txs = match &mut self.feed {
             Feed::Channels { txs, .. } => txs,
-            Feed::Inline { worker, spare } => {
-                if let Step::Spare(b) = worker.handle(msg) {
-                    spare.push(b);
-                }
+            Feed::Inline { worker, .. } => {
+                worker.handle(msg);
                 return;
             }
         };

@@ -7,7 +7,7 @@
 
 use super::exchange::{Exchange, Publication, UnwindGuard};
 use super::linker::Linker;
-use super::{Counters, RawBatch, Report, ToWorker, ToWriter, MAX_COPY, TICK};
+use super::{Counters, RawBatch, RawFrame, Report, ToWorker, ToWriter, MAX_COPY, TICK};
 use crate::classify::announce;
 use crate::classify::detectors::REGISTRY;
 use crate::classify::expect::{Fact, SLACK};
@@ -199,19 +199,9 @@ impl<'a> Worker<'a> {
         match msg {
             ToWorker::Batch(mut b) => {
                 self.batch(&b);
-                // Safe only after the batch: every packet in it is at or before its clock.
-                self.clock = self.clock.max(b.clock);
-                self.expire();
+                self.end_batch(b.clock);
                 b.frames.clear();
                 b.data.clear();
-                let due = self.clock >= self.reported.saturating_add(TICK)
-                    || self.finished.len() >= FLUSH_FLOWS
-                    || self.facts.len() >= FLUSH_FACTS;
-                if due {
-                    self.publish(self.clock);
-                }
-                self.collect();
-                self.report_active();
                 Step::Spare(b)
             }
             ToWorker::Tick { clock } => {
@@ -290,21 +280,43 @@ impl<'a> Worker<'a> {
     /// Decode the frames of a batch and track them.
     fn batch(&mut self, b: &RawBatch) {
         for fr in &b.frames {
-            let sample = self.stats.packets % SAMPLE_EVERY == 0;
-            let t0 = sample.then(Instant::now);
-            self.file = usize::from(fr.file);
             let frame = b
                 .data
                 .get(fr.off as usize..(fr.off + fr.len) as usize)
                 .unwrap_or_default();
-            self.frame(fr.linktype, fr.ts, fr.clock, frame);
-            if let Some(t0) = t0 {
-                self.stats
-                    .proc_ns
-                    .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
-            }
-            self.stats.packets += 1;
+            self.take_frame(fr, frame);
         }
+    }
+
+    /// One frame, from a batch or straight from a reader on this worker's own thread (which
+    /// then copies nothing, and calls `end_batch` where a batch would have ended).
+    pub fn take_frame(&mut self, fr: &RawFrame, frame: &[u8]) {
+        let sample = self.stats.packets % SAMPLE_EVERY == 0;
+        let t0 = sample.then(Instant::now);
+        self.file = usize::from(fr.file);
+        self.frame(fr.linktype, fr.ts, fr.clock, frame);
+        if let Some(t0) = t0 {
+            self.stats
+                .proc_ns
+                .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+        }
+        self.stats.packets += 1;
+    }
+
+    /// After a batch of frames, every one at or before `clock`: the clock moves on, flows
+    /// expire, and facts and finished flows go out when due.
+    pub fn end_batch(&mut self, clock: u64) {
+        // Safe only after the batch: every packet in it is at or before its clock.
+        self.clock = self.clock.max(clock);
+        self.expire();
+        let due = self.clock >= self.reported.saturating_add(TICK)
+            || self.finished.len() >= FLUSH_FLOWS
+            || self.facts.len() >= FLUSH_FACTS;
+        if due {
+            self.publish(self.clock);
+        }
+        self.collect();
+        self.report_active();
     }
 
     /// Decode one frame and track it (or the datagram it completes).
