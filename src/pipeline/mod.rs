@@ -7,8 +7,9 @@
 //!   worker, so no thread hands packets to another and each keeps the same capture clock.
 //!   Standard input, FIFOs and compressed files have one reader thread for all workers, over
 //!   bounded channels. A live interface with N workers has N capture sockets in one kernel
-//!   fanout group (`capture::live`), and one reader per socket feeding exactly one worker: the
-//!   kernel's symmetric flow hash did the sharding, so no thread touches every packet. Each
+//!   fanout group (`capture::live`), each read on its own worker's thread: the kernel's
+//!   symmetric flow hash did the sharding, so no thread touches every packet (one socket for
+//!   several workers, without a fanout group, has a reader thread sharding to them). Each
 //!   live reader keeps its worker's clock (packet times, or the wall clock on a quiet socket)
 //!   and its socket's counters.
 //! - Each worker (`worker`) owns its shard end to end: decoding, fragment reassembly, the flow
@@ -286,10 +287,10 @@ pub fn run_audit(cfg: &AuditConfig, out: &mut dyn Write) -> AuditOutcome {
 /// `out` is reopened and `on_reopen` is called for the caller's other files.
 ///
 /// Threads: each of `cfg.workers` workers owns its shard from decoding to serialised records;
-/// readers frame the input (on each worker's own thread for plain capture files; one reader
-/// thread for standard input, FIFOs, compressed files or a single live socket, sharding frames
-/// by a hash of their address pair; one per socket of a fanout group, each feeding its own
-/// worker); this thread only writes the workers' record buffers and merges their results at
+/// readers frame the input (on each worker's own thread for plain capture files and for the
+/// sockets of a fanout group; one reader thread for standard input, FIFOs, compressed files or
+/// a single live socket shared by several workers, sharding frames by a hash of their address
+/// pair); this thread only writes the workers' record buffers and merges their results at
 /// the end.
 pub fn run(
     cfg: &AuditConfig,
@@ -302,12 +303,15 @@ pub fn run(
     let suffix = || cfg.stats_suffix.as_ref().map_or(String::new(), |f| f());
     let n = cfg.workers.max(1);
     let per_worker = cfg.max_flows.div_ceil(n).max(1);
-    // Capture files every worker can read for itself: one reader per worker, on its thread.
-    let own_readers = match &input {
-        Input::Files(specs) => {
-            n == 1 || specs.iter().all(|s| crate::capture::offline::rereadable(s))
-        }
-        Input::Live(_) => false,
+    // One reader per worker, on the worker's own thread: for capture files every worker can
+    // read for itself (each reads them all: `same_input`), and for a socket per worker (a
+    // fanout group, or one worker).
+    let (own_readers, same_input) = match &input {
+        Input::Files(specs) => (
+            n == 1 || specs.iter().all(|s| crate::capture::offline::rereadable(s)),
+            true,
+        ),
+        Input::Live(caps) => (caps.len() >= n, false),
     };
     // What each reader reads: reader r feeds the workers j with j % readers == r.
     let sources: Vec<reader::Source> = match input {
@@ -319,7 +323,11 @@ pub fn run(
         // and the kernel hands its share to the others.
         Input::Live(caps) => caps.into_iter().take(n).map(reader::Source::Live).collect(),
     };
-    let readers = if own_readers { 1 } else { sources.len().max(1) };
+    let readers = if own_readers && same_input {
+        1
+    } else {
+        sources.len().max(1)
+    };
     let counters = Arc::new(Counters::new(readers));
     let exchange = Exchange::new(n);
     let (writer_tx, writer_rx) = channel::bounded::<ToWriter>(4 * n);
@@ -363,14 +371,16 @@ pub fn run(
             let fork = judge.fork();
             let (writer_tx, pool_tx, spare_rx) =
                 (writer_tx.clone(), pool_tx.clone(), spare_rx.clone());
-            let counters = counters.clone();
+            let (counters, reader_counters) = (counters.clone(), &counters);
             let exchange = &exchange;
             let worker =
                 move || Worker::new(wcfg, n, exchange, fork, writer_tx, spare_rx, counters);
             let name = format!("exwatch-worker-{i}");
             if let Some(source) = own_sources.next() {
-                // Each reads every frame, keeps its shard's, and reports only if it is the
-                // first (the others read the same and would say the same).
+                // A capture file's readers each read every frame, keep their shard's, and
+                // report only if they are the first (the others read the same and would say
+                // the same); a socket's reader keeps all it reads and its own counters.
+                let reader_counters = reader_counters.clone();
                 let h = std::thread::Builder::new()
                     .name(name)
                     .spawn_scoped(s, move || {
@@ -380,10 +390,13 @@ pub fn run(
                             worker: &mut w,
                             pending: 0,
                         };
-                        let read = reader::Reader::new(cfg, feed)
-                            .keeping(reader::Keep { shard: i, of: n })
-                            .with_progress(i == 0)
-                            .run(source);
+                        let mut r = reader::Reader::new(cfg, feed).with_progress(i == 0);
+                        r = if same_input {
+                            r.keeping(reader::Keep { shard: i, of: n })
+                        } else {
+                            r.with_counters(reader_counters, i)
+                        };
+                        let read = r.run(source);
                         (w.finish(), read)
                     })
                     .expect("spawning a worker thread");
@@ -449,8 +462,8 @@ pub fn run(
         for (i, h) in inline_handles.into_iter().enumerate() {
             let (result, (read, mut errs)) = h.join().expect("worker thread panicked");
             results.push(result);
-            // Every reader read the same captures: the first one's counts and errors stand.
-            if i == 0 {
+            // Readers of the same captures: the first one's counts and errors stand.
+            if i == 0 || !same_input {
                 reads.push(read);
                 errors.append(&mut errs);
             }
