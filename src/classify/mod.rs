@@ -249,10 +249,19 @@ impl Classifier {
             // the range by itself: other protocols there are no mismatch.
             let port_mismatch = port_service
                 .filter(|s| !compatible(&s.protocol, protocol) && !s.announced_only)
-                .map(|s| format!("{} ({})", s.name, s.protocol));
+                .map(|s| [s.name.as_str(), " (", s.protocol.as_str(), ")"].concat());
+            // Pieces pushed, not format!: every HTTPS flow on 443 takes this path.
             let mut evidence = d.evidence.clone();
             if let Some((s, p)) = implicit {
-                evidence.push_str(&format!("; implicit TLS on port {p} ({})", s.name));
+                for piece in [
+                    "; implicit TLS on port ",
+                    itoa::Buffer::new().format(p),
+                    " (",
+                    &s.name,
+                    ")",
+                ] {
+                    evidence.push_str(piece);
+                }
             }
             return Verdict {
                 protocol: protocol.to_string(),
@@ -264,19 +273,22 @@ impl Classifier {
         }
         if let Some(d) = flow.state.detection.as_deref() {
             // Payload seen, no detector claims it: the protocol stays unknown, the port hints.
-            let (service, confidence, hint) = match port {
-                Some((e, p)) => (
-                    self.sigs.services[e.service].name.clone(),
-                    Confidence::Port,
-                    format!("; port {p} suggests {}", self.sigs.services[e.service].name),
-                ),
-                None => ("unknown".to_string(), Confidence::None, String::new()),
+            let mut evidence = d.evidence.clone();
+            let (service, confidence) = match port {
+                Some((e, p)) => {
+                    let name = &self.sigs.services[e.service].name;
+                    for piece in ["; port ", itoa::Buffer::new().format(p), " suggests ", name] {
+                        evidence.push_str(piece);
+                    }
+                    (name.clone(), Confidence::Port)
+                }
+                None => ("unknown".to_string(), Confidence::None),
             };
             return Verdict {
                 protocol: "unknown".to_string(),
                 service,
                 confidence,
-                evidence: format!("{}{hint}", d.evidence),
+                evidence,
                 port_mismatch: None,
             };
         }

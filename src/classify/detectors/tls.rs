@@ -294,7 +294,10 @@ fn version_name(v: u16) -> (&'static str, String) {
     match v {
         0x0002 => ("ssl", "2.0".into()),
         0x0300 => ("ssl", "3.0".into()),
-        0x0301..=0x0304 => ("tls", format!("1.{}", v - 0x0301)),
+        0x0301 => ("tls", "1.0".into()),
+        0x0302 => ("tls", "1.1".into()),
+        0x0303 => ("tls", "1.2".into()),
+        0x0304 => ("tls", "1.3".into()),
         0x7f00..=0x7fff => ("tls", "1.3".into()), // TLS 1.3 drafts
         _ => ("tls", format!("0x{v:04x}")),
     }
@@ -601,20 +604,31 @@ fn ja4_version(version: u16) -> &'static str {
 }
 
 /// JA4's two characters for an ALPN value: its first and last character, or "00" for none.
-fn ja4_alpn(alpn: Option<&[u8]>) -> String {
+fn ja4_alpn(alpn: Option<&[u8]>) -> [char; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     match alpn {
         Some(&[first, ..]) => {
             let value = alpn.unwrap_or_default();
             let last = *value.last().unwrap_or(&first);
             if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-                format!("{}{}", first as char, last as char)
+                [first as char, last as char]
             } else {
                 // First nibble of the first byte, last nibble of the last byte, in hex.
-                format!("{:x}{:x}", first >> 4, last & 0x0f)
+                [
+                    HEX[usize::from(first >> 4)] as char,
+                    HEX[usize::from(last & 0x0f)] as char,
+                ]
             }
         }
-        _ => "00".to_string(),
+        _ => ['0', '0'],
     }
+}
+
+/// Two decimal digits of a count capped at 99 (JA4's cipher and extension counts).
+fn push_count(s: &mut String, n: usize) {
+    let n = n.min(99) as u8;
+    s.push(char::from(b'0' + n / 10));
+    s.push(char::from(b'0' + n % 10));
 }
 
 /// JA3S (Salesforce): MD5 of the ServerHello's version, cipher and extension types, in
@@ -639,15 +653,17 @@ fn ja3s(version: u16, cipher: u16, exts: &[u16]) -> String {
 /// JA4S (FoxIO, technical_details/JA4S.md) for TLS over TCP: selected version, extension
 /// count and ALPN; the cipher in hex; the hash of the extension types in wire order.
 fn ja4s(version: u16, cipher: u16, exts: &[u16], alpn: Option<&[u8]>) -> String {
-    let mut cipher_hex = String::with_capacity(4);
-    text::push_hex(&mut cipher_hex, &cipher.to_be_bytes());
-    format!(
-        "t{}{:02}{}_{cipher_hex}_{}",
-        ja4_version(version),
-        exts.len().min(99),
-        ja4_alpn(alpn),
-        ja4_hash(&hex_list(exts.iter().copied()))
-    )
+    // Pushed piece by piece rather than with format!: once per TLS flow.
+    let mut out = String::with_capacity(25);
+    out.push('t');
+    out.push_str(ja4_version(version));
+    push_count(&mut out, exts.len());
+    out.extend(ja4_alpn(alpn));
+    out.push('_');
+    text::push_hex(&mut out, &cipher.to_be_bytes());
+    out.push('_');
+    out.push_str(&ja4_hash(&hex_list(exts.iter().copied())));
+    out
 }
 
 /// JA4 (FoxIO, technical_details/JA4.md) for TLS over TCP.
@@ -662,13 +678,14 @@ fn ja4(
     let v = ja4_version(version);
     let mut ciphers: Vec<u16> = ciphers.iter().copied().filter(|&c| !is_grease(c)).collect();
     let exts: Vec<u16> = exts.iter().copied().filter(|&e| !is_grease(e)).collect();
-    let alpn = ja4_alpn(alpn);
-    let a = format!(
-        "t{v}{}{:02}{:02}{alpn}",
-        if sni { 'd' } else { 'i' },
-        ciphers.len().min(99),
-        exts.len().min(99)
-    );
+    // JA4_a, pushed piece by piece rather than with format!: once per TLS flow.
+    let mut out = String::with_capacity(36);
+    out.push('t');
+    out.push_str(v);
+    out.push(if sni { 'd' } else { 'i' });
+    push_count(&mut out, ciphers.len());
+    push_count(&mut out, exts.len());
+    out.extend(ja4_alpn(alpn));
     ciphers.sort_unstable();
     let b = ja4_hash(&hex_list(ciphers.into_iter()));
     let mut sorted: Vec<u16> = exts
@@ -687,7 +704,10 @@ fn ja4(
         }
         ja4_hash(&s)
     };
-    format!("{a}_{b}_{c}")
+    for part in ["_", &b, "_", &c] {
+        out.push_str(part);
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
