@@ -1,7 +1,7 @@
 //! A reader: capture files in order, or one live capture socket; frames go, undecoded, in
 //! batches, to the worker their address pair hashes to (`decode::shard_hash`) among the
-//! workers this reader feeds. A reader of a fanout group's socket feeds exactly one worker: the
-//! kernel already chose the socket by flow.
+//! workers this reader feeds. A reader of a fanout group's socket feeds exactly one worker, on
+//! that worker's own thread (`Feed::Inline`): the kernel already chose the socket by flow.
 //!
 //! Capture files that can be read more than once (`capture::offline::rereadable`) have one
 //! reader per worker, on the worker's own thread (`Feed::Inline`): each frames every packet,
@@ -39,7 +39,7 @@ pub enum Source {
     Live(LiveCapture),
 }
 
-/// Where a reader's batches go.
+/// Where a reader's frames go.
 pub enum Feed<'w, 'a> {
     /// Worker threads, over bounded channels; emptied batches come back through `pool`.
     Channels {
