@@ -6,6 +6,7 @@
 //! `FLUSH_FACTS` facts); an inbox is a mutex-guarded vector that its owner swaps out whole.
 
 use crate::classify::expect::Fact;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,17 @@ struct Inbox {
 /// The inboxes of all workers.
 pub struct Exchange {
     inboxes: Vec<Inbox>,
+    /// Frames each worker's own reader has read of a capture every worker reads whole
+    /// (`u64::MAX` once it has read them all), so that none runs far ahead of the others.
+    progress: Vec<AtomicU64>,
 }
+
+/// How many frames a worker's own reader may read beyond the slowest one's. A worker ahead in
+/// capture time holds its finished flows until the others' clocks catch up (the watermark):
+/// without this bound, on a machine whose other core is busy, one worker could hold a whole
+/// flood. About the frames the queues of one shared reader held (32 batches of 512 frames per
+/// worker).
+pub const MAX_AHEAD: u64 = 32_768;
 
 impl Exchange {
     pub fn new(workers: usize) -> Self {
@@ -35,6 +46,23 @@ impl Exchange {
                     arrived: Condvar::new(),
                 })
                 .collect(),
+            progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Worker `id`'s own reader has read `frames` frames; wait while that is more than
+    /// [`MAX_AHEAD`] beyond the slowest reader. The slowest never waits, and a reader that has
+    /// read everything says `u64::MAX`, so no reader waits for ever.
+    pub fn pace(&self, id: usize, frames: u64) {
+        if let Some(p) = self.progress.get(id) {
+            p.store(frames, Relaxed);
+        }
+        if frames == u64::MAX {
+            return;
+        }
+        let slowest = || self.progress.iter().map(|p| p.load(Relaxed)).min();
+        while slowest().is_some_and(|s| frames > s.saturating_add(MAX_AHEAD)) {
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 
@@ -94,7 +122,36 @@ pub struct UnwindGuard<'a> {
 impl Drop for UnwindGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            self.exchange.pace(self.id, u64::MAX);
             self.exchange.publish(self.id, u64::MAX, &[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_reader_far_ahead_waits_for_the_slowest() {
+        let ex = Arc::new(Exchange::new(2));
+        let done = Arc::new(AtomicBool::new(false));
+        let (ex2, done2) = (ex.clone(), done.clone());
+        let ahead = std::thread::spawn(move || {
+            // Worker 0 is MAX_AHEAD + 10,000 frames in; worker 1 has read nothing yet.
+            ex2.pace(0, MAX_AHEAD + 10_000);
+            done2.store(true, Relaxed);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!done.load(Relaxed), "ran ahead of the slowest reader");
+        // The slowest never waits, and once it is near enough the other goes on.
+        ex.pace(1, 10_000);
+        ahead.join().unwrap();
+        assert!(done.load(Relaxed));
+        // A reader that has read everything holds nobody back.
+        ex.pace(1, u64::MAX);
+        ex.pace(0, 10 * MAX_AHEAD);
     }
 }

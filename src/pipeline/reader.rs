@@ -31,6 +31,9 @@ const LIVE_TICK: Duration = Duration::from_millis(100);
 /// packet stamped just before a read timeout but read after it is never older than the clock.
 const WALL_LAG_NS: u64 = 1_000_000_000;
 
+/// A reader of a capture that every worker reads says how far it has read this often (frames).
+const PACE_EVERY: u64 = 1024;
+
 /// What one reader reads.
 pub enum Source {
     /// Capture files (or `-`), in order.
@@ -160,6 +163,10 @@ impl<'w, 'a> Reader<'w, 'a> {
                     worker.handle(finish);
                 }
             }
+        }
+        if let Feed::Inline { worker, .. } = &self.feed {
+            // Read to the end: no other reader waits for this one any more.
+            worker.pace(u64::MAX);
         }
         if let Some(m) = &self.progress {
             // Live, the other readers' packets too (files: only this reader counts).
@@ -335,6 +342,12 @@ impl<'w, 'a> Reader<'w, 'a> {
     fn packet(&mut self, lt: i32, raw: RawPacket<'_>) {
         let ts = raw.ts;
         self.stats.packets_read += 1;
+        // Readers of the same capture keep within `exchange::MAX_AHEAD` frames of each other.
+        if self.stats.packets_read % PACE_EVERY == 0 && self.keep.is_some_and(|k| k.of > 1) {
+            if let Feed::Inline { worker, .. } = &self.feed {
+                worker.pace(self.stats.packets_read);
+            }
+        }
         if ts > self.clock {
             self.clock = ts;
         }

@@ -193,6 +193,13 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// This worker's own reader of a capture every worker reads whole has read `frames`
+    /// frames (`u64::MAX`: all): it waits here while it is too far ahead of the others
+    /// (`exchange::MAX_AHEAD`).
+    pub fn pace(&self, frames: u64) {
+        self.exchange.pace(self.id, frames);
+    }
+
     /// One message from this worker's reader (a reader on the worker's own thread calls it
     /// directly): a batch comes back emptied, for the reader to fill again.
     pub fn handle(&mut self, msg: ToWorker) -> Step {
