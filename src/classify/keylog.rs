@@ -4,15 +4,16 @@
 //! and the TLS 1.3 handshake and first traffic secrets, found by the ClientHello's random.
 //!
 //! One key log serves the whole run (`install`): detectors look keys up by client random. For
-//! live capture the file is read again when it has grown, so keys written after the capture
-//! started are found. Bad lines are counted and the first few reported with file and line;
+//! live capture a lookup that misses looks at the file's length (one `stat`) and reads what
+//! was appended, so keys written after the capture started are found as soon as they are on
+//! disk (no timer: a session whose keys were written a moment before its hellos arrived is
+//! decrypted). Bad lines are counted and the first few reported with file and line;
 //! they are never fatal.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{OnceLock, RwLock};
 
 /// Sessions kept at most (a key log of a busy proxy grows without end).
 const MAX_SESSIONS: usize = 1 << 20;
@@ -20,8 +21,6 @@ const MAX_SESSIONS: usize = 1 << 20;
 const MAX_LINE: usize = 1024;
 /// Bad lines whose position is kept for the report.
 const MAX_REPORTED: usize = 8;
-/// A lookup that misses reads the file again at most this often.
-const REREAD_EVERY: Duration = Duration::from_millis(200);
 
 /// The secrets logged for one session (client random).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +92,12 @@ impl KeyLog {
     pub fn get(&self, client_random: &[u8]) -> Option<&Secrets> {
         let r: [u8; 32] = client_random.try_into().ok()?;
         self.sessions.get(&r)
+    }
+
+    /// Whether the file's length differs from what was read (grown, or truncated and
+    /// rewritten); false when it cannot be looked at.
+    fn grew(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| m.len() != self.offset)
     }
 
     /// Read what was appended to the file since the last read.
@@ -191,10 +196,10 @@ impl KeyLog {
     }
 }
 
-/// The run's key log and when a miss last read its file again.
+/// The run's key log, and whether a miss looks for lines appended since (live capture).
 struct Installed {
     log: RwLock<KeyLog>,
-    reread: Mutex<(Instant, bool)>,
+    follow: bool,
 }
 
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
@@ -203,7 +208,7 @@ static INSTALLED: OnceLock<Installed> = OnceLock::new();
 pub fn install(log: KeyLog, follow: bool) {
     let _ = INSTALLED.set(Installed {
         log: RwLock::new(log),
-        reread: Mutex::new((Instant::now(), follow)),
+        follow,
     });
 }
 
@@ -215,18 +220,18 @@ pub fn active() -> bool {
 /// The secrets of the session with this client random, if the key log has them.
 pub fn lookup(client_random: &[u8]) -> Option<Secrets> {
     let inst = INSTALLED.get()?;
-    if let Some(s) = inst.log.read().ok()?.get(client_random) {
-        return Some(s.clone());
+    {
+        let log = inst.log.read().ok()?;
+        if let Some(s) = log.get(client_random) {
+            return Some(s.clone());
+        }
+        // Unchanged since the last read (or gone: the keys read before stay): nothing new.
+        if !inst.follow || !log.grew() {
+            return None;
+        }
     }
-    let mut r = inst.reread.lock().ok()?;
-    let (last, follow) = *r;
-    if !follow || last.elapsed() < REREAD_EVERY {
-        return None;
-    }
-    r.0 = Instant::now();
-    drop(r);
     let mut log = inst.log.write().ok()?;
-    // A file that went away keeps the keys read before.
+    // Another thread may have read the new lines meanwhile; read_more then finds none.
     let _ = log.read_more();
     log.get(client_random).cloned()
 }
@@ -280,7 +285,9 @@ mod tests {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         writeln!(f, "DOM {r2} {}", "ef".repeat(48)).unwrap();
+        assert!(k.grew());
         assert!(k.read_more().unwrap());
+        assert!(!k.grew(), "every byte is read once the last line is whole");
         assert!(k.get(&hex(&r2).unwrap()).is_some(), "{:?}", k.stats());
         assert_eq!(k.stats().bad_lines, 0);
     }
