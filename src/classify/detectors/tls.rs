@@ -322,6 +322,17 @@ enum Hello<T> {
     Yes(T),
 }
 
+impl<T> Hello<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Hello<U> {
+        match self {
+            Hello::Yes(t) => Hello::Yes(f(t)),
+            Hello::Empty => Hello::Empty,
+            Hello::No => Hello::No,
+            Hello::Wait { strong } => Hello::Wait { strong },
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // ClientHello
 // ---------------------------------------------------------------------------------------
@@ -390,12 +401,61 @@ fn client_hello_head(b: &[u8], msg_type: u8, min: usize) -> bool {
     (min..=MAX_HELLO).contains(&hl) && b[9] == 3 && b[10] <= 4
 }
 
+/// A ClientHello that parsed, its extensions not yet read: a probe that only waits for the
+/// server's hello (most of them) needs no more than that it is one. [`Parsed::client`] reads
+/// the rest once a detection is written.
+#[derive(Debug)]
+enum Parsed {
+    Tls {
+        version: u16,
+        ciphers: Vec<u16>,
+        /// The extensions block as sent (bounded by the hello, itself at most `MAX_HELLO`).
+        ext: Vec<u8>,
+        session_id: Vec<u8>,
+        random: Vec<u8>,
+    },
+    /// An SSLv2-format hello: nothing more to read.
+    Done(Client),
+}
+
+impl Parsed {
+    fn random(&self) -> &[u8] {
+        match self {
+            Parsed::Tls { random, .. } => random,
+            Parsed::Done(c) => &c.random,
+        }
+    }
+
+    fn client(self) -> Client {
+        match self {
+            Parsed::Tls {
+                version,
+                ciphers,
+                ext,
+                session_id,
+                random,
+            } => {
+                let mut c = client_from_parts(version, &ciphers, &ext);
+                c.session_id = session_id;
+                c.random = random;
+                c
+            }
+            Parsed::Done(c) => c,
+        }
+    }
+}
+
+/// The ClientHello with everything it says (for callers that always need it all).
 fn client_hello(b: &[u8]) -> Hello<Client> {
+    client_hello_parsed(b).map(Parsed::client)
+}
+
+fn client_hello_parsed(b: &[u8]) -> Hello<Parsed> {
     if b.is_empty() {
         return Hello::Empty;
     }
     if b[0] & 0x80 != 0 {
-        return sslv2_client_hello(b);
+        return sslv2_client_hello(b).map(Parsed::Done);
     }
     let Some(f) = flight(b) else {
         return Hello::No;
@@ -426,11 +486,13 @@ fn client_hello(b: &[u8]) -> Hello<Client> {
     if ch.ciphers.is_empty() || !ch.comp.iter().any(|c| c.0 == 0) {
         return Hello::No;
     }
-    let ciphers: Vec<u16> = ch.ciphers.iter().map(|c| c.0).collect();
-    let mut c = client_from_parts(ch.version.0, &ciphers, ch.ext.unwrap_or_default());
-    c.session_id = session_id(ch.session_id);
-    c.random = ch.random.to_vec();
-    Hello::Yes(c)
+    Hello::Yes(Parsed::Tls {
+        version: ch.version.0,
+        ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
+        ext: ch.ext.unwrap_or_default().to_vec(),
+        session_id: session_id(ch.session_id),
+        random: ch.random.to_vec(),
+    })
 }
 
 /// A hello's legacy session ID, bounded by the field's 32-byte maximum.
@@ -1194,7 +1256,7 @@ fn decrypted(p: &Payloads<'_>, c: &Client, s: &Server, keys: &keylog::Secrets) -
 /// A flow picked up without its handshake whose guessed originator sent the ServerHello: the
 /// hellos read the other way round, and the flow marked to be turned around.
 fn reversed_hellos(p: &Payloads<'_>) -> Probe {
-    match client_hello(p.tc) {
+    match client_hello_parsed(p.tc) {
         Hello::Yes(_) | Hello::Wait { strong: true } => {}
         // The responder's stream may be a ClientHello still arriving (cut after its record
         // header): wait for it rather than take the flow for records without handshake.
@@ -1207,7 +1269,7 @@ fn reversed_hellos(p: &Payloads<'_>) -> Probe {
 
 fn hellos(p: &Payloads<'_>) -> Probe {
     {
-        let client = client_hello(p.ts);
+        let client = client_hello_parsed(p.ts);
         let server = server_hello(p.tc);
         let last = p.last_chance;
         match (client, server) {
@@ -1216,22 +1278,22 @@ fn hellos(p: &Payloads<'_>) -> Probe {
                 if s.cert_pending && !last {
                     Probe::NeedMore
                 } else {
-                    match keylog::lookup(&c.random) {
-                        Some(keys) => decrypted(p, &c, &s, &keys),
-                        None => detection(Some(&c), Some(&s), false),
+                    match keylog::lookup(c.random()) {
+                        Some(keys) => decrypted(p, &c.client(), &s, &keys),
+                        None => detection(Some(&c.client()), Some(&s), false),
                     }
                 }
             }
             (Hello::Yes(c), Hello::Empty | Hello::Wait { .. }) => {
                 if last {
-                    detection(Some(&c), None, false)
+                    detection(Some(&c.client()), None, false)
                 } else {
                     Probe::NeedMore
                 }
             }
             // The server answered with something else (an alert, or the capture lost the
             // start of its stream): the ClientHello alone is proof enough.
-            (Hello::Yes(c), Hello::No) => detection(Some(&c), None, false),
+            (Hello::Yes(c), Hello::No) => detection(Some(&c.client()), None, false),
             // A ServerHello alone: the capture began after the ClientHello (mid-stream).
             (Hello::No | Hello::Empty, Hello::Yes(s)) => {
                 if s.cert_pending && !last {
