@@ -7,5 +7,6 @@ pub mod ingest;
 pub mod inventory;
 pub mod json;
 pub mod record;
+pub mod rtt;
 pub mod schema;
 pub mod summary;

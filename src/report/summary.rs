@@ -1,16 +1,106 @@
 //! The end-of-run summary: accounting of every packet read, and per-service tables.
 
 use super::record::FlowSummary;
+use super::rtt::{self, Rtts};
 use crate::classify::expect::LinkStats;
 use crate::flow::EndReason;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Servers whose RTT distribution is kept separately; more are folded into their service.
 const MAX_SERVERS: usize = 1024;
+
+/// RTTs per (service, server address, port), for at most `MAX_SERVERS` servers: the ones
+/// with the smallest keys of all seen. A server that ends up in the table has every one of
+/// its samples, and which servers those are does not depend on the order flows end in (nor
+/// on how they were shared among workers): a new server past the bound takes the place of
+/// the largest key if it is smaller, and a key once left out is never smaller than the
+/// table's largest again.
+#[derive(Debug, Default)]
+struct ServerRtts {
+    by: BTreeMap<String, BTreeMap<(IpAddr, u16), Rtts>>,
+    len: usize,
+}
+
+impl ServerRtts {
+    fn record(&mut self, svc: &str, server: (IpAddr, u16), us: u32) {
+        if let Some(h) = self.by.get_mut(svc).and_then(|m| m.get_mut(&server)) {
+            h.record(us);
+        } else if self.admit(svc, server) {
+            let mut h = Rtts::default();
+            h.record(us);
+            self.by
+                .entry(svc.to_string())
+                .or_default()
+                .insert(server, h);
+            self.len += 1;
+        }
+    }
+
+    /// Fold in another table (a worker's, at the end).
+    fn merge(&mut self, other: ServerRtts) {
+        for (svc, servers) in other.by {
+            for (server, h) in servers {
+                if let Some(mine) = self.by.get_mut(&svc).and_then(|m| m.get_mut(&server)) {
+                    mine.add(h);
+                } else if self.admit(&svc, server) {
+                    self.by.entry(svc.clone()).or_default().insert(server, h);
+                    self.len += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether a server not in the table goes in, making room when the table is full.
+    fn admit(&mut self, svc: &str, server: (IpAddr, u16)) -> bool {
+        if self.len < MAX_SERVERS {
+            return true;
+        }
+        let Some(mut last) = self.by.last_entry() else {
+            return false;
+        };
+        let largest = last.get().last_key_value().map(|(k, _)| *k);
+        if largest.is_none_or(|k| (svc, server) > (last.key().as_str(), k)) {
+            return false;
+        }
+        last.get_mut().pop_last();
+        if last.get().is_empty() {
+            last.remove();
+        }
+        self.len -= 1;
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Samples in the table.
+    fn samples(&self) -> u64 {
+        self.by
+            .values()
+            .flat_map(|m| m.values())
+            .map(Rtts::len)
+            .sum()
+    }
+
+    /// Every (service, address, port) with its RTTs, busiest first.
+    fn busiest(&self) -> Vec<((&str, IpAddr, u16), &Rtts)> {
+        let mut v: Vec<_> = self
+            .by
+            .iter()
+            .flat_map(|(s, m)| {
+                m.iter()
+                    .map(move |(&(ip, port), h)| ((s.as_str(), ip, port), h))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        v
+    }
+}
 
 /// What the reader saw: every packet read is either decoded or undecodable for a reason.
 #[derive(Debug, Default, Clone)]
@@ -134,12 +224,6 @@ struct Totals {
     bytes: u64,
 }
 
-/// RTTs in microseconds, 2 significant digits, up to a minute: about 10 KB per histogram, so
-/// the per-server table stays near 10 MB however many servers a capture has.
-fn rtt_hist() -> Histogram<u32> {
-    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
-}
-
 /// Everything the summary reports, accumulated by the sink.
 pub struct Summary {
     pub read: ReadStats,
@@ -148,8 +232,9 @@ pub struct Summary {
     /// Protocol, then service (nested so that a flow's totals are found without building
     /// an owned key: the sink adds every flow here).
     by_service: BTreeMap<String, BTreeMap<String, Totals>>,
-    rtt_service: BTreeMap<String, Histogram<u32>>,
-    rtt_server: HashMap<(String, IpAddr, u16), Histogram<u32>>,
+    rtt_service: BTreeMap<String, Rtts>,
+    /// At most `MAX_SERVERS` entries of at most about 10 KB (see `rtt`).
+    rtt_server: ServerRtts,
     pub proc_ns: Histogram<u64>,
     pub worker_packets: u64,
     pub evictions: u64,
@@ -263,7 +348,7 @@ impl Summary {
             by_end: BTreeMap::new(),
             by_service: BTreeMap::new(),
             rtt_service: BTreeMap::new(),
-            rtt_server: HashMap::new(),
+            rtt_server: ServerRtts::default(),
             proc_ns: WorkerStats::new().proc_ns,
             worker_packets: 0,
             evictions: 0,
@@ -295,23 +380,16 @@ impl Summary {
         t.packets += f.packets;
         t.bytes += f.bytes;
         if f.rtt_us > 0 {
-            let v = u64::from(f.rtt_us);
+            let v = f.rtt_us;
             match self.rtt_service.get_mut(f.service.as_str()) {
-                Some(h) => h.saturating_record(v),
+                Some(h) => h.record(v),
                 None => self
                     .rtt_service
                     .entry(f.service.clone())
-                    .or_insert_with(rtt_hist)
-                    .saturating_record(v),
+                    .or_default()
+                    .record(v),
             }
-            let key = (f.service.clone(), f.server.0, f.server.1);
-            if let Some(h) = self.rtt_server.get_mut(&key) {
-                h.saturating_record(v);
-            } else if self.rtt_server.len() < MAX_SERVERS {
-                let mut h = rtt_hist();
-                h.saturating_record(v);
-                self.rtt_server.insert(key, h);
-            }
+            self.rtt_server.record(&f.service, f.server, v);
         }
     }
 
@@ -322,9 +400,13 @@ impl Summary {
             .flat_map(|(p, m)| m.iter().map(move |(s, t)| ((p, s), t)))
     }
 
-    /// Fold in the summary a worker kept of its own flows. Per-server RTT tables keep at most
-    /// `MAX_SERVERS` servers: beyond that, which servers keep a row of their own depends on
-    /// the order flows were counted in.
+    /// Handshakes whose server is not in the per-server table (past `MAX_SERVERS`).
+    fn rtt_left_out(&self) -> u64 {
+        let all: u64 = self.rtt_service.values().map(Rtts::len).sum();
+        all.saturating_sub(self.rtt_server.samples())
+    }
+
+    /// Fold in the summary a worker kept of its own flows.
     pub fn merge(&mut self, w: Summary) {
         self.flows += w.flows;
         for (k, v) in w.by_end {
@@ -341,23 +423,13 @@ impl Summary {
         }
         for (svc, h) in w.rtt_service {
             match self.rtt_service.get_mut(&svc) {
-                Some(mine) => {
-                    let _ = mine.add(&h);
-                }
+                Some(mine) => mine.add(h),
                 None => {
                     self.rtt_service.insert(svc, h);
                 }
             }
         }
-        let mut servers: Vec<_> = w.rtt_server.into_iter().collect();
-        servers.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, h) in servers {
-            if let Some(mine) = self.rtt_server.get_mut(&k) {
-                let _ = mine.add(&h);
-            } else if self.rtt_server.len() < MAX_SERVERS {
-                self.rtt_server.insert(k, h);
-            }
-        }
+        self.rtt_server.merge(w.rtt_server);
         self.interim_records += w.interim_records;
         self.live_verdicts += w.live_verdicts;
         self.alerts += w.alerts;
@@ -372,23 +444,24 @@ impl Summary {
 
     /// Machine-readable form (`--summary-json`).
     pub fn to_json(&self) -> Value {
+        let mut scratch = rtt::histogram();
         let services: Vec<Value> = self
             .services()
             .map(|((p, s), t)| {
                 let mut v = json!({"protocol": p, "service": s, "flows": t.flows, "packets": t.packets, "bytes": t.bytes});
                 if let Some(h) = self.rtt_service.get(s) {
-                    let (a, b, c) = quantiles(h, 1000.0);
+                    let (a, b, c) = h.quantiles(1000.0, &mut scratch);
                     v["rtt_ms"] = json!({"p50": a, "p90": b, "p99": c, "count": h.len()});
                 }
                 v
             })
             .collect();
-        let mut servers: Vec<_> = self.rtt_server.iter().collect();
-        servers.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-        let servers: Vec<Value> = servers
+        let servers: Vec<Value> = self
+            .rtt_server
+            .busiest()
             .iter()
             .map(|((s, ip, port), h)| {
-                let (a, b, c) = quantiles(h, 1000.0);
+                let (a, b, c) = h.quantiles(1000.0, &mut scratch);
                 json!({"service": s, "server": format!("{}", SocketFmt(*ip, *port)), "count": h.len(), "p50_ms": a, "p90_ms": b, "p99_ms": c})
             })
             .collect();
@@ -424,6 +497,7 @@ impl Summary {
             "start_notices_dropped": self.link.start_notices_dropped,
             "services": services,
             "rtt_by_server": servers,
+            "rtt_by_server_left_out": self.rtt_left_out(),
             "packet_processing_ns": {"p50": p50, "p90": p90, "p99": p99, "samples": self.proc_ns.len()},
         });
         if self.interim_records > 0 {
@@ -440,6 +514,7 @@ impl Summary {
 
     /// The human-readable summary.
     pub fn render(&self) -> String {
+        let mut scratch = rtt::histogram();
         let mut s = String::new();
         let r = &self.read;
         let _ = writeln!(s, "exwatch summary");
@@ -541,7 +616,7 @@ impl Summary {
         rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
         for ((p, svc), t) in rows {
             let rtt = self.rtt_service.get(svc).map_or(String::new(), |h| {
-                let (a, b, c) = quantiles(h, 1000.0);
+                let (a, b, c) = h.quantiles(1000.0, &mut scratch);
                 format!("{a:.2}/{b:.2}/{c:.2}")
             });
             let _ = writeln!(
@@ -553,14 +628,20 @@ impl Summary {
         if !self.rtt_server.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(s, "  handshake RTT by server (top 10 by handshakes seen)");
-            let mut servers: Vec<_> = self.rtt_server.iter().collect();
-            servers.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-            for ((svc, ip, port), h) in servers.into_iter().take(10) {
-                let (a, b, c) = quantiles(h, 1000.0);
+            let left_out = self.rtt_left_out();
+            if left_out > 0 {
+                let _ = writeln!(
+                    s,
+                    "    (kept for the first {MAX_SERVERS} servers by service, address and port; \
+                     {left_out} handshakes to the others are in their service's row only)"
+                );
+            }
+            for ((svc, ip, port), h) in self.rtt_server.busiest().into_iter().take(10) {
+                let (a, b, c) = h.quantiles(1000.0, &mut scratch);
                 let _ = writeln!(
                     s,
                     "    {:<46} {:<20} n={:<7} {a:.2}/{b:.2}/{c:.2} ms",
-                    SocketFmt(*ip, *port).to_string(),
+                    SocketFmt(ip, port).to_string(),
                     svc,
                     h.len()
                 );
@@ -586,6 +667,64 @@ impl std::fmt::Display for SocketFmt {
         match self.0 {
             IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
             IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `MAX_SERVERS`, the per-server table holds the same servers with the same samples
+    /// whatever order the flows end in and however they were shared among workers.
+    #[test]
+    fn the_server_table_does_not_depend_on_order_or_workers() {
+        // 3,000 servers of two services, a few handshakes each, in a scrambled order.
+        let mut samples: Vec<(&str, (IpAddr, u16), u32)> = (0..9_000u32)
+            .map(|i| {
+                let n = i.wrapping_mul(2_654_435_761) % 3_000;
+                let svc = if n % 3 == 0 { "https" } else { "activesync" };
+                (
+                    svc,
+                    (IpAddr::from([10, 0, (n >> 8) as u8, n as u8]), 443),
+                    100 + i,
+                )
+            })
+            .collect();
+        let render = |t: &ServerRtts| -> Vec<String> {
+            let mut scratch = rtt::histogram();
+            t.busiest()
+                .into_iter()
+                .map(|(k, h)| format!("{k:?} {} {:?}", h.len(), h.quantiles(1.0, &mut scratch)))
+                .collect()
+        };
+        let mut one = ServerRtts::default();
+        for &(s, srv, v) in &samples {
+            one.record(s, srv, v);
+        }
+        let want = render(&one);
+        assert_eq!(want.len(), MAX_SERVERS);
+        // Every kept server has all of its samples, and they are the smallest keys.
+        let mut keys: Vec<_> = samples.iter().map(|&(s, srv, _)| (s, srv)).collect();
+        keys.sort();
+        keys.dedup();
+        let kept: std::collections::BTreeSet<_> = keys[..MAX_SERVERS].iter().copied().collect();
+        let in_kept = samples
+            .iter()
+            .filter(|(s, srv, _)| kept.contains(&(*s, *srv)))
+            .count();
+        assert_eq!(one.samples(), in_kept as u64);
+        samples.reverse();
+        for workers in [1usize, 2, 3] {
+            let mut parts: Vec<ServerRtts> = (0..workers).map(|_| ServerRtts::default()).collect();
+            for (i, &(s, srv, v)) in samples.iter().enumerate() {
+                parts[(i * 7) % workers].record(s, srv, v);
+            }
+            let mut all = ServerRtts::default();
+            for p in parts {
+                all.merge(p);
+            }
+            assert_eq!(render(&all), want, "{workers} workers");
         }
     }
 }
