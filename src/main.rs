@@ -14,7 +14,7 @@ fn main() {
 /// Transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says otherwise.
 /// mimalloc asks for them on its arenas, and each first touch of a region then faults in and
 /// clears 2 MiB however little of it is used: on the benchmark capture that was twice the
-/// peak RSS (68.5 against 32.5 MiB with 2 workers) for no CPU time saved, and a flow table
+/// peak RSS (66.8 against 35.4 MiB with 2 workers) for no CPU time saved, and a flow table
 /// that grows and shrinks paid the clearing again and again (benches/README.md).
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -17,6 +17,18 @@ pub fn histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
+/// p50, p90 and p99 of `h`, divided by `scale`.
+pub fn quantiles<T: hdrhistogram::Counter>(h: &Histogram<T>, scale: f64) -> (f64, f64, f64) {
+    let q = |p: f64| h.value_at_quantile(p) as f64 / scale;
+    (q(0.5), q(0.9), q(0.99))
+}
+
+fn record_all(h: &mut Histogram<u32>, samples: &[u32]) {
+    for &s in samples {
+        h.saturating_record(u64::from(s));
+    }
+}
+
 /// One distribution of RTTs in microseconds.
 #[derive(Debug, Clone)]
 pub enum Rtts {
@@ -36,9 +48,7 @@ impl Rtts {
             Rtts::Few(v) if v.len() < FEW => v.push(us),
             Rtts::Few(v) => {
                 let mut h = histogram();
-                for &s in v.iter() {
-                    h.saturating_record(u64::from(s));
-                }
+                record_all(&mut h, v);
                 h.saturating_record(u64::from(us));
                 *self = Rtts::Many(Box::new(h));
             }
@@ -60,9 +70,7 @@ impl Rtts {
                 }
                 Rtts::Few(v) => {
                     let mut h = h;
-                    for &s in v.iter() {
-                        h.saturating_record(u64::from(s));
-                    }
+                    record_all(&mut h, v);
                     *self = Rtts::Many(h);
                 }
             },
@@ -88,14 +96,11 @@ impl Rtts {
             Rtts::Many(h) => &**h,
             Rtts::Few(v) => {
                 scratch.reset();
-                for &s in v {
-                    scratch.saturating_record(u64::from(s));
-                }
+                record_all(scratch, v);
                 &*scratch
             }
         };
-        let q = |p: f64| h.value_at_quantile(p) as f64 / scale;
-        (q(0.5), q(0.9), q(0.99))
+        quantiles(h, scale)
     }
 }
 

@@ -27,16 +27,8 @@ struct ServerRtts {
 
 impl ServerRtts {
     fn record(&mut self, svc: &str, server: (IpAddr, u16), us: u32) {
-        if let Some(h) = self.by.get_mut(svc).and_then(|m| m.get_mut(&server)) {
+        if let Some(h) = self.slot(svc, server) {
             h.record(us);
-        } else if self.admit(svc, server) {
-            let mut h = Rtts::default();
-            h.record(us);
-            self.by
-                .entry(svc.to_string())
-                .or_default()
-                .insert(server, h);
-            self.len += 1;
         }
     }
 
@@ -44,14 +36,26 @@ impl ServerRtts {
     fn merge(&mut self, other: ServerRtts) {
         for (svc, servers) in other.by {
             for (server, h) in servers {
-                if let Some(mine) = self.by.get_mut(&svc).and_then(|m| m.get_mut(&server)) {
+                if let Some(mine) = self.slot(&svc, server) {
                     mine.add(h);
-                } else if self.admit(&svc, server) {
-                    self.by.entry(svc.clone()).or_default().insert(server, h);
-                    self.len += 1;
                 }
             }
         }
+    }
+
+    /// The server's entry, made (empty) if `admit` lets it in; `None` if it stays out.
+    fn slot(&mut self, svc: &str, server: (IpAddr, u16)) -> Option<&mut Rtts> {
+        let known = self.by.get(svc).is_some_and(|m| m.contains_key(&server));
+        if !known {
+            if !self.admit(svc, server) {
+                return None;
+            }
+            self.len += 1;
+        }
+        if !self.by.contains_key(svc) {
+            self.by.insert(svc.to_string(), BTreeMap::new());
+        }
+        Some(self.by.get_mut(svc)?.entry(server).or_default())
     }
 
     /// Whether a server not in the table goes in, making room when the table is full.
@@ -332,14 +336,6 @@ impl Default for Summary {
     }
 }
 
-fn quantiles<T: hdrhistogram::Counter>(h: &Histogram<T>, scale: f64) -> (f64, f64, f64) {
-    (
-        h.value_at_quantile(0.5) as f64 / scale,
-        h.value_at_quantile(0.9) as f64 / scale,
-        h.value_at_quantile(0.99) as f64 / scale,
-    )
-}
-
 impl Summary {
     pub fn new() -> Self {
         Summary {
@@ -465,7 +461,7 @@ impl Summary {
                 json!({"service": s, "server": format!("{}", SocketFmt(*ip, *port)), "count": h.len(), "p50_ms": a, "p90_ms": b, "p99_ms": c})
             })
             .collect();
-        let (p50, p90, p99) = quantiles(&self.proc_ns, 1.0);
+        let (p50, p90, p99) = rtt::quantiles(&self.proc_ns, 1.0);
         let mut v = json!({
             "packets_read": self.read.packets_read,
             "packets_decoded": self.read.decoded,
@@ -648,7 +644,7 @@ impl Summary {
             }
         }
         if !self.proc_ns.is_empty() {
-            let (a, b, c) = quantiles(&self.proc_ns, 1.0);
+            let (a, b, c) = rtt::quantiles(&self.proc_ns, 1.0);
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
